@@ -1,0 +1,11 @@
+"""labkit: the simulation kit behind the Scaling Patterns & Anti-patterns course.
+
+Notebooks `import labkit as lk` and call `lk.X`. Everything runs on a virtual clock
+with a seeded RNG, so the same seed gives the same numbers.
+"""
+from labkit.clock import Sim
+from labkit.trace import Event, Trace, latency_summary, percentile, rate_per_s, time_series, fraction
+from labkit.service import ErrorBurst, LatencySpike, Outage, Response, Service
+from labkit.resilience import CLOSED, HALF_OPEN, OPEN, CallsRun, CircuitBreaker, drive_traffic, simulate_calls
+
+__version__ = "0.1.0"

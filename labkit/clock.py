@@ -1,0 +1,92 @@
+"""The virtual clock and event queue every labkit simulation runs on (lesson 00)."""
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import random
+
+from labkit.trace import Trace
+
+
+class Sim:
+    """A simulation: a virtual clock, an event queue, one seeded RNG and a trace (lesson 00).
+
+    Time is a float in seconds and only moves forward. Nothing here reads the wall
+    clock or sleeps: `run(until=10)` finishes as fast as the callbacks do.
+    """
+
+    def __init__(self, seed: int = 0):
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ValueError(f"seed must be an int, got {seed!r}")
+        self.seed = seed
+        self.now = 0.0
+        self.rng = random.Random(seed)
+        self.trace = Trace()
+        # Heap entries are (time, priority, serial, callback, args). The serial breaks
+        # ties in scheduling order, so two runs with one seed pop events identically.
+        self._queue: list = []
+        self._serial = itertools.count()
+
+    def at(self, time_s: float, callback, *args, priority: int = 0) -> None:
+        """Call `callback(*args)` when the clock reaches `time_s`."""
+        if not math.isfinite(time_s):
+            raise ValueError(f"time_s must be a finite number of seconds, got {time_s!r}")
+        if time_s < self.now:
+            raise ValueError(
+                f"time_s must be >= now ({self.now:g} s): time never goes backwards, got {time_s:g}"
+            )
+        heapq.heappush(self._queue, (time_s, priority, next(self._serial), callback, args))
+
+    def after(self, delay_s: float, callback, *args, priority: int = 0) -> None:
+        """Call `callback(*args)` `delay_s` seconds from now."""
+        if not delay_s >= 0:
+            raise ValueError(f"delay_s must be >= 0, got {delay_s!r}")
+        self.at(self.now + delay_s, callback, *args, priority=priority)
+
+    def step(self) -> bool:
+        """Run the next event; return False when the queue is empty."""
+        if not self._queue:
+            return False
+        time_s, _, _, callback, args = heapq.heappop(self._queue)
+        self.now = time_s
+        callback(*args)
+        return True
+
+    def run(self, until: float | None = None, max_events: int = 10_000_000) -> "Sim":
+        """Run events up to and including time `until` (or until idle); the clock ends at `until`."""
+        if until is not None and until < self.now:
+            raise ValueError(f"until must be >= now ({self.now:g} s), got {until:g}")
+        queue, pop = self._queue, heapq.heappop
+        for _ in range(max_events):
+            if not queue or (until is not None and queue[0][0] > until):
+                break
+            time_s, _, _, callback, args = pop(queue)
+            self.now = time_s
+            callback(*args)
+        else:
+            raise RuntimeError(
+                f"simulation ran {max_events:,} events without finishing: "
+                "is something rescheduling itself forever?"
+            )
+        if until is not None:
+            self.now = until
+        return self
+
+    def advance(self, delay_s: float) -> "Sim":
+        """Move the clock forward by `delay_s`, running whatever falls due."""
+        if not delay_s >= 0:
+            raise ValueError(f"delay_s must be >= 0, got {delay_s!r}")
+        return self.run(until=self.now + delay_s)
+
+    @property
+    def pending(self) -> int:
+        """How many events are waiting in the queue."""
+        return len(self._queue)
+
+    def record(self, component: str, event: str, **fields) -> None:
+        """Append an event to the trace, stamped with the current time."""
+        self.trace.append(self.now, component, event, fields)
+
+    def __repr__(self) -> str:
+        return f"Sim(seed={self.seed}, now={self.now:g}, pending={self.pending})"

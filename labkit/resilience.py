@@ -1,0 +1,256 @@
+"""Callers, retries and circuit breakers in front of a `Service` (lesson 03)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from labkit import validate
+from labkit.clock import Sim
+from labkit.service import Outage, Service
+from labkit.trace import fraction, latency_summary, rate_per_s, time_series
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+STATES = (CLOSED, OPEN, HALF_OPEN)
+
+
+class CircuitBreaker:
+    """labkit's reference circuit breaker, in resilience4j's vocabulary (lesson 03).
+
+    closed: calls flow; `failure_threshold` consecutive failures open it (or, when
+    `failure_rate_threshold` is set, a failure rate >= that share over the last
+    `window_size` calls, once `minimum_calls` have been seen).
+    open: calls are rejected at once. The first call after `recovery_timeout_s` moves it
+    to half_open; nothing happens without a call (lazy, as resilience4j and Polly do).
+    half_open: at most `half_open_max_calls` trial calls in flight; `success_threshold`
+    successes close it; any failed trial re-opens it and restarts the timeout.
+    """
+
+    def __init__(self, clock, *, failure_threshold: int = 5, recovery_timeout_s: float = 10.0,
+                 success_threshold: int = 1, half_open_max_calls: int = 1,
+                 failure_rate_threshold: float | None = None, window_size: int = 20,
+                 minimum_calls: int = 10):
+        if not hasattr(clock, "now"):
+            raise ValueError(f"clock must have a .now attribute (a labkit Sim), got {clock!r}")
+        self.clock = clock
+        self.failure_threshold = validate.number("failure_threshold", failure_threshold, lo=1, integer=True)
+        self.recovery_timeout_s = validate.number("recovery_timeout_s", recovery_timeout_s, lo=0, lo_open=True)
+        self.success_threshold = validate.number("success_threshold", success_threshold, lo=1, integer=True)
+        self.half_open_max_calls = validate.number("half_open_max_calls", half_open_max_calls, lo=1, integer=True)
+        if failure_rate_threshold is not None:
+            validate.number("failure_rate_threshold", failure_rate_threshold, lo=0, hi=1, lo_open=True)
+        self.failure_rate_threshold = failure_rate_threshold
+        self.window_size = validate.number("window_size", window_size, lo=1, integer=True)
+        self.minimum_calls = validate.number("minimum_calls", minimum_calls, lo=1, hi=window_size, integer=True)
+        self.state = CLOSED
+        self._failures = 0            # consecutive failures while closed
+        self._window: list[bool] = []  # recent outcomes (True = failure), rate mode only
+        self._opened_at = 0.0
+        self._trials_in_flight = 0
+        self._trial_successes = 0
+
+    def allow_request(self) -> bool:
+        """Ask before each call: True means go ahead, False means fail fast (use a fallback)."""
+        if self.state == OPEN:
+            if self.clock.now - self._opened_at < self.recovery_timeout_s:
+                return False
+            self.state, self._trials_in_flight, self._trial_successes = HALF_OPEN, 0, 0
+        if self.state == HALF_OPEN:
+            if self._trials_in_flight >= self.half_open_max_calls:
+                return False
+            self._trials_in_flight += 1
+        return True
+
+    def on_success(self) -> None:
+        """Report that an admitted call succeeded."""
+        if self.state == CLOSED:
+            self._failures = 0
+            self._remember(False)
+        elif self.state == HALF_OPEN:
+            self._trials_in_flight = max(0, self._trials_in_flight - 1)
+            self._trial_successes += 1
+            if self._trial_successes >= self.success_threshold:
+                self.state, self._failures, self._window = CLOSED, 0, []
+        # A late success from before the breaker opened changes nothing.
+
+    def on_failure(self) -> None:
+        """Report that an admitted call failed (an error or a timeout)."""
+        if self.state == CLOSED:
+            self._failures += 1
+            self._remember(True)
+            if self._should_open():
+                self._open()
+        elif self.state == HALF_OPEN:
+            self._open()
+
+    def _remember(self, failed: bool) -> None:
+        if self.failure_rate_threshold is not None:
+            self._window.append(failed)
+            if len(self._window) > self.window_size:
+                del self._window[0]
+
+    def _should_open(self) -> bool:
+        if self.failure_rate_threshold is None:
+            return self._failures >= self.failure_threshold
+        calls = len(self._window)
+        # resilience4j: below minimum_calls no rate is computed; at the threshold it opens (>=).
+        return calls >= self.minimum_calls and sum(self._window) / calls >= self.failure_rate_threshold
+
+    def _open(self) -> None:
+        self.state, self._opened_at = OPEN, self.clock.now
+
+    def __repr__(self) -> str:
+        return f"CircuitBreaker(state={self.state!r}, failure_threshold={self.failure_threshold})"
+
+
+@dataclass
+class CallsRun:
+    """The result of `simulate_calls`: the simulation, its settings, and summaries read from the trace."""
+
+    sim: Sim
+    duration_s: float
+    outage: tuple[float, float] | None
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def trace(self):
+        return self.sim.trace
+
+    def requests(self):
+        return self.trace.select("client", "request")
+
+    def series(self, bin_s: float = 1.0) -> dict:
+        """Per-bin time series: success rate, service load, p99 latency, breaker state."""
+        reqs = self.requests()
+        t, success = time_series(reqs, 0, self.duration_s, bin_s, fraction(lambda e: e.fields["outcome"] == "ok"))
+        _, load = rate_per_s(self.trace.select("backend", "call"), 0, self.duration_s, bin_s)
+        _, p99 = time_series(reqs, 0, self.duration_s, bin_s,
+                             lambda g: latency_summary(e.fields["latency_s"] for e in g)["p99_ms"] if g else math.nan)
+        return {"time_s": t, "success_rate": success, "service_load_rps": load, "p99_ms": p99}
+
+    def state_intervals(self) -> list[tuple[float, float, str]]:
+        """The breaker's states as (start_s, end_s, state) intervals; empty without a breaker."""
+        changes = self.trace.select("breaker", "state")
+        if not changes:
+            return []
+        out, state, since = [], CLOSED, 0.0
+        for e in changes:
+            if e.fields["state"] != state:
+                if e.time_s > since:
+                    out.append((since, e.time_s, state))
+                state, since = e.fields["state"], e.time_s
+        out.append((since, self.duration_s, state))
+        return out
+
+    def recovery_s(self, slo: float = 0.95, bin_s: float = 1.0) -> float:
+        """Seconds after the outage ends until every later bin's success rate is >= slo (inf if never)."""
+        if self.outage is None:
+            return 0.0
+        s = self.series(bin_s)
+        end = self.outage[1]
+        last_bad = None
+        for t, rate in zip(s["time_s"], s["success_rate"]):
+            if t >= end - bin_s and not (rate >= slo or math.isnan(rate)):
+                last_bad = t
+        if last_bad is None:
+            return 0.0
+        if last_bad + bin_s >= self.duration_s:
+            return math.inf
+        return max(0.0, last_bad + bin_s - end)
+
+    def summary(self) -> dict:
+        """The headline numbers a learner compares between runs."""
+        reqs = self.requests()
+        n = len(reqs) or 1
+        outcomes = [e.fields["outcome"] for e in reqs]
+        calls = self.trace.select("backend", "call")
+        in_outage = [e for e in calls if self.outage and self.outage[0] <= e.time_s < self.outage[1]]
+        lat = latency_summary(e.fields["latency_s"] for e in reqs)
+        return {
+            "requests": len(reqs),
+            "success_rate": outcomes.count("ok") / n,
+            "fallback_rate": outcomes.count("fallback") / n,
+            "failed_rate": outcomes.count("failed") / n,
+            "service_calls": len(calls),
+            "calls_during_outage": len(in_outage),
+            "p99_ms": lat["p99_ms"],
+            "recovery_s": self.recovery_s(),
+        }
+
+
+def simulate_calls(*, seed: int = 1, duration_s: float = 90.0, rate_rps: float = 50.0,
+                   outage_start_s: float = 20.0, outage_s: float = 30.0, timeout_s: float = 1.0,
+                   retries: int = 0, breaker=None, latency_s: float = 0.05,
+                   max_concurrency: int = 20, faults=None) -> CallsRun:
+    """Callers at `rate_rps` hit a service that dies for `outage_s`; returns the run (lesson 03).
+
+    `breaker` is a factory called with the simulation's clock (for example
+    `lambda clock: lk.CircuitBreaker(clock, failure_threshold=5)`), or None for no breaker.
+    Failed calls are retried at once up to `retries` times, as naive clients do.
+    """
+    validate.number("duration_s", duration_s, lo=1, hi=3600)
+    validate.number("rate_rps", rate_rps, lo=0, hi=5000, lo_open=True)
+    validate.number("outage_s", outage_s, lo=0, hi=duration_s)
+    validate.number("outage_start_s", outage_start_s, lo=0, hi=duration_s)
+    validate.number("timeout_s", timeout_s, lo=0, lo_open=True)
+    validate.number("retries", retries, lo=0, hi=10, integer=True)
+    sim = Sim(seed)
+    outage = (outage_start_s, min(outage_start_s + outage_s, duration_s)) if outage_s > 0 else None
+    if faults is None:
+        faults = [Outage(outage[0], outage[1], hang_s=max(timeout_s, 1.0))] if outage else []
+    service = Service(sim, "backend", latency_s=latency_s, max_concurrency=max_concurrency, faults=faults)
+    cb = breaker(sim) if breaker is not None else None
+    drive_traffic(sim, service, rate_rps=rate_rps, until_s=duration_s, timeout_s=timeout_s,
+                  retries=retries, breaker=cb)
+    sim.run(until=duration_s + timeout_s * (retries + 1) + 1)
+    settings = dict(seed=seed, rate_rps=rate_rps, retries=retries, timeout_s=timeout_s)
+    return CallsRun(sim, duration_s, outage, settings)
+
+
+def drive_traffic(sim: Sim, service: Service, *, rate_rps: float, until_s: float,
+                  timeout_s: float = 1.0, retries: int = 0, breaker=None) -> None:
+    """Schedule Poisson arrivals of requests that call `service`, through `breaker` if given (lesson 03).
+
+    Each request is recorded once, when it finishes, as ("client", "request") with its
+    outcome ("ok", "fallback" when the breaker refused, "failed"), latency and attempts.
+    The breaker's state is recorded as ("breaker", "state") whenever it changes.
+    """
+    rng = sim.rng
+    last_state = [getattr(breaker, "state", None)]
+
+    def note_state():
+        state = breaker.state
+        if state != last_state[0]:
+            last_state[0] = state
+            sim.record("breaker", "state", state=state)
+
+    def finish(started, outcome, attempts):
+        sim.record("client", "request", outcome=outcome, latency_s=sim.now - started, attempts=attempts)
+
+    def attempt(started, attempts):
+        if breaker is not None:
+            allowed = breaker.allow_request()
+            note_state()
+            if not allowed:
+                finish(started, "fallback", attempts)
+                return
+        response = service.call(timeout_s)
+        sim.after(response.latency_s, settle, started, attempts + 1, response.ok)
+
+    def settle(started, attempts, ok):
+        if breaker is not None:
+            breaker.on_success() if ok else breaker.on_failure()
+            note_state()
+        if ok:
+            finish(started, "ok", attempts)
+        elif attempts <= retries:
+            attempt(started, attempts)
+        else:
+            finish(started, "failed", attempts)
+
+    def arrive():
+        attempt(sim.now, 0)
+        nxt = sim.now + rng.expovariate(rate_rps)
+        if nxt < until_s:
+            sim.at(nxt, arrive)
+
+    sim.at(rng.expovariate(rate_rps), arrive)

@@ -1,0 +1,132 @@
+"""A downstream service mock with latency, errors, limited concurrency and scheduled faults (lesson 03)."""
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from labkit import validate
+from labkit.clock import Sim
+
+
+@dataclass(frozen=True)
+class _Window:
+    start_s: float
+    end_s: float
+
+    def __post_init__(self):
+        validate.number("start_s", self.start_s, lo=0)
+        validate.number("end_s", self.end_s, lo=self.start_s, lo_open=True)
+
+    def active(self, time_s: float) -> bool:
+        """True while `time_s` is inside [start_s, end_s)."""
+        return self.start_s <= time_s < self.end_s
+
+
+@dataclass(frozen=True)
+class Outage(_Window):
+    """The service is dead from start_s to end_s: each call holds a worker for `hang_s`, then fails (lesson 03).
+
+    The default models the worst kind of dead: it accepts the connection and never
+    answers, so the caller's timeout decides how long each failure takes.
+    """
+
+    hang_s: float = 1.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        validate.number("hang_s", self.hang_s, lo=0)
+
+
+@dataclass(frozen=True)
+class ErrorBurst(_Window):
+    """From start_s to end_s each call fails with probability `error_rate` (lesson 03)."""
+
+    error_rate: float = 0.5
+
+    def __post_init__(self):
+        super().__post_init__()
+        validate.number("error_rate", self.error_rate, lo=0, hi=1)
+
+
+@dataclass(frozen=True)
+class LatencySpike(_Window):
+    """From start_s to end_s every call takes `factor` times longer (lesson 03)."""
+
+    factor: float = 10.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        validate.number("factor", self.factor, lo=0, lo_open=True)
+
+
+class Response(NamedTuple):
+    """What a caller sees: success, how long it waited, and the error if any."""
+
+    ok: bool
+    latency_s: float
+    error: str | None = None
+
+
+class Service:
+    """A downstream dependency that every resilience lesson calls (lesson 03).
+
+    Each call waits for one of `max_concurrency` workers (first come, first served),
+    then takes a lognormal time with median `latency_s`. A caller that gives up at
+    its timeout does not free the worker: the service finishes the wasted work, which
+    is how retry storms keep a recovered service drowning.
+    """
+
+    def __init__(self, sim: Sim, name: str = "backend", *, latency_s: float = 0.05,
+                 latency_sigma: float = 0.5, error_rate: float = 0.0,
+                 max_concurrency: int = 20, faults=()):
+        if not isinstance(sim, Sim):
+            raise ValueError(f"sim must be a labkit Sim, got {sim!r}")
+        self.sim = sim
+        self.name = name
+        self.latency_s = validate.number("latency_s", latency_s, lo=0, lo_open=True)
+        self.latency_sigma = validate.number("latency_sigma", latency_sigma, lo=0, hi=3)
+        self.error_rate = validate.number("error_rate", error_rate, lo=0, hi=1)
+        self.max_concurrency = validate.number("max_concurrency", max_concurrency, lo=1, integer=True)
+        self.faults = tuple(faults)
+        for fault in self.faults:
+            if not isinstance(fault, (Outage, ErrorBurst, LatencySpike)):
+                raise ValueError(f"faults must hold Outage, ErrorBurst or LatencySpike, got {fault!r}")
+        self._mu = math.log(latency_s)
+        self._free_at = [0.0] * max_concurrency  # a heap: when each worker is next free
+
+    def call(self, timeout_s: float | None = None) -> Response:
+        """Send one request now; returns what the caller will see and after how long."""
+        sim, rng = self.sim, self.sim.rng
+        now = sim.now
+        start = max(now, self._free_at[0])
+        ok, error = True, None
+        service_s = rng.lognormvariate(self._mu, self.latency_sigma) if self.latency_sigma else self.latency_s
+        if self.error_rate and rng.random() < self.error_rate:
+            ok, error = False, "error"
+        for fault in self.faults:
+            if not fault.active(start):
+                continue
+            if isinstance(fault, Outage):
+                ok, error, service_s = False, "outage", fault.hang_s
+                break
+            if isinstance(fault, ErrorBurst) and rng.random() < fault.error_rate:
+                ok, error = False, "error"
+            elif isinstance(fault, LatencySpike):
+                service_s *= fault.factor
+        end = start + service_s
+        heapq.heapreplace(self._free_at, end)
+        sim.record(self.name, "call", ok=ok, queued_s=start - now, service_s=service_s)
+        latency = end - now
+        if timeout_s is not None and latency > timeout_s:
+            return Response(False, timeout_s, "timeout")
+        return Response(ok, latency, error)
+
+    def busy_workers(self) -> int:
+        """How many workers are busy right now (queued work included up to the pool size)."""
+        return sum(1 for t in self._free_at if t > self.sim.now)
+
+    def __repr__(self) -> str:
+        return (f"Service({self.name!r}, latency_s={self.latency_s:g}, "
+                f"max_concurrency={self.max_concurrency}, faults={len(self.faults)})")
