@@ -6,6 +6,10 @@ with a seeded RNG, so the same seed gives the same numbers.
 from labkit.clock import Sim
 from labkit.trace import Event, Trace, latency_summary, percentile, rate_per_s, time_series, fraction
 from labkit.service import ErrorBurst, LatencySpike, Outage, Response, Service
-from labkit.resilience import CLOSED, HALF_OPEN, OPEN, CallsRun, CircuitBreaker, drive_traffic, simulate_calls
+from labkit.resilience import (CLOSED, HALF_OPEN, OPEN, CallsRun, CircuitBreaker, breaker_playground, drive_traffic,
+                               show_calls, simulate_calls, summarize_calls)
 
 __version__ = "0.1.0"
+from labkit.checking import Fail, Report, Result, check
+from labkit.plots import PALETTE, Chart, plot_calls, plot_latency
+from labkit.widgets import Play, Table, hints, play

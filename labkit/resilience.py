@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from labkit import validate
 from labkit.clock import Sim
 from labkit.service import Outage, Service
-from labkit.trace import fraction, latency_summary, rate_per_s, time_series
+from labkit.trace import fraction, latency_summary, percentile, rate_per_s, time_series
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 STATES = (CLOSED, OPEN, HALF_OPEN)
@@ -110,22 +110,47 @@ class CallsRun:
     duration_s: float
     outage: tuple[float, float] | None
     settings: dict = field(default_factory=dict)
+    _memo: dict = field(default_factory=dict, repr=False)
+
+    def _once(self, key, compute):
+        # A run is immutable once simulated, so derived series are computed once and reused
+        # by the table, the title and the plot.
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     @property
     def trace(self):
         return self.sim.trace
 
     def requests(self):
-        return self.trace.select("client", "request")
+        return self._once("requests", lambda: self.trace.select("client", "request"))
 
     def series(self, bin_s: float = 1.0) -> dict:
-        """Per-bin time series: success rate, service load, p99 latency, breaker state."""
+        """Per-bin time series: success rate, service load and p99 latency."""
+        return self._once(("series", bin_s), lambda: self._series(bin_s))
+
+    def _series(self, bin_s):
         reqs = self.requests()
         t, success = time_series(reqs, 0, self.duration_s, bin_s, fraction(lambda e: e.fields["outcome"] == "ok"))
         _, load = rate_per_s(self.trace.select("backend", "call"), 0, self.duration_s, bin_s)
         _, p99 = time_series(reqs, 0, self.duration_s, bin_s,
                              lambda g: latency_summary(e.fields["latency_s"] for e in g)["p99_ms"] if g else math.nan)
         return {"time_s": t, "success_rate": success, "service_load_rps": load, "p99_ms": p99}
+
+    def latency_series(self, bin_s: float = 1.0) -> dict:
+        """Per-bin p50/p95/p99 latency of callers' requests, in ms."""
+        return self._once(("latency", bin_s), lambda: self._latency_series(bin_s))
+
+    def _latency_series(self, bin_s):
+        reqs = self.requests()
+        out = {}
+        for q in (50, 95, 99):
+            t, out[f"p{q}_ms"] = time_series(
+                reqs, 0, self.duration_s, bin_s,
+                lambda g, q=q: percentile([e.fields["latency_s"] for e in g], q) * 1000 if g else math.nan)
+        out["time_s"] = t
+        return out
 
     def state_intervals(self) -> list[tuple[float, float, str]]:
         """The breaker's states as (start_s, end_s, state) intervals; empty without a breaker."""
@@ -141,24 +166,25 @@ class CallsRun:
         out.append((since, self.duration_s, state))
         return out
 
-    def recovery_s(self, slo: float = 0.95, bin_s: float = 1.0) -> float:
-        """Seconds after the outage ends until every later bin's success rate is >= slo (inf if never)."""
+    def recovery_s(self, bin_s: float = 1.0) -> float:
+        """Seconds from the end of the outage to the first bin whose success rate is back to
+        90 % of the pre-outage rate (inf if it never gets there)."""
         if self.outage is None:
             return 0.0
         s = self.series(bin_s)
+        before = [r for t, r in zip(s["time_s"], s["success_rate"]) if t + bin_s <= self.outage[0] and r == r]
+        target = 0.9 * (sum(before) / len(before) if before else 1.0)
         end = self.outage[1]
-        last_bad = None
         for t, rate in zip(s["time_s"], s["success_rate"]):
-            if t >= end - bin_s and not (rate >= slo or math.isnan(rate)):
-                last_bad = t
-        if last_bad is None:
-            return 0.0
-        if last_bad + bin_s >= self.duration_s:
-            return math.inf
-        return max(0.0, last_bad + bin_s - end)
+            if t >= end and rate >= target:
+                return t - end
+        return math.inf
 
     def summary(self) -> dict:
         """The headline numbers a learner compares between runs."""
+        return dict(self._once("summary", self._summary))
+
+    def _summary(self) -> dict:
         reqs = self.requests()
         n = len(reqs) or 1
         outcomes = [e.fields["outcome"] for e in reqs]
@@ -177,10 +203,61 @@ class CallsRun:
         }
 
 
+def summarize_calls(runs: dict):
+    """A table comparing `simulate_calls` runs side by side, one column per label (lesson 03)."""
+    from labkit.widgets import Table
+
+    sums = {label: run.summary() for label, run in runs.items()}
+    pct = lambda v: f"{100 * v:.1f} %"  # noqa: E731
+    secs = lambda v: "not yet" if math.isinf(v) else f"{v:.0f} s"  # noqa: E731
+    rows = {
+        "callers' success": [pct(s["success_rate"]) for s in sums.values()],
+        "fallbacks (refused fast)": [pct(s["fallback_rate"]) for s in sums.values()],
+        "failed after waiting": [pct(s["failed_rate"]) for s in sums.values()],
+        "calls that reached the service": [s["service_calls"] for s in sums.values()],
+        "... of them during the outage": [s["calls_during_outage"] for s in sums.values()],
+        "callers' p99 latency": [f"{s['p99_ms']:,.0f} ms" for s in sums.values()],
+        "recovered after the outage in": [secs(s["recovery_s"]) for s in sums.values()],
+    }
+    return Table(rows, columns=list(runs))
+
+
+_baseline_cache: dict = {}
+
+
+def breaker_playground(*, rate_rps: float = 50.0, outage_s: float = 30.0, retries: int = 3,
+                       failure_threshold: int = 5, recovery_timeout_s: float = 5.0,
+                       success_threshold: int = 1, half_open_max_calls: int = 1, seed: int = 1) -> dict:
+    """The same outage without and with labkit's breaker, for the Play widget (lesson 03).
+
+    The run without a breaker depends only on the traffic, so it is cached: moving a
+    breaker knob re-simulates one run, not two.
+    """
+    key = (rate_rps, outage_s, retries, seed)
+    if key not in _baseline_cache:
+        if len(_baseline_cache) > 64:
+            _baseline_cache.clear()
+        _baseline_cache[key] = simulate_calls(seed=seed, rate_rps=rate_rps, outage_s=outage_s, retries=retries)
+
+    def breaker(clock):
+        return CircuitBreaker(clock, failure_threshold=failure_threshold, recovery_timeout_s=recovery_timeout_s,
+                              success_threshold=success_threshold, half_open_max_calls=half_open_max_calls)
+
+    with_breaker = simulate_calls(seed=seed, rate_rps=rate_rps, outage_s=outage_s, retries=retries, breaker=breaker)
+    return {"without breaker": _baseline_cache[key], "with breaker": with_breaker}
+
+
+def show_calls(runs: dict):
+    """(table, chart) for a dict of labelled runs: what the Play widget displays (lesson 03)."""
+    from labkit.plots import plot_calls
+
+    return summarize_calls(runs), plot_calls(list(runs.values()), list(runs))
+
+
 def simulate_calls(*, seed: int = 1, duration_s: float = 90.0, rate_rps: float = 50.0,
                    outage_start_s: float = 20.0, outage_s: float = 30.0, timeout_s: float = 1.0,
                    retries: int = 0, breaker=None, latency_s: float = 0.05,
-                   max_concurrency: int = 20, faults=None) -> CallsRun:
+                   error_rate: float = 0.0, max_concurrency: int = 20, faults=None) -> CallsRun:
     """Callers at `rate_rps` hit a service that dies for `outage_s`; returns the run (lesson 03).
 
     `breaker` is a factory called with the simulation's clock (for example
@@ -197,7 +274,8 @@ def simulate_calls(*, seed: int = 1, duration_s: float = 90.0, rate_rps: float =
     outage = (outage_start_s, min(outage_start_s + outage_s, duration_s)) if outage_s > 0 else None
     if faults is None:
         faults = [Outage(outage[0], outage[1], hang_s=max(timeout_s, 1.0))] if outage else []
-    service = Service(sim, "backend", latency_s=latency_s, max_concurrency=max_concurrency, faults=faults)
+    service = Service(sim, "backend", latency_s=latency_s, error_rate=error_rate,
+                      max_concurrency=max_concurrency, faults=faults)
     cb = breaker(sim) if breaker is not None else None
     drive_traffic(sim, service, rate_rps=rate_rps, until_s=duration_s, timeout_s=timeout_s,
                   retries=retries, breaker=cb)

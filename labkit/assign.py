@@ -1,0 +1,118 @@
+"""Generate learner notebooks from solution notebooks, so solutions/ is the one source (course tooling).
+
+`make assign` runs `labkit assign solutions lessons`. The markers are Otter's and nbgrader's:
+code between `# BEGIN SOLUTION` and `# END SOLUTION` becomes one `...`; a line ending in
+`# SOLUTION` becomes `...`, or `name = ...` when it is an assignment; cells tagged
+`solution-only` are dropped.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+
+BEGIN, END, SOLUTION = "# BEGIN SOLUTION", "# END SOLUTION", "# SOLUTION"
+SOLUTION_ONLY = "solution-only"
+# `x = 1`, `self.rate = f(y)`, `a, b = 1, 2`, `n: int = 3`; not `x == 1`, `x += 1` or `f(a=1)`.
+_ASSIGNMENT = re.compile(r"^(\s*)([A-Za-z_][\w.]*(?:\s*,\s*[A-Za-z_][\w.]*)*(?:\s*:[^=]+?)?)\s*=(?!=)")
+
+
+def strip_solution(source: str, where: str = "cell") -> str:
+    """Cell source with its solution code replaced by `...` placeholders (see the module docstring)."""
+    out, block_at = [], None
+    for number, line in enumerate(source.split("\n"), start=1):
+        marker = line.strip()
+        if marker == BEGIN:
+            if block_at is not None:
+                raise ValueError(f"{where} line {number}: {BEGIN!r} inside the block opened on line {block_at}")
+            block_at = number
+            out.append(line[: len(line) - len(line.lstrip())] + "...")
+        elif marker == END:
+            if block_at is None:
+                raise ValueError(f"{where} line {number}: {END!r} without a {BEGIN!r} before it")
+            block_at = None
+        elif block_at is not None:
+            continue
+        elif line.rstrip().endswith(SOLUTION):
+            assignment = _ASSIGNMENT.match(line)
+            if assignment:
+                out.append(f"{assignment[1]}{assignment[2].strip()} = ...")
+            else:
+                out.append(line[: len(line) - len(line.lstrip())] + "...")
+        else:
+            out.append(line)
+    if block_at is not None:
+        raise ValueError(f"{where} line {block_at}: {BEGIN!r} is never closed by {END!r}")
+    return "\n".join(out)
+
+
+def make_lesson(solution: nbformat.NotebookNode, name: str = "notebook") -> nbformat.NotebookNode:
+    """The learner's notebook for one solution notebook: placeholders in, outputs and extra metadata out."""
+    metadata = {}
+    if "kernelspec" in solution.metadata:
+        metadata["kernelspec"] = solution.metadata["kernelspec"]
+    if "name" in solution.metadata.get("language_info", {}):
+        metadata["language_info"] = {"name": solution.metadata["language_info"]["name"]}
+    lesson = nbformat.v4.new_notebook(metadata=metadata)
+    for index, cell in enumerate(solution.cells):
+        tags = list(cell.metadata.get("tags", []))
+        if SOLUTION_ONLY in tags:
+            continue
+        # Keep the solution's cell ids so a regenerated lesson diffs cleanly; never invent random ones.
+        fields = {"id": cell.get("id") or f"cell-{index}", "metadata": {"tags": tags} if tags else {}}
+        if cell.cell_type == "code":
+            new = nbformat.v4.new_code_cell(strip_solution(cell.source, f"{name} cell {index}"), **fields)
+        elif cell.cell_type == "markdown":
+            new = nbformat.v4.new_markdown_cell(cell.source, **fields)
+            if cell.get("attachments"):
+                new.attachments = cell.attachments
+        else:
+            new = nbformat.v4.new_raw_cell(cell.source, **fields)
+        lesson.cells.append(new)
+    return lesson
+
+
+def assign(source: str | Path, dest: str | Path, out=sys.stdout) -> list[Path]:
+    """Write the lesson for a solution notebook, or for every *.ipynb directly inside a directory."""
+    source, dest = Path(source), Path(dest)
+    if not source.exists():
+        raise FileNotFoundError(f"source {source} does not exist")
+    if source.is_dir():
+        if dest.is_file() or dest.suffix == ".ipynb":
+            raise ValueError(f"dest must be a directory when source is one, got {dest}")
+        pairs = [(path, dest / path.name) for path in sorted(source.glob("*.ipynb"))]
+        orphans = sorted({p.name for p in dest.glob("*.ipynb")} - {p.name for p, _ in pairs}) if dest.is_dir() else []
+        for name in orphans:
+            print(f"warning: {dest / name} has no {source / name}; delete it or add the solution", file=sys.stderr)
+    else:
+        pairs = [(source, dest / source.name if dest.is_dir() or dest.suffix != ".ipynb" else dest)]
+    written = []
+    for solution_path, lesson_path in pairs:
+        if lesson_path.resolve() == solution_path.resolve():
+            raise ValueError(f"dest would overwrite the solution itself: {lesson_path}")
+        lesson = make_lesson(nbformat.read(solution_path, as_version=4), str(solution_path))
+        text = nbformat.writes(lesson).rstrip("\n") + "\n"
+        if lesson_path.exists() and lesson_path.read_text(encoding="utf-8") == text:
+            print(f"unchanged {lesson_path}", file=out)
+            continue
+        _write_atomically(lesson_path, text)
+        print(f"wrote {lesson_path}", file=out)
+        written.append(lesson_path)
+    return written
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    # A temp file in the same directory, then os.replace: readers never see half a notebook.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

@@ -1,0 +1,399 @@
+"""Databases on real SQLite, and a primary whose read replicas lag in virtual time (lesson 01).
+
+Each node is a real SQLite database (a `sqlite_utils.Database`, in memory unless a path is
+given). Writes run on the primary and append to its change log; every entry gets the next
+log position (an LSN). A replica replays the log in order, each entry `lag` seconds of
+virtual time after its commit, so "how far behind" can be read in seconds or in positions.
+
+Replication is statement-based, like MySQL's STATEMENT format: a replica re-runs the same
+SQL. Keep written SQL deterministic (no `random()`, no `datetime('now')`), or replicas drift.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from labkit import validate
+from labkit.clock import Sim
+
+
+class ReplicaDown(RuntimeError):
+    """Raised by a read sent to a replica that is down (lesson 01)."""
+
+
+class LogEntry(NamedTuple):
+    """One committed write in the primary's change log: its position, commit time and SQL (lesson 01)."""
+
+    position: int
+    time_s: float
+    sql: str
+    params: tuple
+    table: str | None
+    key: object
+
+
+@dataclass(frozen=True)
+class ExponentialLag:
+    """Replication lag drawn per write from an exponential distribution with mean `mean_s` (lesson 01)."""
+
+    mean_s: float
+
+    def __post_init__(self):
+        validate.number("mean_s", self.mean_s, lo=0, lo_open=True)
+
+    def sample(self, rng) -> float:
+        """One lag in seconds, drawn from the simulation's RNG."""
+        return rng.expovariate(1 / self.mean_s)
+
+
+@dataclass(frozen=True)
+class UniformLag:
+    """Replication lag drawn per write uniformly from [low_s, high_s] (lesson 01)."""
+
+    low_s: float
+    high_s: float
+
+    def __post_init__(self):
+        validate.number("low_s", self.low_s, lo=0)
+        validate.number("high_s", self.high_s, lo=self.low_s)
+
+    def sample(self, rng) -> float:
+        """One lag in seconds, drawn from the simulation's RNG."""
+        return rng.uniform(self.low_s, self.high_s)
+
+
+@dataclass(frozen=True)
+class LagSpike:
+    """Writes committed in [start_s, end_s) take `extra_s` longer to reach a replica (all, or just `replica`) (lesson 01)."""
+
+    start_s: float
+    end_s: float
+    extra_s: float
+    replica: str | None = None
+
+    def __post_init__(self):
+        validate.number("start_s", self.start_s, lo=0)
+        validate.number("end_s", self.end_s, lo=self.start_s, lo_open=True)
+        validate.number("extra_s", self.extra_s, lo=0)
+
+    def active(self, time_s: float) -> bool:
+        """True while `time_s` is inside [start_s, end_s)."""
+        return self.start_s <= time_s < self.end_s
+
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class Database:
+    """One SQLite database node with a change log and a traced key-value table (lessons 01, 02).
+
+    `write(key, **fields)` upserts a row of `table` (columns are added as needed) and
+    returns the commit's log position; `read(key)` returns the row as a dict or None.
+    Raw SQL goes through `execute` (writes, logged) and `query` (reads only: the
+    connection runs with SQLite's `query_only` on, so a write sent to `query` fails
+    instead of silently skipping the log). Every read and write is recorded in the trace
+    with the node's name as the component.
+    """
+
+    def __init__(self, sim: Sim, name: str = "db", *, path: str | None = None, table: str = "users"):
+        import sqlite_utils  # imported here: it is slow to import and only data lessons need it
+
+        if not isinstance(sim, Sim):
+            raise ValueError(f"sim must be a labkit Sim, got {sim!r}")
+        if not isinstance(table, str) or not _NAME.match(table):
+            raise ValueError(f"table must be a plain SQL name (letters, digits, _), got {table!r}")
+        self.sim, self.name, self.table = sim, name, table
+        self.db = sqlite_utils.Database(path) if path else sqlite_utils.Database(memory=True)
+        # Autocommit: each write is its own committed transaction, so a read never sees
+        # half of one and file-backed nodes need no explicit commit.
+        self.db.conn.isolation_level = None
+        self.db.execute(f"CREATE TABLE IF NOT EXISTS [{table}] (id PRIMARY KEY)")
+        self._columns = set(self.db[table].columns_dict)
+        self._read_sql = f"SELECT * FROM [{table}] WHERE id = ?"
+        self._read_only(True)
+        self.primary = self      # the node whose log decides what "stale" means
+        self.position = 0        # the last log position applied here
+        self.log: list[LogEntry] = []
+        self._replicas: list[Replica] = []
+        self._last_write: dict = {}  # (table, key) -> position of the last write to it
+        self._waiters: list[list] = []
+
+    # -- writes (primary only) ------------------------------------------------
+    def write(self, key, **fields) -> int:
+        """Insert or update the row `key` of the table with `fields`; returns the commit's log position."""
+        new = [c for c in fields if c not in self._columns]
+        for column in new:
+            # Schema changes replicate through the log like any other write.
+            self._commit(f"ALTER TABLE [{self.table}] ADD COLUMN [{column}]", (), self.table, None, record=False)
+            self._columns.add(column)
+        cols = ["id", *fields]
+        sql = (f"INSERT INTO [{self.table}] ({', '.join(f'[{c}]' for c in cols)}) "
+               f"VALUES ({', '.join('?' * len(cols))}) ON CONFLICT(id) DO "
+               + (f"UPDATE SET {', '.join(f'[{c}] = excluded.[{c}]' for c in fields)}" if fields else "NOTHING"))
+        return self._commit(sql, (key, *fields.values()), self.table, key)
+
+    def execute(self, sql: str, params=(), *, table: str | None = None, key=None) -> int:
+        """Run a writing SQL statement and log it; returns its log position.
+
+        Name the `table` (and `key`) it touches so reads of them can tell whether they are stale.
+        """
+        return self._commit(sql, tuple(params), table, key)
+
+    def _commit(self, sql, params, table, key, record=True) -> int:
+        self._check_writable()
+        self._run(sql, params)
+        self.position = position = len(self.log) + 1
+        entry = LogEntry(position, self.sim.now, sql, params, table, key)
+        self.log.append(entry)
+        last = self._last_write
+        last[None, None] = position
+        if table is not None:
+            last[table, None] = position
+            if key is not None:
+                last[table, key] = position
+        if record:
+            self.sim.record(self.name, "write", table=table, key=key, position=position)
+        for replica in self._replicas:
+            replica._ship(entry)
+        return position
+
+    def _run(self, sql, params) -> None:
+        self._read_only(False)
+        try:
+            self.db.execute(sql, params)
+        finally:
+            self._read_only(True)
+
+    def _read_only(self, on: bool) -> None:
+        self.db.execute(f"PRAGMA query_only = {int(on)}")
+
+    def _check_writable(self) -> None:
+        pass
+
+    # -- reads ------------------------------------------------------------------
+    def read(self, key) -> dict | None:
+        """The row `key` of the table as a dict, or None if this node has no such row."""
+        self._check_up()
+        cursor = self.db.execute(self._read_sql, (key,))
+        row = cursor.fetchone()
+        self._record_read(self.table, key)
+        return None if row is None else dict(zip([d[0] for d in cursor.description], row))
+
+    def query(self, sql: str, params=(), *, table: str | None = None, key=None) -> list[dict]:
+        """Run a read-only SQL query here; returns the rows as dicts.
+
+        Staleness is judged against the last write to (`table`, `key`), to `table` if no
+        key is given, or to the whole database if neither is.
+        """
+        self._check_up()
+        rows = list(self.db.query(sql, tuple(params)))
+        self._record_read(table, key)
+        return rows
+
+    def _check_up(self) -> None:
+        pass
+
+    def _record_read(self, table, key) -> None:
+        # Stale: this node has not applied the last write to what was read that committed
+        # on the primary before this read.
+        wanted = self.primary._last_write.get((table, key), 0)
+        self.sim.record(self.name, "read", table=table, key=key, position=self.position,
+                        stale=self.position < wanted)
+
+    # -- replication progress -------------------------------------------------------
+    @property
+    def lag_positions(self) -> int:
+        """How many committed log entries this node has not applied yet."""
+        return self.primary.position - self.position
+
+    @property
+    def lag_s(self) -> float:
+        """Seconds since the oldest write this node has not applied was committed (0 when caught up)."""
+        if self.position >= self.primary.position:
+            return 0.0
+        return self.sim.now - self.primary.log[self.position].time_s
+
+    def wait_for_position(self, position: int, callback, timeout_s: float | None = None) -> None:
+        """Call `callback(True)` once this node has applied `position`, or `callback(False)` after `timeout_s`.
+
+        Like MySQL's WAIT_FOR_EXECUTED_GTID_SET: if the node is there already, the
+        callback runs at once.
+        """
+        validate.number("position", position, lo=0, integer=True)
+        if self.position >= position:
+            callback(True)
+            return
+        waiter = [position, callback, False]  # the flag makes sure exactly one outcome fires
+        self._waiters.append(waiter)
+        if timeout_s is not None:
+            validate.number("timeout_s", timeout_s, lo=0)
+            self.sim.after(timeout_s, self._time_out, waiter)
+
+    def _time_out(self, waiter) -> None:
+        if not waiter[2]:
+            waiter[2] = True
+            self._waiters.remove(waiter)
+            waiter[1](False)
+
+    def _wake_waiters(self) -> None:
+        ready = [w for w in self._waiters if w[0] <= self.position]
+        if ready:
+            self._waiters = [w for w in self._waiters if w[0] > self.position]
+            for waiter in ready:
+                waiter[2] = True
+                waiter[1](True)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, position={self.position})"
+
+
+class Replica(Database):
+    """A read-only copy that replays its primary's log after a lag; it can go down and come back (lesson 01).
+
+    The log is applied strictly in order: an entry never overtakes an earlier one, even
+    when lags are random, so a replica always shows some past state of the primary.
+    While down it applies nothing and reads raise `ReplicaDown`; `up()` reconnects, and
+    the backlog arrives one lag later.
+    """
+
+    def __init__(self, sim: Sim, name: str, primary: Database, lag=0.1, spikes=(), *, path: str | None = None):
+        super().__init__(sim, name, path=path, table=primary.table)
+        if isinstance(lag, (ExponentialLag, UniformLag)):
+            self.lag = lag
+        else:
+            try:
+                self.lag = float(validate.number("lag", lag, lo=0))
+            except ValueError:
+                raise ValueError(f"lag must be seconds >= 0, an ExponentialLag or a UniformLag; got {lag!r}") from None
+        self.spikes = tuple(s for s in spikes if s.replica in (None, name))
+        self.primary = primary
+        self.is_up = True
+        self._received = 0     # the highest position that has arrived here
+        self._last_due = 0.0   # arrival time of the last shipped entry; arrivals stay in order
+        primary._replicas.append(self)
+
+    def _sample_lag(self) -> float:
+        lag = self.lag if isinstance(self.lag, float) else self.lag.sample(self.sim.rng)
+        now = self.sim.now
+        return lag + sum(s.extra_s for s in self.spikes if s.active(now))
+
+    def _ship(self, entry: LogEntry) -> None:
+        due = max(self.sim.now + self._sample_lag(), self._last_due)
+        self._last_due = due
+        self.sim.at(due, self._arrive, entry.position)
+
+    def _arrive(self, position: int) -> None:
+        # While down, arrivals are lost; up() asks for everything again.
+        if not self.is_up:
+            return
+        self._received = max(self._received, position)
+        log = self.primary.log
+        if self.position < self._received:
+            self._read_only(False)
+            try:
+                while self.position < self._received:
+                    entry = log[self.position]
+                    self.db.execute(entry.sql, entry.params)
+                    self.position = entry.position
+            finally:
+                self._read_only(True)
+            self._wake_waiters()
+
+    def down(self) -> None:
+        """Take this replica down: it stops applying the log and refuses reads."""
+        if self.is_up:
+            self.is_up = False
+            self.sim.record(self.name, "down", position=self.position)
+
+    def up(self) -> None:
+        """Bring this replica back: it reconnects and receives its whole backlog one lag from now."""
+        if self.is_up:
+            return
+        self.is_up = True
+        self.sim.record(self.name, "up", position=self.position)
+        due = max(self.sim.now + self._sample_lag(), self._last_due)
+        self._last_due = due
+        self.sim.at(due, self._arrive, self.primary.position)
+
+    def _check_writable(self) -> None:
+        raise RuntimeError(f"{self.name} is a read-only replica: send writes to the primary")
+
+    def _check_up(self) -> None:
+        if not self.is_up:
+            raise ReplicaDown(f"{self.name} is down: read from another replica or the primary")
+
+    def __repr__(self) -> str:
+        state = "up" if self.is_up else "down"
+        return f"Replica({self.name!r}, {state}, position={self.position}, lag_positions={self.lag_positions})"
+
+
+class ReplicaSet:
+    """A primary and `replicas` read replicas named replica1, replica2, ... (lesson 01).
+
+    `lag` is seconds (a number), an `ExponentialLag` / `UniformLag`, or a list with one
+    of those per replica; `spikes` are `LagSpike` windows. Writes go to the primary;
+    reads name the node they are sent to, which is the routing decision lessons study.
+    """
+
+    def __init__(self, sim: Sim, replicas: int = 2, lag=0.1, *, spikes=(), path: str | None = None,
+                 table: str = "users"):
+        validate.number("replicas", replicas, lo=0, hi=32, integer=True)
+        lags = list(lag) if isinstance(lag, (list, tuple)) else [lag] * replicas
+        if len(lags) != replicas:
+            raise ValueError(f"lag must be one value or a list of {replicas} (one per replica), got {len(lags)}")
+        names = [f"replica{i + 1}" for i in range(replicas)]
+        for spike in spikes:
+            if not isinstance(spike, LagSpike):
+                raise ValueError(f"spikes must hold LagSpike windows, got {spike!r}")
+            if spike.replica is not None and spike.replica not in names:
+                raise ValueError(f"LagSpike replica must be one of {', '.join(names)}; got {spike.replica!r}")
+
+        def file(name):
+            return None if path is None else f"{path}/{name}.db"
+
+        self.sim = sim
+        self.primary = Database(sim, "primary", path=file("primary"), table=table)
+        self.replicas = [Replica(sim, n, self.primary, lg, spikes, path=file(n)) for n, lg in zip(names, lags)]
+
+    @property
+    def nodes(self) -> list[Database]:
+        """The primary followed by the replicas."""
+        return [self.primary, *self.replicas]
+
+    @property
+    def position(self) -> int:
+        """The primary's log position: the last committed write."""
+        return self.primary.position
+
+    def node(self, node) -> Database:
+        """A node given itself or its name ("primary", "replica1", ...)."""
+        if isinstance(node, Database) and node in self.nodes:
+            return node
+        for n in self.nodes:
+            if n.name == node:
+                return n
+        raise ValueError(f"node must be one of {', '.join(repr(n.name) for n in self.nodes)}; got {node!r}")
+
+    def write(self, key, **fields) -> int:
+        """Upsert row `key` on the primary; returns the commit's log position (a session token)."""
+        return self.primary.write(key, **fields)
+
+    def execute(self, sql: str, params=(), *, table: str | None = None, key=None) -> int:
+        """Run a writing SQL statement on the primary; returns its log position."""
+        return self.primary.execute(sql, params, table=table, key=key)
+
+    def read(self, node, key) -> dict | None:
+        """Read row `key` from `node` (a node or its name)."""
+        return self.node(node).read(key)
+
+    def query(self, node, sql: str, params=(), *, table: str | None = None, key=None) -> list[dict]:
+        """Run a read-only SQL query on `node` (a node or its name)."""
+        return self.node(node).query(sql, params, table=table, key=key)
+
+    def caught_up(self) -> bool:
+        """True when every replica has applied everything the primary committed."""
+        return all(r.position == self.primary.position for r in self.replicas)
+
+    def __repr__(self) -> str:
+        return f"ReplicaSet(position={self.position}, replicas={self.replicas})"

@@ -1,0 +1,363 @@
+"""Exercises of lesson 03, circuit breaker: scenarios and the messages each mistake earns."""
+from __future__ import annotations
+
+import math
+
+from labkit.checking import Exercise, Fail, register
+from labkit.clock import Sim
+from labkit.resilience import STATES, CircuitBreaker, simulate_calls
+
+
+class _Bench:
+    """A scripted caller: sends calls at chosen virtual times with chosen outcomes to one breaker."""
+
+    def __init__(self, Breaker, seed: int = 0, **settings):
+        _refuse_labkit_breaker(Breaker)
+        self.sim = Sim(seed)
+        self.settings = settings
+        call = ", ".join(f"{k}={v!r}" for k, v in settings.items())
+        try:
+            self.breaker = Breaker(self.sim, **settings)
+        except TypeError as exc:
+            raise Fail(f"Could not create your breaker as {Breaker.__name__}(clock, {call}):\n"
+                       f"  {exc}\nKeep the parameter names of the starter cell.") from None
+        self.reached = 0
+        self.opened_at: float | None = None
+
+    @property
+    def state(self) -> str:
+        state = self.breaker.state
+        if state not in STATES:
+            raise Fail(f"state should be one of {', '.join(map(repr, STATES))}; yours was {state!r}.")
+        return state
+
+    def call(self, ok: bool, duration_s: float = 0.05) -> bool:
+        """One call now: True if the breaker let it through; its outcome lands `duration_s` later."""
+        admitted = bool(self.breaker.allow_request())
+        if admitted:
+            self.reached += 1
+            self.sim.after(duration_s, self._settle, ok)
+        return admitted
+
+    def _settle(self, ok: bool) -> None:
+        before = self.state
+        self.breaker.on_success() if ok else self.breaker.on_failure()
+        if self.state == "open" and before != "open":
+            self.opened_at = self.sim.now
+
+    def wait(self, delay_s: float) -> None:
+        self.sim.advance(delay_s)
+
+    def open_it(self) -> float:
+        """Fail calls one at a time until the breaker opens; returns when it opened."""
+        for _ in range(self.settings["failure_threshold"]):
+            self.call(ok=False)
+            self.wait(0.2)
+        if self.state != "open":
+            raise Fail(f"After {self.settings['failure_threshold']} failures in a row "
+                       f"(failure_threshold={self.settings['failure_threshold']}) your breaker was "
+                       f"{self.state!r}, not 'open'. Exercise 1's checks say more.")
+        return self.opened_at if self.opened_at is not None else self.sim.now
+
+
+def _refuse_labkit_breaker(Breaker) -> None:
+    if isinstance(Breaker, type) and issubclass(Breaker, CircuitBreaker):
+        raise Fail("This is labkit's own breaker (lk.CircuitBreaker), not yours: write your own class.")
+
+
+def _clock_hint(ctx) -> str:
+    if getattr(ctx, "wall_clock_reads", 0):
+        return ("\nYour code read the wall clock (time.time(), time.monotonic() or similar) "
+                f"{ctx.wall_clock_reads} times. In a simulation only clock.now moves: those seconds "
+                "passed in microseconds of real time. Read the time from self.clock.now.")
+    return ("\nDoes it read the time from the clock it was given (self.clock.now)? "
+            "time.time() and datetime.now() do not move in a simulation.")
+
+
+state_machine = register(Exercise(
+    "03.1", "the breaker's state machine", answer="CircuitBreaker",
+    hints=(
+        "Keep three things: the state, a count of consecutive failures, and the time the breaker opened.",
+        "allow_request() is where OPEN becomes HALF_OPEN: if recovery_timeout_s has passed since it "
+        "opened (self.clock.now - opened_at), switch to 'half_open' and let this call through.",
+        "on_failure() in 'half_open' re-opens and records the new opening time; on_success() in "
+        "'half_open' counts successes and closes at success_threshold, resetting the failure count.",
+    )))
+
+
+@state_machine.scenario("opens after failure_threshold consecutive failures")
+def _opens(Breaker, ctx):
+    for threshold in (3, 5):
+        bench = _Bench(Breaker, failure_threshold=threshold, recovery_timeout_s=10.0, success_threshold=1)
+        refused_at = None
+        for i in range(1, 13):
+            if not bench.call(ok=False):
+                refused_at = i
+                break
+            bench.wait(0.2)
+        if refused_at is None:
+            raise Fail(f"12 calls failed in a row (failure_threshold={threshold}) and your breaker let every "
+                       "one through: it never opened. Count consecutive failures in on_failure() and "
+                       "switch to 'open' when the count reaches failure_threshold.")
+        if bench.reached != threshold:
+            raise Fail(f"With failure_threshold={threshold}, your breaker opened after {bench.reached} "
+                       f"failures in a row; it should open on the {threshold}th. Check >= against >, "
+                       "and where you increment the count.")
+    return "opened on the threshold-th failure, for thresholds 3 and 5"
+
+
+@state_machine.scenario("a success resets the failure count")
+def _resets(Breaker, ctx):
+    bench = _Bench(Breaker, failure_threshold=3, recovery_timeout_s=10.0, success_threshold=1)
+    pattern = [False, False, True] * 4
+    for i, ok in enumerate(pattern, 1):
+        if not bench.call(ok):
+            raise Fail("Calls went fail, fail, success, fail, fail, success, ... and your breaker opened "
+                       f"at call {i}, although there were never 3 failures in a row "
+                       "(failure_threshold=3). A success in the 'closed' state should reset the count.")
+        bench.wait(0.2)
+    return "stayed closed through fail-fail-success patterns"
+
+
+@state_machine.scenario("refuses while open, then lets a trial through after recovery_timeout_s")
+def _half_opens(Breaker, ctx):
+    bench = _Bench(Breaker, failure_threshold=2, recovery_timeout_s=10.0, success_threshold=1)
+    opened = bench.open_it()
+    for after in (1.0, 5.0, 9.5):
+        bench.wait(opened + after - bench.sim.now)
+        if bench.call(ok=True):
+            raise Fail(f"Your breaker let a call through {after:g} s after it opened, before "
+                       "recovery_timeout_s=10 had passed. While 'open', refuse every call at once.")
+    bench.wait(opened + 10.5 - bench.sim.now)
+    if bench.call(ok=True, duration_s=0.05):
+        if bench.state != "half_open":
+            raise Fail(f"10.5 s after opening your breaker let a call through, but its state was "
+                       f"{bench.state!r}: that first call after recovery_timeout_s is a trial, so the state "
+                       "should be 'half_open' until the trial's outcome arrives.")
+        return "refused for 10 s, then let a trial through in 'half_open'"
+    bench.wait(1000)
+    if bench.call(ok=True):
+        raise Fail("10.5 s after opening (recovery_timeout_s=10) your breaker still refused the call; "
+                   "it only let one through much later. Is the timeout measured in seconds from "
+                   "the moment it opened?")
+    raise Fail("1000 s after opening (recovery_timeout_s=10) your breaker still refused every call: it "
+               "would stay open forever. The first call after recovery_timeout_s should get through as a "
+               "trial, in state 'half_open'." + _clock_hint(ctx))
+
+
+@state_machine.scenario("closes after success_threshold successful trials")
+def _closes(Breaker, ctx):
+    bench = _Bench(Breaker, failure_threshold=2, recovery_timeout_s=5.0, success_threshold=2)
+    opened = bench.open_it()
+    bench.wait(opened + 6 - bench.sim.now)
+    for n in (1, 2):
+        if not bench.call(ok=True):
+            raise Fail(f"Trial {n} after recovery_timeout_s was refused; in 'half_open' the breaker should "
+                       "let trials through until success_threshold=2 have succeeded."
+                       + ("" if n == 2 else _clock_hint(ctx)))
+        bench.wait(0.2)
+        expected = "half_open" if n == 1 else "closed"
+        if bench.state != expected:
+            raise Fail(f"After {n} successful trial{'s' if n > 1 else ''} (success_threshold=2) your "
+                       f"breaker was {bench.state!r}; it should be {expected!r}.")
+    bench.call(ok=False)
+    bench.wait(0.2)
+    if bench.state != "closed":
+        raise Fail("Once closed again, a single failure re-opened your breaker (failure_threshold=2): "
+                   "the failures from before it opened were still counted. Reset the count when it closes.")
+    return "closed after 2 successful trials, with a fresh failure count"
+
+
+@state_machine.scenario("a failed trial re-opens it and restarts recovery_timeout_s")
+def _reopens(Breaker, ctx):
+    bench = _Bench(Breaker, failure_threshold=2, recovery_timeout_s=10.0, success_threshold=1)
+    opened = bench.open_it()
+    bench.wait(opened + 10.5 - bench.sim.now)
+    if not bench.call(ok=False):
+        raise Fail("The first call after recovery_timeout_s was refused: it should go through as a trial."
+                   + _clock_hint(ctx))
+    bench.wait(0.2)
+    if bench.state != "open":
+        admitted = bench.call(ok=True)
+        raise Fail(f"A trial call failed, but your breaker stayed {bench.state!r}"
+                   + (" and let the next call through" if admitted else "")
+                   + ". In 'half_open' any failure is proof the service is still down: go back to 'open'.")
+    reopened = bench.opened_at if bench.opened_at is not None else bench.sim.now
+    bench.wait(reopened + 9.0 - bench.sim.now)
+    if bench.call(ok=True):
+        raise Fail("After the failed trial re-opened it, your breaker let a call through 9 s later, before a "
+                   "new recovery_timeout_s=10 had passed: re-opening should restart the timeout from now.")
+    bench.wait(reopened + 10.5 - bench.sim.now)
+    if not bench.call(ok=True):
+        raise Fail("After re-opening, your breaker refused calls even after a fresh recovery_timeout_s.")
+    return "re-opened on the failed trial and waited a full timeout again"
+
+
+trial_limit = register(Exercise(
+    "03.2", "half-open admits only its trial calls", answer="TrialLimitedBreaker",
+    hints=(
+        "Count trial calls in flight: add one when allow_request() admits a call in 'half_open', "
+        "subtract one when its outcome arrives.",
+        "In 'half_open', allow_request() returns False once half_open_max_calls trials are in flight.",
+        "Outcomes that arrive while 'open' (trials that started before another trial failed) must not "
+        "close the breaker: only count successes while 'half_open'.",
+    )))
+
+
+def _trial_bench(Breaker, max_calls, success_threshold):
+    bench = _Bench(Breaker, failure_threshold=2, recovery_timeout_s=10.0, success_threshold=success_threshold,
+                   half_open_max_calls=max_calls)
+    opened = bench.open_it()
+    bench.wait(opened + 10.5 - bench.sim.now)
+    return bench
+
+
+@trial_limit.scenario("at most half_open_max_calls trial calls at once")
+def _stampede(Breaker, ctx):
+    for max_calls in (1, 3):
+        bench = _trial_bench(Breaker, max_calls, success_threshold=max_calls)
+        before = bench.reached
+        for _ in range(20):
+            bench.call(ok=True, duration_s=0.3)
+        trials = bench.reached - before
+        if trials > max_calls:
+            raise Fail(f"When recovery_timeout_s ended, 20 calls arrived together and your breaker sent "
+                       f"{trials} of them to the recovering service (half_open_max_calls={max_calls}). "
+                       "That is the half-open stampede: a service that just came back is flooded again. "
+                       "Refuse calls beyond the permitted trials until their outcomes arrive.")
+        if trials == 0:
+            raise Fail("When recovery_timeout_s ended, your breaker refused every call: no trial got "
+                       "through, so it can never close." + _clock_hint(ctx))
+        if trials < max_calls:
+            raise Fail(f"With half_open_max_calls={max_calls}, your breaker let only {trials} trial(s) "
+                       "through when 20 calls arrived together.")
+    return "admitted exactly the permitted trials, for 1 and 3"
+
+
+@trial_limit.scenario("a failed trial re-opens, and late successes do not close it")
+def _late_success(Breaker, ctx):
+    bench = _trial_bench(Breaker, max_calls=3, success_threshold=2)
+    bench.call(ok=False, duration_s=0.1)
+    bench.call(ok=True, duration_s=0.3)
+    bench.call(ok=True, duration_s=0.3)
+    bench.wait(0.15)
+    if bench.state != "open":
+        raise Fail(f"One of three trials failed, and your breaker was {bench.state!r} afterwards. "
+                   "A failed trial should re-open it at once.")
+    bench.wait(0.3)
+    if bench.state != "open" or bench.call(ok=True):
+        raise Fail("After a trial failed and re-opened the breaker, two other trials from the same round "
+                   "succeeded, and your breaker closed (or let calls through). Outcomes that arrive while "
+                   "'open' must not count as trial successes.")
+    return "stayed open despite late successes"
+
+
+@trial_limit.scenario("a finished trial frees its slot for the next one")
+def _releases(Breaker, ctx):
+    bench = _trial_bench(Breaker, max_calls=1, success_threshold=2)
+    if not bench.call(ok=True, duration_s=0.1):
+        raise Fail("The first call after recovery_timeout_s was refused." + _clock_hint(ctx))
+    bench.wait(0.2)
+    if not bench.call(ok=True, duration_s=0.1):
+        raise Fail("Your breaker let one trial through (half_open_max_calls=1), it succeeded, and then the "
+                   "next call was refused: the finished trial's slot was never given back, so the breaker "
+                   "is stuck in 'half_open'. Free a slot when a trial's outcome arrives.")
+    bench.wait(0.2)
+    if bench.state != "closed":
+        raise Fail(f"Two trials succeeded (success_threshold=2) but your breaker was {bench.state!r}.")
+    return "trials ran one after another and closed it"
+
+
+TUNING_TARGETS = dict(rate_rps=50.0, error_rate=0.10, outage_start_s=20.0, outage_s=30.0,
+                      duration_s=70.0, max_outage_calls=100, recover_within_s=3.0)
+_TUNING_KEYS = ("failure_threshold", "recovery_timeout_s", "success_threshold")
+
+tuning = register(Exercise(
+    "03.3", "tune a breaker for an outage", answer="TUNING",
+    hints=(
+        "Ordinary errors come at 10 %: how likely are k failures in a row at 50 calls per second? "
+        "Too small a failure_threshold trips on bad luck.",
+        "Each trial during the outage costs one call to the dead service and one second of waiting; "
+        "recovery_timeout_s sets both how many trials the dead service sees and how soon you notice it is back.",
+        "Use the Play widget: set the same outage and rate and watch 'calls during outage' and 'recovery'.",
+    )))
+
+
+def _tuned_runs(tuning_answer):
+    if not isinstance(tuning_answer, dict) or set(tuning_answer) != set(_TUNING_KEYS):
+        raise Fail(f"TUNING should be a dict with exactly the keys {', '.join(_TUNING_KEYS)}; "
+                   f"got {tuning_answer!r}.")
+    t = TUNING_TARGETS
+    runs = []
+    for seed in (11, 12, 13):
+        try:
+            run = simulate_calls(seed=seed, duration_s=t["duration_s"], rate_rps=t["rate_rps"],
+                                 error_rate=t["error_rate"], outage_start_s=t["outage_start_s"],
+                                 outage_s=t["outage_s"],
+                                 breaker=lambda clock: CircuitBreaker(clock, **tuning_answer))
+        except ValueError as exc:
+            raise Fail(f"labkit's breaker rejected your TUNING: {exc}") from None
+        runs.append(run)
+    return runs
+
+
+@tuning.scenario("no false alarms: stays closed through ordinary 10 % errors")
+def _no_false_alarm(answer, ctx):
+    for run in _tuned_runs(answer):
+        opened = [e.time_s for e in run.trace.select("breaker", "state", state="open")
+                  if e.time_s < TUNING_TARGETS["outage_start_s"]]
+        if opened:
+            raise Fail(f"With seed {run.settings['seed']} the breaker opened at t={opened[0]:.1f} s, before the "
+                       "outage, on ordinary 10 % errors: failure_threshold="
+                       f"{answer['failure_threshold']} trips on bad luck. Callers got fallbacks for nothing.")
+    return "never opened before the outage (3 seeds)"
+
+
+@tuning.scenario(f"protects the dead service: at most {TUNING_TARGETS['max_outage_calls']} calls reach it")
+def _protects(answer, ctx):
+    worst = max(run.summary()["calls_during_outage"] for run in _tuned_runs(answer))
+    if worst > TUNING_TARGETS["max_outage_calls"]:
+        raise Fail(f"Up to {worst} calls reached the dead service during the 30 s outage "
+                   f"(the target is at most {TUNING_TARGETS['max_outage_calls']}). A high failure_threshold lets "
+                   "many calls in before opening; a short recovery_timeout_s sends many trials.")
+    return f"at most {worst} calls reached it (3 seeds)"
+
+
+@tuning.scenario(f"recovers: success rate back to 95 % within {TUNING_TARGETS['recover_within_s']:g} s")
+def _recovers(answer, ctx):
+    worst = max(run.recovery_s() for run in _tuned_runs(answer))
+    if worst > TUNING_TARGETS["recover_within_s"]:
+        shown = "never" if math.isinf(worst) else f"{worst:.0f} s"
+        raise Fail(f"After the service came back, callers' success rate took {shown} to return to 95 % "
+                   f"(target: {TUNING_TARGETS['recover_within_s']:g} s). The breaker only finds out the "
+                   "service is back when a trial succeeds: recovery_timeout_s and success_threshold set "
+                   "how long that takes.")
+    return f"recovered within {worst:.0f} s (3 seeds)"
+
+
+_CHOICES = {
+    "a": (False, "No: nothing in the breaker runs on its own. Reading .state does not move it from "
+                 "'open' to 'half_open'; only a call through allow_request() does."),
+    "b": (True, "Right: the move to 'half_open' happens inside allow_request(), and the dashboard never "
+                "calls it while the breaker is open, so it stays open for good. Send calls through the "
+                "breaker and let it refuse them."),
+    "c": (False, "No: recovery_timeout_s is only compared when a call asks for permission. A breaker "
+                 "nobody calls never notices the timeout has passed."),
+    "d": (False, "No: the breaker's state machine has no failures to count while no calls are made; "
+                 "the problem is that no call ever asks it."),
+}
+
+concept = register(Exercise(
+    "03.4", "the lazy transition trap", answer="ANSWER",
+    hints=("Where, in labkit's breaker and in resilience4j's, does 'open' become 'half_open'?",)))
+
+
+@concept.scenario("your answer")
+def _concept(answer, ctx):
+    choice = str(answer).strip().lower().strip("()")
+    if choice not in _CHOICES:
+        raise Fail(f"ANSWER should be one of {', '.join(map(repr, _CHOICES))}; got {answer!r}.")
+    right, feedback = _CHOICES[choice]
+    if not right:
+        raise Fail(feedback)
+    return feedback

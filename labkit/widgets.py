@@ -1,0 +1,155 @@
+"""Widget helpers: Play panels over a pure `run(**knobs)` function, tables, and hint ladders (lesson 00)."""
+from __future__ import annotations
+
+import html
+
+from labkit import plots
+
+
+class Table:
+    """A small table of named numbers that shows as HTML in JupyterLab and as aligned text elsewhere."""
+
+    def __init__(self, rows: dict, title: str = "", columns: list | None = None):
+        self.title, self.columns = title, list(columns) if columns else None
+        self.rows = {k: (list(v) if isinstance(v, (list, tuple)) else [v]) for k, v in rows.items()}
+        for k, v in self.rows.items():
+            if self.columns and len(v) != len(self.columns):
+                raise ValueError(f"row {k!r} must have {len(self.columns)} values (one per column), got {len(v)}")
+
+    @staticmethod
+    def _cell(value) -> str:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return str(value)
+        return plots.fmt(value, 0 if isinstance(value, int) else 1)
+
+    def _grid(self) -> list[list[str]]:
+        grid = [[""] + [str(c) for c in self.columns]] if self.columns else []
+        return grid + [[str(k)] + [self._cell(v) for v in vals] for k, vals in self.rows.items()]
+
+    def __repr__(self) -> str:
+        grid = self._grid()
+        widths = [max(len(row[i]) for row in grid) for i in range(len(grid[0]))] if grid else []
+        lines = [self.title] if self.title else []
+        for row in grid:
+            cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
+            lines.append("  ".join(cells).rstrip())
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        head = f"<caption style='text-align:left'><b>{esc(self.title)}</b></caption>" if self.title else ""
+        grid = self._grid()
+        if self.columns:
+            head += "<tr>" + "".join(f"<th style='text-align:right'>{esc(c)}</th>" for c in grid[0]) + "</tr>"
+            grid = grid[1:]
+        body = "".join("<tr><td style='text-align:left'>" + esc(r[0]) + "</td>"
+                       + "".join(f"<td style='text-align:right'>{esc(c)}</td>" for c in r[1:]) + "</tr>"
+                       for r in grid)
+        return f"<table class='labkit-table'>{head}{body}</table>"
+
+
+def _control(name: str, spec):
+    import ipywidgets as w
+
+    label = name.replace("_", " ")
+    style = {"description_width": "initial"}
+    layout = w.Layout(width="330px")
+    if isinstance(spec, w.ValueWidget):
+        return spec
+    if isinstance(spec, bool):
+        return w.Checkbox(value=spec, description=label, style=style)
+    if isinstance(spec, list):
+        if not spec:
+            raise ValueError(f"{name}: a dropdown needs at least one option")
+        return w.Dropdown(options=spec, value=spec[0], description=label, style=style, layout=layout)
+    if isinstance(spec, tuple) and len(spec) == 4:
+        lo, hi, step, default = spec
+        if not lo <= default <= hi:
+            raise ValueError(f"{name}: default must be in [{lo}, {hi}], got {default}")
+        ints = all(isinstance(x, int) and not isinstance(x, bool) for x in spec)
+        cls = w.IntSlider if ints else w.FloatSlider
+        return cls(min=lo, max=hi, step=step, value=default, description=label, style=style,
+                   layout=layout, continuous_update=False)
+    raise ValueError(f"{name}: a knob is (min, max, step, default), a list of options, a bool or a widget; "
+                     f"got {spec!r}")
+
+
+class Play:
+    """A Play panel: knobs above, a summary table and a figure below, re-drawn on every change.
+
+    The outputs are ordinary display outputs updated in place (display ids), so a
+    notebook executed headless keeps the default run's table and figure as plain outputs.
+    """
+
+    def __init__(self, run, show, **knobs):
+        self.run, self.show = run, show
+        self.controls = {name: _control(name, spec) for name, spec in knobs.items()}
+        self.renders = 0
+        self.table = self.figure = None
+
+    def values(self) -> dict:
+        return {name: c.value for name, c in self.controls.items()}
+
+    def render(self):
+        """Run the simulation at the current knob values; returns (Table, png bytes)."""
+        result = self.run(**self.values())
+        table, chart = self.show(result)
+        self.renders += 1
+        return table, plots.png(getattr(chart, "fig", chart))
+
+    def display(self):
+        import ipywidgets as w
+        from IPython.display import Image, display
+
+        box = w.Box(list(self.controls.values()), layout=w.Layout(flex_flow="row wrap"))
+        display(box)
+        table, png = self.render()
+        self.table = display(table, display_id=True)
+        self.figure = display(Image(png), display_id=True)
+
+        def redraw(change):
+            try:
+                table, png = self.render()
+            except ValueError as exc:
+                self.table.update(Table({"error": str(exc)}, "These settings cannot run"))
+                return
+            self.table.update(table)
+            self.figure.update(Image(png))
+
+        for c in self.controls.values():
+            c.observe(redraw, "value")
+        return self
+
+
+def play(run, show, **knobs) -> Play:
+    """Show a Play panel: `run(**knobs)` simulates, `show(result)` returns (Table, figure) (lesson 00).
+
+    A knob is (min, max, step, default) for a slider, a list of options (first is the
+    default) for a dropdown, a bool for a checkbox, or any ipywidgets value widget.
+    """
+    return Play(run, show, **knobs).display()
+
+
+def hints(exercise_id: str):
+    """A button that reveals an exercise's hints one at a time (lesson 00)."""
+    import ipywidgets as w
+    from IPython.display import display
+
+    from labkit.checking import get
+
+    ladder = get(exercise_id).hints
+    shown = w.HTML()
+    button = w.Button(description=f"Show hint 1 of {len(ladder)}", icon="lightbulb-o")
+    revealed = []
+
+    def reveal(_):
+        if len(revealed) < len(ladder):
+            revealed.append(ladder[len(revealed)])
+        shown.value = "".join(f"<p><b>Hint {i}.</b> {html.escape(h)}</p>" for i, h in enumerate(revealed, 1))
+        if len(revealed) == len(ladder):
+            button.disabled, button.description = True, "No more hints"
+        else:
+            button.description = f"Show hint {len(revealed) + 1} of {len(ladder)}"
+
+    button.on_click(reveal)
+    display(w.VBox([button, shown]))
