@@ -7,7 +7,7 @@ from labkit.clock import Sim
 from labkit.trace import Event, Trace, latency_summary, percentile, rate_per_s, time_series, fraction
 from labkit.service import ErrorBurst, LatencySpike, Outage, Response, Service
 from labkit.resilience import (CLOSED, HALF_OPEN, OPEN, CallsRun, CircuitBreaker, breaker_playground, drive_traffic,
-                               show_calls, simulate_calls, summarize_calls)
+                               queue_playground, show_calls, show_latency, simulate_calls, summarize_calls)
 
 __version__ = "0.1.0"
 from labkit.checking import Fail, Report, Result, check

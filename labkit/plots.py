@@ -116,8 +116,9 @@ def plot_calls(runs, labels=None, title: str | None = None):
     ax_load.legend(loc="upper left", fontsize=8, framealpha=0.9)
     if title is None:
         last = runs[-1].summary()
-        recovered = ("callers had not recovered when the run ended" if math.isinf(last["recovery_s"])
-                     else f"callers recovered {fmt(last['recovery_s'])} s after it came back")
+        rec = last["recovery_s"]
+        recovered = ("no outage" if math.isnan(rec) else "callers had not recovered when the run ended"
+                     if math.isinf(rec) else f"callers recovered {fmt(rec)} s after it came back")
         title = f"{labels[-1]}: {fmt(last['service_calls'])} calls reached the service; {recovered}"
     fig.suptitle(title, fontsize=11)
     return Chart(fig)
@@ -129,7 +130,6 @@ def plot_latency(run, title: str | None = None):
     lat = run.latency_series()
     fig, (ax_lat, ax_load) = new_figure(2, 1.9)
     latency_percentiles(ax_lat, lat["time_s"], lat["p50_ms"], lat["p95_ms"], lat["p99_ms"])
-    ax_lat.set_yscale("log")
     ax_lat.legend(loc="upper left", fontsize=8)
     time_series(ax_load, s["time_s"], s["service_load_rps"], "calls to service", 1)
     ax_load.set_ylabel("calls (/s)")

@@ -168,9 +168,9 @@ class CallsRun:
 
     def recovery_s(self, bin_s: float = 1.0) -> float:
         """Seconds from the end of the outage to the first bin whose success rate is back to
-        90 % of the pre-outage rate (inf if it never gets there)."""
+        90 % of the pre-outage rate (inf if it never gets there; NaN without an outage)."""
         if self.outage is None:
-            return 0.0
+            return math.nan
         s = self.series(bin_s)
         before = [r for t, r in zip(s["time_s"], s["success_rate"]) if t + bin_s <= self.outage[0] and r == r]
         target = 0.9 * (sum(before) / len(before) if before else 1.0)
@@ -209,7 +209,7 @@ def summarize_calls(runs: dict):
 
     sums = {label: run.summary() for label, run in runs.items()}
     pct = lambda v: f"{100 * v:.1f} %"  # noqa: E731
-    secs = lambda v: "not yet" if math.isinf(v) else f"{v:.0f} s"  # noqa: E731
+    secs = lambda v: "not yet" if math.isinf(v) else "no outage" if math.isnan(v) else f"{v:.0f} s"  # noqa: E731
     rows = {
         "callers' success": [pct(s["success_rate"]) for s in sums.values()],
         "fallbacks (refused fast)": [pct(s["fallback_rate"]) for s in sums.values()],
@@ -280,12 +280,13 @@ def simulate_calls(*, seed: int = 1, duration_s: float = 90.0, rate_rps: float =
     drive_traffic(sim, service, rate_rps=rate_rps, until_s=duration_s, timeout_s=timeout_s,
                   retries=retries, breaker=cb)
     sim.run(until=duration_s + timeout_s * (retries + 1) + 1)
-    settings = dict(seed=seed, rate_rps=rate_rps, retries=retries, timeout_s=timeout_s)
+    settings = dict(seed=seed, rate_rps=rate_rps, retries=retries, timeout_s=timeout_s,
+                    latency_s=latency_s, max_concurrency=max_concurrency, capacity_rps=service.capacity_rps)
     return CallsRun(sim, duration_s, outage, settings)
 
 
 def drive_traffic(sim: Sim, service: Service, *, rate_rps: float, until_s: float,
-                  timeout_s: float = 1.0, retries: int = 0, breaker=None) -> None:
+                  timeout_s: float | None = 1.0, retries: int = 0, breaker=None) -> None:
     """Schedule Poisson arrivals of requests that call `service`, through `breaker` if given (lesson 03).
 
     Each request is recorded once, when it finishes, as ("client", "request") with its
@@ -332,3 +333,29 @@ def drive_traffic(sim: Sim, service: Service, *, rate_rps: float, until_s: float
             sim.at(nxt, arrive)
 
     sim.at(rng.expovariate(rate_rps), arrive)
+
+
+def queue_playground(*, rate_rps: float = 200.0, max_concurrency: int = 20, latency_ms: float = 50.0,
+                     seed: int = 1) -> CallsRun:
+    """Steady traffic into a healthy service with a fixed worker pool, for lesson 00's Play panel."""
+    validate.number("latency_ms", latency_ms, lo=1, hi=10_000)
+    return simulate_calls(seed=seed, duration_s=30.0, rate_rps=rate_rps, outage_s=0, timeout_s=30.0,
+                          latency_s=latency_ms / 1000, max_concurrency=max_concurrency)
+
+
+def show_latency(run: CallsRun):
+    """(table, chart) of a healthy-service run: latency percentiles and load (lesson 00)."""
+    from labkit.plots import plot_latency
+    from labkit.widgets import Table
+
+    s = run.summary()
+    lat = latency_summary(e.fields["latency_s"] for e in run.requests())
+    capacity = run.settings["capacity_rps"]
+    table = Table({
+        "offered load": f"{run.settings['rate_rps']:,.0f} requests/s",
+        "capacity (workers / mean latency)": f"{capacity:,.0f} requests/s",
+        "utilisation": f"{100 * run.settings['rate_rps'] / capacity:.0f} %",
+        "p50 / p95 / p99 latency": " / ".join(f"{lat[k]:,.0f}" for k in ("p50_ms", "p95_ms", "p99_ms")) + " ms",
+        "requests served": s["requests"],
+    })
+    return table, plot_latency(run)

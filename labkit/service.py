@@ -123,6 +123,11 @@ class Service:
             return Response(False, timeout_s, "timeout")
         return Response(ok, latency, error)
 
+    @property
+    def capacity_rps(self) -> float:
+        """Calls per second the workers can finish when healthy: max_concurrency / mean service time."""
+        return self.max_concurrency / (self.latency_s * math.exp(self.latency_sigma ** 2 / 2))
+
     def busy_workers(self) -> int:
         """How many workers are busy right now (queued work included up to the pool size)."""
         return sum(1 for t in self._free_at if t > self.sim.now)

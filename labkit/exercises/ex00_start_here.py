@@ -1,0 +1,44 @@
+"""Exercise of lesson 00, start here: Little's law, checked against a simulation."""
+from __future__ import annotations
+
+from labkit.checking import Exercise, Fail, register
+from labkit.clock import Sim
+from labkit.resilience import drive_traffic
+from labkit.service import Service
+
+littles_law = register(Exercise(
+    "00.1", "how many requests are in flight?", answer="in_flight",
+    hints=(
+        "Picture one second: rate_rps requests arrive, and each stays for latency_s seconds.",
+        "Little's law: the average number in the system = arrival rate x time each one spends inside.",
+    )))
+
+
+def _measured_in_flight(rate_rps: float, latency_s: float, seed: int) -> float:
+    """Time-averaged requests in flight in a simulation with ample workers and fixed latency."""
+    duration = 200.0
+    sim = Sim(seed)
+    service = Service(sim, latency_s=latency_s, latency_sigma=0, max_concurrency=100_000)
+    drive_traffic(sim, service, rate_rps=rate_rps, until_s=duration, timeout_s=None)
+    sim.run()
+    busy = sum(e.fields["latency_s"] for e in sim.trace.select("client", "request"))
+    return busy / duration
+
+
+@littles_law.scenario("matches a simulation at several rates and latencies")
+def _matches(in_flight, ctx):
+    for seed, (rate, latency) in enumerate([(100, 0.05), (20, 0.5), (400, 0.2)], 1):
+        predicted = in_flight(rate, latency)
+        if not isinstance(predicted, (int, float)) or isinstance(predicted, bool):
+            raise Fail(f"in_flight({rate}, {latency}) returned {predicted!r}; it should return a number.")
+        measured = _measured_in_flight(rate, latency, seed)
+        if abs(predicted - measured) > 0.1 * measured:
+            if abs(predicted - rate / latency) < 1e-6 * rate / latency:
+                nudge = "It looks like you divided: a longer latency means *more* requests inside, not fewer."
+            elif abs(predicted - rate * latency * 1000) < 1e-6 * rate * latency * 1000:
+                nudge = "latency_s is in seconds, not milliseconds."
+            else:
+                nudge = "How many arrive per second, and for how long does each one stay?"
+            raise Fail(f"At {rate} requests/s and {latency * 1000:g} ms each, you predicted {predicted:g} in "
+                       f"flight; the simulation measured {measured:.1f} on average. {nudge}")
+    return "predictions within 10 % of the simulation"

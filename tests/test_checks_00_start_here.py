@@ -1,0 +1,29 @@
+"""The start-here check against the solution, the untouched lesson and plausible wrong answers."""
+import pytest
+
+import labkit as lk
+from support import cell_defining, run_cells
+
+LESSON = "00_start_here"
+
+
+def test_solution_passes():
+    report = lk.check("00.1", run_cells(cell_defining("solutions", LESSON, "in_flight"))["in_flight"])
+    assert report.status == "passed", report.text()
+
+
+def test_untouched_lesson_is_not_attempted():
+    report = lk.check("00.1", run_cells(cell_defining("lessons", LESSON, "in_flight"))["in_flight"])
+    assert report.status == "not attempted", report.text()
+
+
+@pytest.mark.parametrize("answer, expected", [
+    (lambda rate, latency: rate / latency, "It looks like you divided"),
+    (lambda rate, latency: rate * latency * 1000, "latency_s is in seconds, not milliseconds"),
+    (lambda rate, latency: rate + latency, "How many arrive per second"),
+    (lambda rate, latency: f"{rate * latency}", "it should return a number"),
+])
+def test_wrong_answers_fail_with_their_message(answer, expected):
+    report = lk.check("00.1", answer)
+    assert report.status == "failed"
+    assert expected in report.results[0].message, report.text()
