@@ -76,7 +76,7 @@ def make_lesson(solution: nbformat.NotebookNode, name: str = "notebook") -> nbfo
     return lesson
 
 
-def assign(source: str | Path, dest: str | Path, out=sys.stdout) -> list[Path]:
+def assign(source: str | Path, dest: str | Path) -> list[Path]:
     """Write the lesson for a solution notebook, or for every *.ipynb directly inside a directory."""
     source, dest = Path(source), Path(dest)
     if not source.exists():
@@ -97,10 +97,10 @@ def assign(source: str | Path, dest: str | Path, out=sys.stdout) -> list[Path]:
         lesson = make_lesson(nbformat.read(solution_path, as_version=4), str(solution_path))
         text = nbformat.writes(lesson).rstrip("\n") + "\n"
         if lesson_path.exists() and lesson_path.read_text(encoding="utf-8") == text:
-            print(f"unchanged {lesson_path}", file=out)
+            print(f"unchanged {lesson_path}")
             continue
         _write_atomically(lesson_path, text)
-        print(f"wrote {lesson_path}", file=out)
+        print(f"wrote {lesson_path}")
         written.append(lesson_path)
     return written
 
