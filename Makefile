@@ -54,7 +54,7 @@ assign: venv ## regenerate lessons/ from solutions/ (the one hand-edited source)
 	$(VENV)/bin/labkit assign solutions lessons
 
 execute: venv ## re-execute solutions/ in place so their stored outputs are current, then regenerate lessons/
-	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace solutions/*.ipynb
+	$(VENV)/bin/labkit execute solutions/*.ipynb
 	$(VENV)/bin/labkit assign solutions lessons
 
 clean: ## remove caches and build files (keeps .venv: rm -rf .venv to rebuild it)

@@ -116,3 +116,19 @@ def _write_atomically(path: Path, text: str) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def execute(paths, timeout_s: float = 120) -> None:
+    """Run notebooks top to bottom in a fresh kernel and store their outputs in place (for solutions/).
+
+    No timing metadata is recorded, so re-executing an unchanged solution changes only
+    what really changed (figures' bytes, widget model ids).
+    """
+    from nbclient import NotebookClient
+
+    for path in map(Path, paths):
+        nb = nbformat.read(path, as_version=4)
+        NotebookClient(nb, timeout=timeout_s, kernel_name="python3", record_timing=False,
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        _write_atomically(path, nbformat.writes(nb).rstrip("\n") + "\n")
+        print(f"executed {path}")

@@ -19,10 +19,25 @@ def _run_assign(source, dest) -> int:
     return 0
 
 
+def _execute(sub) -> None:
+    parser = sub.add_parser("execute", help="run notebooks and store their outputs in place",
+                            description="Execute each notebook top to bottom and save it with its outputs.")
+    parser.add_argument("notebooks", nargs="+", help="notebooks to execute (e.g. solutions/*.ipynb)")
+    parser.add_argument("--timeout", type=float, default=120, help="seconds allowed per cell (default 120)")
+
+    def run(args):
+        from labkit.assign import execute
+        execute(args.notebooks, args.timeout)
+        return 0
+
+    parser.set_defaults(run=run)
+
+
 # Subcommand name -> function adding its parser; each parser sets `run(args) -> exit code`.
 # New subcommands (check, grade) add one function and one entry here.
 SUBCOMMANDS = {
     "assign": _assign,
+    "execute": _execute,
 }
 
 
