@@ -121,14 +121,21 @@ def _write_atomically(path: Path, text: str) -> None:
 def execute(paths, timeout_s: float = 120) -> None:
     """Run notebooks top to bottom in a fresh kernel and store their outputs in place (for solutions/).
 
-    No timing metadata is recorded, so re-executing an unchanged solution changes only
-    what really changed (figures' bytes, widget model ids).
+    Timing metadata and live widgets are not stored: without a kernel a widget is a dead
+    control, and its random model id would change every run. What a Play panel shows
+    (its table and figure) are ordinary outputs and stay, so re-executing an unchanged
+    solution changes nothing.
     """
     from nbclient import NotebookClient
 
     for path in map(Path, paths):
         nb = nbformat.read(path, as_version=4)
         NotebookClient(nb, timeout=timeout_s, kernel_name="python3", record_timing=False,
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
+                       store_widget_state=False, resources={"metadata": {"path": str(path.parent)}}).execute()
+        nb.metadata.pop("widgets", None)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs = [o for o in cell.outputs
+                                if "application/vnd.jupyter.widget-view+json" not in o.get("data", {})]
         _write_atomically(path, nbformat.writes(nb).rstrip("\n") + "\n")
         print(f"executed {path}")
