@@ -13,3 +13,6 @@ __version__ = "0.1.0"
 from labkit.checking import Fail, Report, Result, check
 from labkit.plots import PALETTE, Chart, plot_calls, plot_latency
 from labkit.widgets import Play, Table, hints, play
+from labkit.db import Database, ExponentialLag, LagSpike, LogEntry, Replica, ReplicaDown, ReplicaSet, UniformLag
+from labkit.cache import LRUCache, RedisCache
+from labkit.workload import Bursty, Diurnal, Op, Steady, Zipf, arrivals, drive_workload, make_workload

@@ -23,12 +23,11 @@ class ReplicaDown(RuntimeError):
 
 
 class LogEntry(NamedTuple):
-    """One committed write in the primary's change log: its position, commit time and SQL (lesson 01)."""
+    """One committed write in the primary's change log: position, commit time, its (sql, params) statements (lesson 01)."""
 
     position: int
     time_s: float
-    sql: str
-    params: tuple
+    statements: tuple
     table: str | None
     key: object
 
@@ -85,14 +84,30 @@ class LagSpike:
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+def _run(conn, statements) -> None:
+    # One log entry is one transaction: all of it applies or none (SQLite DDL is
+    # transactional too), so a failed write leaves no half-added column behind.
+    if len(statements) == 1:
+        conn.execute(*statements[0])
+        return
+    conn.execute("BEGIN")
+    try:
+        for sql, params in statements:
+            conn.execute(sql, params)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 class Database:
     """One SQLite database node with a change log and a traced key-value table (lessons 01, 02).
 
     `write(key, **fields)` upserts a row of `table` (columns are added as needed) and
     returns the commit's log position; `read(key)` returns the row as a dict or None.
-    Raw SQL goes through `execute` (writes, logged) and `query` (reads only: the
-    connection runs with SQLite's `query_only` on, so a write sent to `query` fails
-    instead of silently skipping the log). Every read and write is recorded in the trace
+    Raw SQL goes through `execute` (writes, logged) and `query` (reads only: it runs
+    with SQLite's `query_only` on, so a write sent to `query` fails instead of silently
+    skipping the log). Every read and write is recorded in the trace
     with the node's name as the component.
     """
 
@@ -111,7 +126,7 @@ class Database:
         self.db.execute(f"CREATE TABLE IF NOT EXISTS [{table}] (id PRIMARY KEY)")
         self._columns = set(self.db[table].columns_dict)
         self._read_sql = f"SELECT * FROM [{table}] WHERE id = ?"
-        self._read_only(True)
+        self._conn = self.db.conn  # the hot paths skip sqlite-utils' wrapper
         self.primary = self      # the node whose log decides what "stale" means
         self.position = 0        # the last log position applied here
         self.log: list[LogEntry] = []
@@ -122,29 +137,30 @@ class Database:
     # -- writes (primary only) ------------------------------------------------
     def write(self, key, **fields) -> int:
         """Insert or update the row `key` of the table with `fields`; returns the commit's log position."""
-        new = [c for c in fields if c not in self._columns]
-        for column in new:
-            # Schema changes replicate through the log like any other write.
-            self._commit(f"ALTER TABLE [{self.table}] ADD COLUMN [{column}]", (), self.table, None, record=False)
-            self._columns.add(column)
+        # New columns are added in the same log entry, so they replicate with the row and
+        # one write is always one position.
+        statements = [(f"ALTER TABLE [{self.table}] ADD COLUMN [{c}]", ()) for c in fields if c not in self._columns]
         cols = ["id", *fields]
         sql = (f"INSERT INTO [{self.table}] ({', '.join(f'[{c}]' for c in cols)}) "
                f"VALUES ({', '.join('?' * len(cols))}) ON CONFLICT(id) DO "
                + (f"UPDATE SET {', '.join(f'[{c}] = excluded.[{c}]' for c in fields)}" if fields else "NOTHING"))
-        return self._commit(sql, (key, *fields.values()), self.table, key)
+        statements.append((sql, (key, *fields.values())))
+        position = self._commit(statements, self.table, key)
+        self._columns.update(fields)
+        return position
 
     def execute(self, sql: str, params=(), *, table: str | None = None, key=None) -> int:
         """Run a writing SQL statement and log it; returns its log position.
 
         Name the `table` (and `key`) it touches so reads of them can tell whether they are stale.
         """
-        return self._commit(sql, tuple(params), table, key)
+        return self._commit([(sql, tuple(params))], table, key)
 
-    def _commit(self, sql, params, table, key, record=True) -> int:
+    def _commit(self, statements, table, key) -> int:
         self._check_writable()
-        self._run(sql, params)
+        _run(self._conn, statements)
         self.position = position = len(self.log) + 1
-        entry = LogEntry(position, self.sim.now, sql, params, table, key)
+        entry = LogEntry(position, self.sim.now, tuple(statements), table, key)
         self.log.append(entry)
         last = self._last_write
         last[None, None] = position
@@ -152,21 +168,10 @@ class Database:
             last[table, None] = position
             if key is not None:
                 last[table, key] = position
-        if record:
-            self.sim.record(self.name, "write", table=table, key=key, position=position)
+        self.sim.record(self.name, "write", table=table, key=key, position=position)
         for replica in self._replicas:
             replica._ship(entry)
         return position
-
-    def _run(self, sql, params) -> None:
-        self._read_only(False)
-        try:
-            self.db.execute(sql, params)
-        finally:
-            self._read_only(True)
-
-    def _read_only(self, on: bool) -> None:
-        self.db.execute(f"PRAGMA query_only = {int(on)}")
 
     def _check_writable(self) -> None:
         pass
@@ -175,7 +180,7 @@ class Database:
     def read(self, key) -> dict | None:
         """The row `key` of the table as a dict, or None if this node has no such row."""
         self._check_up()
-        cursor = self.db.execute(self._read_sql, (key,))
+        cursor = self._conn.execute(self._read_sql, (key,))
         row = cursor.fetchone()
         self._record_read(self.table, key)
         return None if row is None else dict(zip([d[0] for d in cursor.description], row))
@@ -187,7 +192,12 @@ class Database:
         key is given, or to the whole database if neither is.
         """
         self._check_up()
-        rows = list(self.db.query(sql, tuple(params)))
+        # query_only makes SQLite refuse a write here, which would otherwise bypass the log.
+        self._conn.execute("PRAGMA query_only = 1")
+        try:
+            rows = list(self.db.query(sql, tuple(params)))
+        finally:
+            self._conn.execute("PRAGMA query_only = 0")
         self._record_read(table, key)
         return rows
 
@@ -290,14 +300,10 @@ class Replica(Database):
         self._received = max(self._received, position)
         log = self.primary.log
         if self.position < self._received:
-            self._read_only(False)
-            try:
-                while self.position < self._received:
-                    entry = log[self.position]
-                    self.db.execute(entry.sql, entry.params)
-                    self.position = entry.position
-            finally:
-                self._read_only(True)
+            while self.position < self._received:
+                entry = log[self.position]
+                _run(self._conn, entry.statements)
+                self.position = entry.position
             self._wake_waiters()
 
     def down(self) -> None:

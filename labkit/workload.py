@@ -1,0 +1,201 @@
+"""Workloads drawn from the simulation's RNG: which keys, reads or writes, and when (lessons 01, 02).
+
+`make_workload(sim, ...)` returns the whole run as a list of `Op(time_s, op, key)`, so a
+lesson can count or plot it before running anything; `drive_workload` then replays it
+on the sim, calling a handler at each op's time.
+"""
+from __future__ import annotations
+
+import bisect
+import functools
+import heapq
+import itertools
+import math
+import numbers
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from labkit import validate
+from labkit.clock import Sim
+
+
+class Op(NamedTuple):
+    """One operation: when, "read" or "write", which key, and whether it is a read of one's own write (lessons 01, 02)."""
+
+    time_s: float
+    op: str
+    key: int
+    after_write: bool = False
+
+
+@functools.lru_cache(maxsize=16)
+def _zipf_cdf(n_keys: int, s: float) -> tuple:
+    weights = [k ** -s for k in range(1, n_keys + 1)]
+    total = math.fsum(weights)
+    cdf = [c / total for c in itertools.accumulate(weights)]
+    cdf[-1] = 1.0  # rounding must not leave a gap that random() could fall into
+    return tuple(cdf)
+
+
+class Zipf:
+    """Key popularity: key k in 1..n_keys is drawn with probability proportional to 1/k**s; s=0 is uniform (lesson 02)."""
+
+    def __init__(self, n_keys: int = 1000, s: float = 1.0):
+        self.n_keys = validate.number("n_keys", n_keys, lo=1, hi=1_000_000, integer=True)
+        self.s = validate.number("s", s, lo=0, hi=5)
+        self._cdf = _zipf_cdf(n_keys, float(s))
+
+    def sample(self, rng) -> int:
+        """One key, drawn with `rng`; key 1 is the most popular."""
+        return bisect.bisect_right(self._cdf, rng.random()) + 1
+
+    def probability(self, key: int) -> float:
+        """The chance that one draw is `key`."""
+        if not 1 <= key <= self.n_keys:
+            return 0.0
+        return self._cdf[key - 1] - (self._cdf[key - 2] if key > 1 else 0.0)
+
+    def top_share(self, top: int) -> float:
+        """The share of draws that hit the `top` most popular keys: an ideal cache of that size's hit ratio."""
+        validate.number("top", top, lo=0, integer=True)
+        return self._cdf[min(top, self.n_keys) - 1] if top else 0.0
+
+
+@dataclass(frozen=True)
+class Steady:
+    """Arrivals at a constant `rate_rps` (Poisson) (lessons 01, 02)."""
+
+    rate_rps: float
+
+    def __post_init__(self):
+        validate.number("rate_rps", self.rate_rps, lo=0, lo_open=True)
+
+    @property
+    def peak_rps(self) -> float:
+        """The highest rate this profile reaches."""
+        return self.rate_rps
+
+    def rate_at(self, time_s: float) -> float:
+        """The arrival rate at `time_s`."""
+        return self.rate_rps
+
+
+@dataclass(frozen=True)
+class Diurnal:
+    """A day-shaped rate: `mean_rps` * (1 + amplitude * sin(2 pi t / period_s)) (lessons 01, 02)."""
+
+    mean_rps: float
+    amplitude: float = 0.5
+    period_s: float = 60.0
+
+    def __post_init__(self):
+        validate.number("mean_rps", self.mean_rps, lo=0, lo_open=True)
+        validate.number("amplitude", self.amplitude, lo=0, hi=1)
+        validate.number("period_s", self.period_s, lo=0, lo_open=True)
+
+    @property
+    def peak_rps(self) -> float:
+        """The highest rate this profile reaches."""
+        return self.mean_rps * (1 + self.amplitude)
+
+    def rate_at(self, time_s: float) -> float:
+        """The arrival rate at `time_s`."""
+        return self.mean_rps * (1 + self.amplitude * math.sin(2 * math.pi * time_s / self.period_s))
+
+
+@dataclass(frozen=True)
+class Bursty:
+    """On-off traffic: `on_rps` for `on_s` seconds, then `off_rps` for `off_s`, repeating (lessons 01, 02)."""
+
+    on_rps: float
+    off_rps: float = 0.0
+    on_s: float = 1.0
+    off_s: float = 4.0
+
+    def __post_init__(self):
+        validate.number("on_rps", self.on_rps, lo=0, lo_open=True)
+        validate.number("off_rps", self.off_rps, lo=0, hi=self.on_rps)
+        validate.number("on_s", self.on_s, lo=0, lo_open=True)
+        validate.number("off_s", self.off_s, lo=0)
+
+    @property
+    def peak_rps(self) -> float:
+        """The highest rate this profile reaches."""
+        return self.on_rps
+
+    def rate_at(self, time_s: float) -> float:
+        """The arrival rate at `time_s`."""
+        return self.on_rps if time_s % (self.on_s + self.off_s) < self.on_s else self.off_rps
+
+
+def arrivals(rng, rate, start_s: float, end_s: float) -> list[float]:
+    """Poisson arrival times in [start_s, end_s) following a rate profile (lessons 01, 02).
+
+    Thinning (Lewis and Shedler): draw at the peak rate and keep each arrival with
+    probability rate_at(t) / peak, which is exact for any rate shape.
+    """
+    peak, rate_at = rate.peak_rps, rate.rate_at
+    out, t = [], start_s
+    expo, random = rng.expovariate, rng.random
+    while True:
+        t += expo(peak)
+        if t >= end_s:
+            return out
+        r = rate_at(t)
+        if r >= peak or random() * peak < r:  # a steady rate never spends a draw here
+            out.append(t)
+
+
+def make_workload(sim: Sim, *, duration_s: float, rate=100.0, n_keys: int = 1000, zipf_s: float = 1.0,
+             write_fraction: float = 0.1, read_after_write_s: float | None = None) -> list[Op]:
+    """The ops of a run starting now, in time order, drawn from `sim.rng` (lessons 01, 02).
+
+    `rate` is requests per second (steady) or a `Steady` / `Diurnal` / `Bursty` profile;
+    keys follow `Zipf(n_keys, zipf_s)`; each op is a write with probability
+    `write_fraction`. With `read_after_write_s`, every write is followed that many
+    seconds later by a read of the same key (`after_write=True`): the user who just
+    saved a profile and looks at it.
+    """
+    validate.number("duration_s", duration_s, lo=0, lo_open=True)
+    if isinstance(rate, numbers.Real) and not isinstance(rate, bool):
+        rate = Steady(rate)
+    if not isinstance(rate, (Steady, Diurnal, Bursty)):
+        raise ValueError(f"rate must be requests per second or a Steady, Diurnal or Bursty profile, got {rate!r}")
+    validate.number("write_fraction", write_fraction, lo=0, hi=1)
+    if read_after_write_s is not None:
+        validate.number("read_after_write_s", read_after_write_s, lo=0)
+    keys = Zipf(n_keys, zipf_s)
+    rng = sim.rng
+    random, cdf, bisect_right = rng.random, keys._cdf, bisect.bisect_right
+    ops, follow_ups = [], []
+    for t in arrivals(rng, rate, sim.now, sim.now + duration_s):
+        key = bisect_right(cdf, random()) + 1  # Zipf.sample, inlined: this loop is the hot path
+        if random() < write_fraction:
+            ops.append(Op(t, "write", key))
+            if read_after_write_s is not None:
+                follow_ups.append(Op(t + read_after_write_s, "read", key, True))
+        else:
+            ops.append(Op(t, "read", key))
+    if follow_ups:
+        # Both lists are already in time order; on a tie the earlier-drawn op goes first.
+        ops = list(heapq.merge(ops, follow_ups, key=lambda op: op.time_s))
+    return ops
+
+
+def drive_workload(sim: Sim, ops, handler) -> None:
+    """Call `handler(op)` at each op's time on the sim; ops must be in time order (lessons 01, 02).
+
+    Only the next op sits in the event queue at any moment, so a long workload costs
+    one heap entry, not one per op.
+    """
+    it = iter(ops)
+
+    def fire(op):
+        handler(op)
+        nxt = next(it, None)
+        if nxt is not None:
+            sim.at(nxt.time_s, fire, nxt)
+
+    first = next(it, None)
+    if first is not None:
+        sim.at(first.time_s, fire, first)
