@@ -55,20 +55,22 @@ class Sim:
 
     def run(self, until: float | None = None, max_events: int = 10_000_000) -> "Sim":
         """Run events up to and including time `until` (or until idle); the clock ends at `until`."""
+        if until is not None and not math.isfinite(until):
+            raise ValueError(f"until must be a finite number of seconds, got {until!r}")
         if until is not None and until < self.now:
             raise ValueError(f"until must be >= now ({self.now:g} s), got {until:g}")
         queue, pop = self._queue, heapq.heappop
-        for _ in range(max_events):
-            if not queue or (until is not None and queue[0][0] > until):
-                break
+        ran = 0
+        while queue and (until is None or queue[0][0] <= until):
+            if ran == max_events:
+                raise RuntimeError(
+                    f"simulation ran {max_events:,} events without finishing: "
+                    "is something rescheduling itself forever?"
+                )
             time_s, _, _, callback, args = pop(queue)
             self.now = time_s
             callback(*args)
-        else:
-            raise RuntimeError(
-                f"simulation ran {max_events:,} events without finishing: "
-                "is something rescheduling itself forever?"
-            )
+            ran += 1
         if until is not None:
             self.now = until
         return self

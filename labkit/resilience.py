@@ -65,6 +65,9 @@ class CircuitBreaker:
         if self.state == CLOSED:
             self._failures = 0
             self._remember(False)
+            # resilience4j re-evaluates after every outcome: a success can still leave the rate above.
+            if self.failure_rate_threshold is not None and self._should_open():
+                self._open()
         elif self.state == HALF_OPEN:
             self._trials_in_flight = max(0, self._trials_in_flight - 1)
             self._trial_successes += 1
@@ -159,6 +162,8 @@ class CallsRun:
             return []
         out, state, since = [], CLOSED, 0.0
         for e in changes:
+            if e.time_s >= self.duration_s:
+                break  # calls in flight at the end settle after it; the plot stops at duration_s
             if e.fields["state"] != state:
                 if e.time_s > since:
                     out.append((since, e.time_s, state))
@@ -267,7 +272,7 @@ def simulate_calls(*, seed: int = 1, duration_s: float = 90.0, rate_rps: float =
     validate.number("duration_s", duration_s, lo=1, hi=3600)
     validate.number("rate_rps", rate_rps, lo=0, hi=5000, lo_open=True)
     validate.number("outage_s", outage_s, lo=0, hi=duration_s)
-    validate.number("outage_start_s", outage_start_s, lo=0, hi=duration_s)
+    validate.number("outage_start_s", outage_start_s, lo=0, hi=duration_s, hi_open=outage_s > 0)
     validate.number("timeout_s", timeout_s, lo=0, lo_open=True)
     validate.number("retries", retries, lo=0, hi=10, integer=True)
     sim = Sim(seed)

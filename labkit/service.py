@@ -89,6 +89,8 @@ class Service:
         self.latency_sigma = validate.number("latency_sigma", latency_sigma, lo=0, hi=3)
         self.error_rate = validate.number("error_rate", error_rate, lo=0, hi=1)
         self.max_concurrency = validate.number("max_concurrency", max_concurrency, lo=1, integer=True)
+        if isinstance(faults, (Outage, ErrorBurst, LatencySpike)):
+            raise ValueError(f"faults must be a list of faults, got the single fault {faults!r}: use [fault]")
         self.faults = tuple(faults)
         for fault in self.faults:
             if not isinstance(fault, (Outage, ErrorBurst, LatencySpike)):

@@ -101,7 +101,7 @@ def time_series(
     groups: list[list[Event]] = [[] for _ in edges]
     for e in events:
         i = int((e.time_s - start_s) // bin_s)
-        if 0 <= i < len(edges):
+        if 0 <= i < len(edges) and e.time_s < end_s:
             groups[i].append(e)
     return edges, [reduce(g) for g in groups]
 

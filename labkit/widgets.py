@@ -99,13 +99,15 @@ class Play:
 
     def display(self):
         import ipywidgets as w
-        from IPython.display import Image, display
+        from IPython.display import DisplayHandle, Image, display
 
         box = w.Box(list(self.controls.values()), layout=w.Layout(flex_flow="row wrap"))
         display(box)
         table, png = self.render()
-        self.table = display(table, display_id=True)
-        self.figure = display(Image(png), display_id=True)
+        # Handles made up front work with or without a kernel (display() returns None without one).
+        self.table, self.figure = DisplayHandle(), DisplayHandle()
+        self.table.display(table)
+        self.figure.display(Image(png))
 
         def redraw(change):
             try:

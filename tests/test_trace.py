@@ -1,0 +1,179 @@
+"""labkit.trace: the built-in event log and the metrics read from it (lesson 00)."""
+import math
+import statistics
+
+import pytest
+from hypothesis import given, strategies as st
+
+from labkit.trace import Event, Trace, bins, fraction, latency_summary, percentile, rate_per_s, time_series
+
+
+@pytest.fixture
+def trace():
+    t = Trace()
+    t.append(0.5, "client", "request", {"outcome": "ok", "latency_s": 0.1})
+    t.append(1.0, "backend", "call", {"ok": True})
+    t.append(1.5, "client", "request", {"outcome": "failed", "latency_s": 1.0})
+    t.append(2.0, "backend", "call", {"ok": False})
+    t.append(2.5, "client", "request", {"outcome": "ok", "latency_s": 0.3})
+    return t
+
+
+def ev(t, **fields):
+    return Event(t, "c", "e", fields)
+
+
+# --- Trace and Event ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, where, expected_times", [
+    ((), {}, [0.5, 1.0, 1.5, 2.0, 2.5]),
+    (("client",), {}, [0.5, 1.5, 2.5]),
+    ((None, "call"), {}, [1.0, 2.0]),
+    (("client", "request"), {"outcome": "ok"}, [0.5, 2.5]),
+    ((), {"ok": False}, [2.0]),
+    (("backend",), {"outcome": "ok"}, []),  # a field the event does not have never matches
+    (("nobody",), {}, []),
+])
+def test_select_and_count_filter_by_component_event_and_fields(trace, args, where, expected_times):
+    assert [e.time_s for e in trace.select(*args, **where)] == expected_times
+    assert trace.count(*args, **where) == len(expected_times)
+
+
+def test_values_reads_one_field_of_the_matching_events(trace):
+    assert trace.values("latency_s", "client", "request") == [0.1, 1.0, 0.3]
+    assert trace.values("latency_s", "client", outcome="ok") == [0.1, 0.3]
+    with pytest.raises(KeyError):
+        trace.values("latency_s")  # backend calls have no latency_s
+
+
+def test_to_rows_flattens_fields(trace):
+    rows = trace.to_rows()
+    assert len(rows) == len(trace) == 5
+    assert rows[1] == {"time_s": 1.0, "component": "backend", "event": "call", "ok": True}
+    assert [e.time_s for e in trace] == [r["time_s"] for r in rows]
+
+
+def test_event_fields_read_as_attributes_but_tuple_fields_win():
+    e = Event(1.0, "client", "request", {"outcome": "ok", "time_s": 99})
+    assert e.outcome == "ok"
+    assert e.time_s == 1.0 and e.component == "client" and e.event == "request"
+    assert e == (1.0, "client", "request", {"outcome": "ok", "time_s": 99})
+    with pytest.raises(AttributeError, match="missing"):
+        e.missing
+    assert not hasattr(e, "missing")
+
+
+# --- percentile and latency_summary -------------------------------------------------------------
+
+@pytest.mark.parametrize("values, q, expected", [
+    ([1, 2, 3, 4], 0, 1),
+    ([1, 2, 3, 4], 100, 4),
+    ([1, 2, 3, 4], 50, 2.5),
+    ([4, 1, 3, 2], 25, 1.75),  # unsorted input; position 0.75 between 1 and 2
+    ([10, 20], 90, 19),
+    ([7], 99, 7),
+])
+def test_percentile_interpolates_linearly(values, q, expected):
+    assert percentile(values, q) == pytest.approx(expected)
+
+
+def test_percentile_matches_statistics_inclusive_quantiles():
+    data = [0.031, 0.5, 0.047, 0.2, 1.9, 0.06, 0.052, 0.049, 0.75, 0.04, 0.3]
+    cuts = statistics.quantiles(data, n=100, method="inclusive")
+    assert [percentile(data, q) for q in range(1, 100)] == pytest.approx(cuts)
+
+
+def test_percentile_of_nothing_is_nan():
+    assert math.isnan(percentile([], 50))
+    assert math.isnan(percentile(iter(()), 0))
+
+
+@pytest.mark.parametrize("q", [-1, 100.5, math.nan])
+def test_percentile_rejects_q_outside_0_to_100(q):
+    with pytest.raises(ValueError, match=r"q must be between 0 and 100, got"):
+        percentile([1, 2], q)
+
+
+def test_latency_summary_reports_milliseconds():
+    summary = latency_summary(i / 1000 for i in range(1, 101))  # 1 ms .. 100 ms, any iterable
+    assert set(summary) == {"p50_ms", "p95_ms", "p99_ms"}
+    assert summary["p50_ms"] == pytest.approx(50.5)
+    assert summary["p95_ms"] == pytest.approx(95.05)
+    assert summary["p99_ms"] == pytest.approx(99.01)
+    assert all(math.isnan(v) for v in latency_summary([]).values())
+
+
+# --- bins and time series -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("start, end, width, expected", [
+    (0, 10, 1, [float(i) for i in range(10)]),
+    (0, 10, 3, [0, 3, 6, 9]),           # a partial last bin still gets an edge
+    (5, 6, 0.25, [5, 5.25, 5.5, 5.75]),
+    (0, 0.3, 0.1, pytest.approx([0, 0.1, 0.2])),  # float steps do not add a spurious bin
+])
+def test_bins_are_left_edges_covering_the_window(start, end, width, expected):
+    assert bins(start, end, width) == expected
+
+
+@pytest.mark.parametrize("args, message", [
+    ((0, 10, 0), "bin_s must be > 0, got 0"),
+    ((0, 10, -1), "bin_s must be > 0, got -1"),
+    ((5, 5, 1), r"end_s must be > start_s \(5\), got 5"),
+    ((5, 2, 1), r"end_s must be > start_s \(5\), got 2"),
+])
+def test_bins_reject_empty_windows_and_bad_widths(args, message):
+    with pytest.raises(ValueError, match=message):
+        bins(*args)
+
+
+def test_time_series_counts_per_bin_and_ignores_events_outside_the_window():
+    events = [ev(t) for t in (-0.5, 0, 0.99, 1, 3.5, 4, 7)]
+    edges, counts = time_series(events, 0, 4, 1)
+    assert edges == [0, 1, 2, 3]
+    assert counts == [2, 1, 0, 1]  # -0.5, 4 (the window is half-open) and 7 fall outside
+
+
+def test_time_series_ignores_events_past_the_end_of_a_partial_last_bin():
+    events = [ev(t) for t in (9.5, 10, 11)]
+    edges, counts = time_series(events, 0, 10, 3)
+    assert edges == [0, 3, 6, 9]
+    assert counts == [0, 0, 0, 1]
+
+
+def test_time_series_applies_the_reducer_to_each_bin():
+    events = [ev(0.2, latency_s=0.1), ev(0.8, latency_s=0.3), ev(2.5, latency_s=0.7)]
+    _, worst = time_series(events, 0, 3, 1, reduce=lambda g: max((e.latency_s for e in g), default=0))
+    assert worst == [0.3, 0, 0.7]
+
+
+def test_rate_per_s_divides_counts_by_the_bin_width():
+    events = [ev(t) for t in (0.1, 0.2, 0.3, 1.9, 2.1)]
+    edges, rates = rate_per_s(events, 0, 4, 2)
+    assert edges == [0, 2]
+    assert rates == [2.0, 0.5]
+
+
+def test_fraction_is_the_share_per_bin_and_nan_for_an_empty_bin():
+    events = [ev(0.1, ok=True), ev(0.2, ok=False), ev(0.3, ok=True), ev(0.4, ok=True), ev(2.5, ok=False)]
+    _, share = time_series(events, 0, 3, 1, fraction(lambda e: e.ok))
+    assert share[0] == 0.75 and math.isnan(share[1]) and share[2] == 0.0
+
+
+# --- properties ---------------------------------------------------------------------------------
+
+samples = st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=50)
+qs = st.floats(0, 100, allow_nan=False)
+
+
+@given(samples, qs, qs)
+def test_percentile_is_monotone_in_q_and_between_min_and_max(values, q1, q2):
+    lo, hi = sorted((q1, q2))
+    p_lo, p_hi = percentile(values, lo), percentile(values, hi)
+    assert min(values) <= p_lo <= p_hi <= max(values)
+
+
+@given(st.lists(st.floats(0, 20, allow_nan=False), max_size=60), st.sampled_from([0.5, 1, 2, 5]))
+def test_time_series_counts_every_event_inside_the_window_exactly_once(times, width):
+    edges, counts = time_series([ev(t) for t in times], 0, 10, width)
+    assert sum(counts) == sum(1 for t in times if 0 <= t < 10)
+    assert len(edges) == len(counts) == 10 / width

@@ -1,0 +1,234 @@
+"""labkit.widgets and labkit.plots: tables, Play panels and charts, all testable without a browser (lesson 00)."""
+import math
+
+import ipywidgets as w
+import IPython.core.display_functions
+import IPython.display
+import pytest
+
+import labkit as lk
+from labkit.plots import Chart, fmt, new_figure, plot_calls, plot_latency
+from labkit.widgets import Play, Table
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+# --- Table --------------------------------------------------------------------------------------
+
+def test_table_text_aligns_names_left_and_values_right():
+    table = Table({"calls": [1234, 5], "p99 latency": [0.25, 12.0]}, title="Runs", columns=["before", "after"])
+    assert repr(table).splitlines() == [
+        "Runs",
+        "             before  after",
+        "calls         1,234      5",
+        "p99 latency     0.2   12.0",
+    ]
+
+
+def test_table_without_columns_has_one_value_per_row():
+    table = Table({"requests": 4500, "success": "99.0 %", "never": math.inf, "flag": True})
+    assert repr(table).splitlines() == [
+        "requests   4,500",
+        "success   99.0 %",
+        "never      never",
+        "flag        True",
+    ]
+
+
+def test_table_html_escapes_names_values_columns_and_title():
+    table = Table({"<b>calls</b>": ["a & b", 3]}, title="x < y", columns=["<i>1</i>", "two"])
+    html = table._repr_html_()
+    assert "&lt;b&gt;calls&lt;/b&gt;" in html and "<b>calls</b>" not in html
+    assert "a &amp; b" in html and "&lt;i&gt;1&lt;/i&gt;" in html and "x &lt; y" in html
+    assert html.count("<th") == 3  # a blank corner cell and one per column
+    assert html.count("<tr>") == 2 and html.startswith("<table class='labkit-table'>")
+
+
+def test_table_row_of_the_wrong_length_names_the_row():
+    with pytest.raises(ValueError, match=r"row 'short' must have 2 values \(one per column\), got 1"):
+        Table({"ok": [1, 2], "short": [1]}, columns=["a", "b"])
+
+
+# --- Play, without a browser ----------------------------------------------------------------------
+
+class Recorder:
+    """A pure run function that remembers the knobs it was called with."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, **knobs):
+        self.calls.append(knobs)
+        if knobs.get("rate", 0) < 0:
+            raise ValueError(f"rate must be >= 0, got {knobs['rate']}")
+        return knobs
+
+
+def show(result):
+    fig, (ax,) = new_figure(1)
+    ax.plot([0, 1], [0, result["rate"]])
+    return Table({"rate": result["rate"]}), Chart(fig)
+
+
+def test_render_runs_with_the_knob_defaults_and_returns_a_table_and_png():
+    run = Recorder()
+    play = Play(run, show, rate=(0, 100, 5, 20), mode=["fast", "slow"], retry=False)
+    table, png = play.render()
+    assert run.calls == [{"rate": 20, "mode": "fast", "retry": False}]
+    assert isinstance(table, Table) and table.rows == {"rate": [20]}
+    assert png.startswith(PNG_SIGNATURE)
+    assert play.renders == 1
+
+
+def test_render_accepts_a_bare_matplotlib_figure():
+    play = Play(Recorder(), lambda r: (Table({}), new_figure()[0]), rate=(0, 1, 0.1, 0.5))
+    assert play.render()[1].startswith(PNG_SIGNATURE)
+
+
+@pytest.mark.parametrize("spec, widget_type, value", [
+    ((1, 10, 1, 3), w.IntSlider, 3),
+    ((0, 1, 0.05, 0.5), w.FloatSlider, 0.5),
+    ((0, 10, 1, 2.5), w.FloatSlider, 2.5),  # one float makes the whole slider a float slider
+    (["a", "b"], w.Dropdown, "a"),
+    (True, w.Checkbox, True),
+    (w.IntText(value=7), w.IntText, 7),
+])
+def test_knob_specs_become_controls(spec, widget_type, value):
+    control = Play(Recorder(), show, knob=spec).controls["knob"]
+    assert type(control) is widget_type and control.value == value
+
+
+@pytest.mark.parametrize("spec, message", [
+    ((1, 10, 1), r"knob: a knob is \(min, max, step, default\)"),
+    ("fast", r"knob: a knob is .*got 'fast'"),
+    (3, r"knob: a knob is .*got 3"),
+    ((1, 10, 1, 11), r"knob: default must be in \[1, 10\], got 11"),
+    ((1, 10, 1, 0), r"knob: default must be in \[1, 10\], got 0"),
+    ([], r"knob: a dropdown needs at least one option"),
+])
+def test_bad_knob_specs_name_the_knob(spec, message):
+    with pytest.raises(ValueError, match=message):
+        Play(Recorder(), show, knob=spec)
+
+
+class Frontend:
+    """Stands in for a notebook front end: each output, with its versions as display ids update it.
+
+    It replaces IPython's `display` function, which both `display(x, display_id=True)` and
+    `DisplayHandle.display/update` end in, so the tests do not depend on which one Play uses.
+    """
+
+    def __init__(self):
+        self.outputs: list[list] = []  # one list of versions per output, in display order
+        self._by_id: dict = {}
+
+    def display(self, *objs, display_id=None, update=False, **kwargs):
+        if display_id is True:
+            display_id = f"output-{len(self.outputs)}"
+        for obj in objs:
+            if update:
+                self._by_id[display_id].append(obj)
+            else:
+                self.outputs.append([obj])
+                if display_id:
+                    self._by_id[display_id] = self.outputs[-1]
+        if display_id and not update:
+            return IPython.display.DisplayHandle(display_id)
+
+
+@pytest.fixture
+def frontend(monkeypatch):
+    fake = Frontend()
+    monkeypatch.setattr(IPython.core.display_functions, "display", fake.display)
+    monkeypatch.setattr(IPython.display, "display", fake.display)
+    return fake
+
+
+def test_display_shows_controls_table_and_figure(frontend):
+    play = Play(Recorder(), show, rate=(0, 100, 5, 20))
+    assert play.display() is play
+    [box], [table], [image] = frontend.outputs
+    assert list(box.children) == [play.controls["rate"]]
+    assert table.rows == {"rate": [20]}
+    assert image.data.startswith(PNG_SIGNATURE)
+
+
+def test_moving_a_slider_re_renders_in_place(frontend):
+    run = Recorder()
+    play = Play(run, show, rate=(0, 100, 5, 20), mode=["fast", "slow"]).display()
+    play.controls["rate"].value = 45
+    play.controls["mode"].value = "slow"
+    assert play.renders == 3
+    assert run.calls[1:] == [{"rate": 45, "mode": "fast"}, {"rate": 45, "mode": "slow"}]
+    _, tables, images = frontend.outputs  # updated in place, never appended
+    assert [t.rows for t in tables] == [{"rate": [20]}, {"rate": [45]}, {"rate": [45]}]
+    assert len(images) == 3 and all(img.data.startswith(PNG_SIGNATURE) for img in images)
+
+
+def test_settings_that_cannot_run_show_an_error_table_instead_of_raising(frontend):
+    play = Play(Recorder(), show, rate=(-10, 100, 5, 20)).display()
+    play.controls["rate"].value = -5
+    _, tables, images = frontend.outputs
+    assert tables[-1].title == "These settings cannot run"
+    assert tables[-1].rows == {"error": ["rate must be >= 0, got -5"]}
+    assert len(images) == 1  # the last good figure stays
+    play.controls["rate"].value = 30  # and the panel keeps working
+    assert tables[-1].rows == {"rate": [30]} and len(images) == 2
+
+
+def test_display_without_a_kernel_prints_the_default_run(capsys):
+    Play(Recorder(), show, rate=(0, 100, 5, 20)).display()
+    assert "rate  20" in capsys.readouterr().out
+
+
+def test_moving_a_slider_without_a_kernel_prints_the_new_table(capsys):
+    play = Play(Recorder(), show, rate=(0, 100, 5, 20)).display()
+    play.controls["rate"].value = 45
+    assert play.renders == 2
+    assert "rate  45" in capsys.readouterr().out
+
+
+# --- plots --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_runs():
+    return [lk.simulate_calls(seed=1, duration_s=30, outage_start_s=10, outage_s=5, retries=r) for r in (0, 2)]
+
+
+def test_plot_calls_draws_a_png_chart_with_a_summary_title(small_runs):
+    chart = plot_calls(small_runs, ["plain", "retries"])
+    assert chart._repr_png_().startswith(PNG_SIGNATURE)
+    calls = fmt(small_runs[-1].summary()["service_calls"])
+    assert repr(chart).startswith(f"<Chart: retries: {calls} calls reached the service; ")
+
+
+def test_plot_calls_uses_a_given_title_and_accepts_one_run(small_runs):
+    chart = plot_calls(small_runs[0], title="Retry storm")
+    assert repr(chart) == "<Chart: Retry storm>"
+    assert len(chart.fig.axes) == 3
+
+
+@pytest.mark.parametrize("labels", [["only one"], ["a", "b", "c"]])
+def test_plot_calls_needs_one_label_per_run(small_runs, labels):
+    with pytest.raises(ValueError, match=rf"labels must have one entry per run \(2\), got {len(labels)}"):
+        plot_calls(small_runs, labels)
+
+
+def test_plot_latency_draws_a_png_chart():
+    run = lk.queue_playground(rate_rps=100, seed=2)
+    chart = plot_latency(run)
+    assert chart._repr_png_().startswith(PNG_SIGNATURE)
+    assert repr(chart).startswith("<Chart: 100 requests/s: callers' p99 latency is ")
+
+
+@pytest.mark.parametrize("value, digits, expected", [
+    (math.inf, 0, "never"),
+    (-math.inf, 1, "never"),
+    (math.nan, 0, "n/a"),
+    (1234567.891, 0, "1,234,568"),
+    (1234.5678, 2, "1,234.57"),
+    (42, 0, "42"),
+    (0.04, 1, "0.0"),
+])
+def test_fmt_formats_numbers_for_titles(value, digits, expected):
+    assert fmt(value, digits) == expected
