@@ -16,3 +16,5 @@ from labkit.widgets import Play, Table, hints, play
 from labkit.db import Database, ExponentialLag, LagSpike, LogEntry, Replica, ReplicaDown, ReplicaSet, UniformLag
 from labkit.cache import LRUCache, RedisCache
 from labkit.workload import Bursty, Diurnal, Op, Steady, Zipf, arrivals, drive_workload, make_workload
+from labkit.replication import (ReplicaRouter, ReplicasRun, plot_replicas, replicas_playground, show_replicas,
+                                simulate_replicas, summarize_replicas)

@@ -1,0 +1,604 @@
+"""Exercises of lesson 01, read replicas: scenarios and the messages each mistake earns.
+
+Every scenario builds its own `ReplicaSet` on a fresh seeded `Sim`, hands it to the
+learner's router, and judges the router only by what the replica set's trace shows:
+which node served each read, and what that node had applied.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+
+from labkit.checking import Exercise, Fail, register
+from labkit.clock import Sim
+from labkit.db import LagSpike, ReplicaDown, ReplicaSet, UniformLag
+from labkit.replication import ReplicaRouter
+
+
+def _refuse_labkit_router(Router) -> None:
+    if isinstance(Router, type) and issubclass(Router, ReplicaRouter):
+        raise Fail("This is labkit's own router (lk.ReplicaRouter), not yours: write your own class.")
+
+
+class _Bench:
+    """A replica set on a fresh Sim, one learner router in front of it, and what each call did."""
+
+    def __init__(self, Router, *, clock: bool = False, replicas: int = 3, lag=0.1, spikes=(), seed: int = 0,
+                 **settings):
+        _refuse_labkit_router(Router)
+        self.sim = Sim(seed)
+        self.rs = ReplicaSet(self.sim, replicas=replicas, lag=lag, spikes=spikes)
+        # The bench keeps its own lists: a router that edits replica_set.replicas in place must
+        # not change what the checks count.
+        self.nodes = list(self.rs.nodes)
+        self.replicas = self.nodes[1:]
+        args = (self.rs, self.sim) if clock else (self.rs,)
+        shown = ", ".join(["replica_set", *(["clock"] if clock else []), *(f"{k}={v!r}" for k, v in settings.items())])
+        try:
+            self.router = Router(*args, **settings)
+        except TypeError as exc:
+            raise Fail(f"Could not create your router as {Router.__name__}({shown}):\n  {exc}\n"
+                       "Keep the parameter names of the starter cell.") from None
+        self.events = self.sim.trace.events
+
+    def node(self, name: str):
+        return next(n for n in self.nodes if n.name == name)
+
+    def counts(self) -> dict:
+        return {n.name: 0 for n in self.nodes}
+
+    def write(self, key, **fields) -> int:
+        """One write through the router; checks it committed once on the primary; returns its position."""
+        before = self.rs.position
+        try:
+            returned = self.router.write(key, **fields)
+        except RuntimeError as exc:
+            if "read-only replica" in str(exc):
+                raise Fail(f"Your router sent a write to a replica ({exc}). Every write goes to the primary: "
+                           "replicas only replay the primary's log.") from None
+            raise
+        if self.rs.position != before + 1:
+            raise Fail(f"After one call to write(), the primary had committed {self.rs.position - before} "
+                       "writes. Send each write to the primary exactly once.")
+        return returned
+
+    def read(self, key, **kwargs):
+        """One read through the router: (the node's read event, the row the router returned)."""
+        before = len(self.events)
+        try:
+            row = self.router.read(key, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - matched by name: in the grader it crossed a process boundary
+            if not _is_replica_down(exc):
+                raise
+            if not any(r.is_up for r in self.replicas):
+                raise Fail(f"With every replica down, a read raised ReplicaDown out of your router ({exc}). "
+                           "When no replica can answer, read from the primary: the site keeps working "
+                           "while the replicas are out.") from None
+            raise Fail(f"A read raised ReplicaDown out of your router ({exc}). Catch lk.ReplicaDown (or skip "
+                       "replicas whose is_up is False) and try another replica: a replica going down must "
+                       "not fail the user's request.") from None
+        served = [e for e in self.events[before:] if e.event == "read"]
+        if not served:
+            raise Fail(f"read({key!r}) returned {row!r} without reading any node. Read the row from the "
+                       "node you chose: node.read(key).")
+        return served[-1], row
+
+    def run_until(self, time_s: float) -> None:
+        self.sim.run(until=time_s)
+
+
+def _is_replica_down(exc) -> bool:
+    return isinstance(exc, ReplicaDown) or getattr(exc, "type_name", type(exc).__name__) == "ReplicaDown"
+
+
+def _expect_row(row, key, bio, what: str) -> None:
+    if row is None or not hasattr(row, "get"):
+        raise Fail(f"read({key!r}) returned {row!r} for a profile that exists on {what}. Return the row "
+                   "the node gives you (a dict).")
+    if row.get("bio") != bio:
+        raise Fail(f"read({key!r}) returned {row!r}, but the node you read had bio={bio!r}. Return the row "
+                   "the node gives you.")
+
+
+def _spread(counts: dict) -> str:
+    return ", ".join(f"{name} {n}" for name, n in counts.items())
+
+
+# --------------------------------------------------------------------------------------------
+# 01.1 the read/write splitter
+
+splitter = register(Exercise(
+    "01.1", "a read/write splitter", answer="Router",
+    hints=(
+        "Keep a counter of whose turn it is. Each ordinary read takes replicas[turn % len(replicas)] "
+        "and moves the counter on, so consecutive reads visit every replica in turn.",
+        "Skip a replica whose is_up is False (a read sent to it raises lk.ReplicaDown, which you may catch "
+        "instead) and move on to the next one; only when you have tried them all, read from the primary.",
+        "write() and strong reads need no choice at all: self.primary.write(key, **fields) returns the "
+        "log position; return it.",
+    )))
+
+
+def _bench1(Router, **kwargs):
+    bench = _Bench(Router, **kwargs)
+    for key in range(1, 11):
+        bench.rs.write(key, bio=f"profile {key}")
+    bench.run_until(1.0)   # every replica has every profile
+    return bench
+
+
+@splitter.scenario("writes go to the primary and return its log position")
+def _writes(Router, ctx):
+    bench = _bench1(Router)
+    for i in range(3):
+        returned = bench.write(1, bio=f"edit {i}")
+        if returned is None:
+            raise Fail("write() returned None. Return what the primary's write returns: the log position "
+                       "of the commit. Exercise 3 uses it as a session token.")
+        if returned != bench.rs.position:
+            raise Fail(f"write() returned {returned!r}, but the primary committed that write at log position "
+                       f"{bench.rs.position}. Return the primary's write's return value.")
+    return "each write committed once on the primary; write() returned its position"
+
+
+@splitter.scenario("strong reads go to the primary")
+def _strong(Router, ctx):
+    bench = _bench1(Router)
+    bench.write(3, bio="just saved")
+    served = []
+    for _ in range(9):
+        event, row = bench.read(3, strong=True)
+        served.append(event.component)
+        if event.component == "primary":
+            _expect_row(row, 3, "just saved", "the primary")
+    elsewhere = [n for n in served if n != "primary"]
+    if elsewhere:
+        raise Fail(f"{len(elsewhere)} of 9 reads with strong=True were served by replicas "
+                   f"({', '.join(sorted(set(elsewhere)))}), just after a write they had not applied yet. "
+                   "A strong read must see every committed write: only the primary is sure to have them.")
+    return "9 of 9 strong reads served by the primary"
+
+
+@splitter.scenario("ordinary reads are spread evenly over the replicas")
+def _balanced(Router, ctx):
+    bench = _bench1(Router)
+    counts = bench.counts()
+    # Half the reads are for one popular profile, as real traffic is skewed.
+    keys = [1 if i % 2 else 2 + (i // 2) % 9 for i in range(600)]
+    for key in keys:
+        event, row = bench.read(key)
+        _expect_row(row, key, f"profile {key}", "every node")
+        counts[event.component] += 1
+    if counts["primary"]:
+        raise Fail(f"The primary served {counts['primary']} of 600 ordinary reads ({_spread(counts)}). Keep it "
+                   "for writes and strong reads: the point of replicas is to take the reads off it.")
+    replicas = [counts[r.name] for r in bench.replicas]
+    if max(replicas) == 600:
+        busy = max(counts, key=counts.get)
+        raise Fail(f"All 600 ordinary reads went to {busy}; the other replicas served none. Pick a replica "
+                   "per read, not once per router (that is how a DNS reader endpoint behaves when every "
+                   "query reuses one connection): rotate over all the replicas.")
+    if max(replicas) > 1.3 * min(replicas):
+        raise Fail(f"600 reads, half of them of one popular profile, were spread unevenly: {_spread(counts)}. "
+                   "Round robin gives each replica the same share whatever the keys; choosing the replica "
+                   "from the key puts every read of a popular profile on the same replica.")
+    return f"600 reads: {_spread(counts)}"
+
+
+@splitter.scenario("a replica that is down is skipped, and used again when it is back")
+def _down(Router, ctx):
+    bench = _bench1(Router)
+    bench.node("replica2").down()
+    counts = bench.counts()
+    for i in range(300):
+        event, row = bench.read(1 + i % 10)
+        counts[event.component] += 1
+    if counts["primary"]:
+        raise Fail(f"While replica2 was down, the primary served {counts['primary']} of 300 reads "
+                   f"({_spread(counts)}), although replica1 and replica3 were up. Give a dead replica's turn "
+                   "to the next replica; the primary is the last resort. It is sized for the writes, not "
+                   "for a third of the reads.")
+    bench.node("replica2").up()
+    bench.run_until(2.0)
+    after = bench.counts()
+    for i in range(300):
+        event, _ = bench.read(1 + i % 10)
+        after[event.component] += 1
+    if after["replica2"] == 0:
+        raise Fail(f"replica2 came back up, but your router sent it none of the next 300 reads "
+                   f"({_spread(after)}). Skip a replica while it is down, not forever.")
+    return f"replica2 down: {_spread(counts)}; back up: {_spread(after)}"
+
+
+@splitter.scenario("with every replica down, reads go to the primary")
+def _all_down(Router, ctx):
+    bench = _bench1(Router)
+    for r in bench.replicas:
+        r.down()
+    for key in range(1, 11):
+        event, row = bench.read(key)
+        if event.component != "primary":   # pragma: no cover - a down replica cannot serve a read
+            raise Fail(f"With every replica down, a read was served by {event.component}.")
+        _expect_row(row, key, f"profile {key}", "the primary")
+    return "10 reads served by the primary while every replica was down"
+
+
+# --------------------------------------------------------------------------------------------
+# 01.2 lag-aware routing
+
+MAX_LAG_S = 1.0
+
+lag_aware = register(Exercise(
+    "01.2", "skip lagging replicas, and say so", answer="LagAwareRouter",
+    hints=(
+        "Before each ordinary read, make the list of replicas that qualify: is_up, and lag_s <= max_lag_s. "
+        "lag_s is in seconds; lag_positions counts log entries.",
+        "Rotate over that list (list[turn % len(list)]), not over all replicas: skipping to the next one "
+        "gives a lagging replica's reads to its neighbour only, which then takes twice its share.",
+        "If the list is empty, read from the primary and add one to self.degraded_reads. Strong reads go to "
+        "the primary by design: don't count them.",
+    )))
+
+
+class _LagRun:
+    """Reads and writes at steady rates through a lag-aware router, logging each read's context."""
+
+    def __init__(self, Router, spikes, seed, down=None):
+        # 20 writes/s with 0.2 s of lag keeps every replica a few log positions behind at all
+        # times, so a router comparing positions with max_lag_s stands out from one reading seconds.
+        self.bench = _Bench(Router, lag=0.2, spikes=spikes, seed=seed, max_lag_s=MAX_LAG_S)
+        self.reads = []    # (time, node, {replica: lag_s or None if down}, strong, degraded_delta)
+        sim, rs = self.bench.sim, self.bench.rs
+        for key in range(1, 21):
+            rs.write(key, bio="v0")
+        sim.run(until=1.0)
+        for i in range(int(17 / 0.05)):
+            sim.at(1.0 + i * 0.05, self._write, 1 + i % 20, f"v{i}")
+        for i in range(int(17 / 0.02)):
+            sim.at(1.01 + i * 0.02, self._read, 1 + i % 20, i % 25 == 0)
+        if down:
+            name, start, end = down
+            sim.at(start, self.bench.node(name).down)
+            sim.at(end, self.bench.node(name).up)
+        self.degraded_value = 0
+        sim.run(until=18.5)
+
+    def _write(self, key, bio):
+        self.bench.rs.write(key, bio=bio)   # background writers use the primary directly
+
+    def degraded(self):
+        """The router's degraded_reads now, or None if it has no such number."""
+        value = getattr(self.bench.router, "degraded_reads", None)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            self.degraded_value = value
+            return None
+        return value
+
+    def _read(self, key, strong):
+        lags = {r.name: (r.lag_s if r.is_up else None) for r in self.bench.replicas}
+        before = self.degraded()
+        event, _ = self.bench.read(key, strong=True) if strong else self.bench.read(key)
+        after = self.degraded()
+        delta = None if before is None or after is None else after - before
+        self.reads.append((self.bench.sim.now, event.component, lags, strong, delta))
+
+
+def _fresh(lags):
+    return [n for n, lag in lags.items() if lag is not None and lag <= MAX_LAG_S]
+
+
+@lag_aware.scenario(f"skips replicas more than max_lag_s={MAX_LAG_S:g} s behind")
+def _skips(Router, ctx):
+    run = _LagRun(Router, spikes=[LagSpike(5, 8, extra_s=3.0, replica="replica2")], seed=1,
+                  down=("replica3", 14.0, 15.0))
+    ordinary = [r for r in run.reads if not r[3]]
+    strong_elsewhere = [r for r in run.reads if r[3] and r[1] != "primary"]
+    if strong_elsewhere:
+        raise Fail(f"{len(strong_elsewhere)} reads with strong=True were served by replicas: strong reads "
+                   "still go to the primary.")
+    behind = [r for r in ordinary if r[1] != "primary" and r[2][r[1]] > MAX_LAG_S]
+    if behind:
+        worst = max(r[2][r[1]] for r in behind)
+        names = sorted({r[1] for r in behind})
+        raise Fail(f"{', '.join(names)} served {len(behind)} reads while more than max_lag_s={MAX_LAG_S:g} s "
+                   f"behind (up to {worst:.1f} s): those users saw data that old. Check each replica's lag_s "
+                   "before you send it a read.")
+    needless = [r for r in ordinary if r[1] == "primary" and _fresh(r[2])]
+    if needless:
+        # Reads sent to the primary although every replica that was up was within the bound.
+        calm = [r for r in needless if len(_fresh(r[2])) == sum(v is not None for v in r[2].values())]
+        nudge = " Skip only the replicas that are too far behind (or down)."
+        if calm:
+            t, worst = calm[0][0], max(v for v in calm[0][2].values() if v is not None)
+            nudge = (f" At t={t:.1f} s, for example, every replica was within the bound (the furthest "
+                     f"{worst:.2f} s behind). Compare lag_s, which is in seconds, with max_lag_s; lag_positions "
+                     "counts log entries, not seconds.")
+        raise Fail(f"The primary served {len(needless)} of {len(ordinary)} ordinary reads while at least one "
+                   f"replica was up and within max_lag_s={MAX_LAG_S:g} s.{nudge}")
+    used_before = any(r[1] == "replica2" for r in ordinary if r[0] < 5.0)
+    late = [r for r in ordinary if r[0] > 12.0 and r[1] == "replica2"]
+    if used_before and not late:   # (a router that never uses replica2 hears about it from the next check)
+        raise Fail("replica2 caught up again at about t=11 s, but your router never sent it another read. "
+                   "Skip a replica while it is behind, not forever: check lag_s at every read.")
+    return (f"no read on a replica more than {MAX_LAG_S:g} s behind"
+            + ("; replica2 back in use after catching up" if late else ""))
+
+
+@lag_aware.scenario("the replicas that qualify share the reads evenly")
+def _shares(Router, ctx):
+    run = _LagRun(Router, spikes=[LagSpike(5, 8, extra_s=3.0, replica="replica2")], seed=2)
+    for label, keep in (("all three replicas were within the bound",
+                         lambda r: len(_fresh(r[2])) == 3),
+                        ("replica2 was too far behind",
+                         lambda r: _fresh(r[2]) == ["replica1", "replica3"])):
+        chosen = [r[1] for r in run.reads if not r[3] and keep(r)]
+        names = sorted({n for r in run.reads if not r[3] and keep(r) for n in _fresh(r[2])})
+        counts = {n: chosen.count(n) for n in names}
+        shown = {n: chosen.count(n) for n in ["primary", *names] if n != "primary" or chosen.count(n)}
+        if len(chosen) < 50:   # pragma: no cover - the schedule guarantees hundreds
+            continue
+        if min(counts.values()) == 0 or max(counts.values()) > 1.5 * min(counts.values()):
+            raise Fail(f"While {label}, {len(chosen)} ordinary reads went: {_spread(shown)}. The replicas "
+                       f"that qualify ({', '.join(names)}) should share them evenly: rotate over them. Always "
+                       "taking the first good one, or handing a skipped replica's turn to its neighbour, "
+                       "overloads one of them.")
+    return "reads shared evenly, with and without replica2"
+
+
+@lag_aware.scenario("when every replica lags: the primary, counted in degraded_reads")
+def _degraded(Router, ctx):
+    run = _LagRun(Router, spikes=[LagSpike(5, 8, extra_s=3.0)], seed=3)
+    ordinary = [r for r in run.reads if not r[3]]
+    none_fresh = [r for r in ordinary if not _fresh(r[2])]
+    healthy = [r for r in ordinary if _fresh(r[2])]
+    if not none_fresh:   # pragma: no cover - the spike guarantees seconds of it
+        raise Fail("internal: the scenario never had every replica lagging")
+    span = (min(r[0] for r in none_fresh), max(r[0] for r in none_fresh))
+    served = {}
+    for r in none_fresh:
+        served[r[1]] = served.get(r[1], 0) + 1
+    on_replicas = sum(n for name, n in served.items() if name != "primary")
+    if on_replicas:
+        raise Fail(f"From t={span[0]:.0f} s to t={span[1]:.0f} s every replica was more than {MAX_LAG_S:g} s "
+                   f"behind, and your router still sent {on_replicas} reads to them. In this exercise those "
+                   "reads go to the primary (and are counted).")
+    if any(r[4] is None for r in run.reads):
+        value = run.degraded_value
+        raise Fail("Your router has no degraded_reads number" + ("" if value is None else f" (it was {value!r})")
+                   + ". Set self.degraded_reads = 0 in __init__ and add one for every ordinary read that no "
+                   "replica within max_lag_s could serve.")
+    counted = sum(r[4] for r in none_fresh)
+    if counted == 0:
+        raise Fail(f"From t={span[0]:.0f} s to t={span[1]:.0f} s every replica was more than {MAX_LAG_S:g} s "
+                   f"behind, and your router quietly sent all {len(none_fresh)} reads to the primary: "
+                   "degraded_reads stayed at 0. That is how a primary gets overloaded with nobody told. "
+                   "Add one to self.degraded_reads for each such read, so a dashboard can alert on it.")
+    if counted != len(none_fresh):
+        raise Fail(f"While every replica lagged, {len(none_fresh)} reads went to the primary, but "
+                   f"degraded_reads went up by {counted:g}. Count each of them once.")
+    extra = sum(r[4] for r in healthy) + sum(r[4] for r in run.reads if r[3])
+    if extra:
+        raise Fail(f"degraded_reads also went up by {extra:g} for reads a replica within max_lag_s could "
+                   "serve, or for strong reads (which go to the primary by design). Count only the reads "
+                   "that had to go to the primary because every replica lagged or was down.")
+    return f"{len(none_fresh)} reads went to the primary during the spike, each counted"
+
+
+# --------------------------------------------------------------------------------------------
+# 01.3 read-your-writes
+
+ryw = register(Exercise(
+    "01.3", "read your own writes", answer="ReadYourWritesRouter",
+    hints=(
+        "Remember something per user in write(): the time of their last write (sticky window) or the log "
+        "position write() got back from the primary (session token).",
+        "Token: in read(), a replica may serve the user only if replica.position >= that position; if none "
+        "has it yet, use the primary. Other users' reads go through the lag-aware rules as before.",
+        "Sticky window: for window seconds after a user's write, send their reads to the primary. It is only "
+        "safe if, after the window, no replica further behind than the window can serve them: keep "
+        "max_lag_s below the window.",
+    )))
+
+USERS = 300
+REREADS_S = (0.05, 0.6, 1.5, 3.0)
+
+
+class _SessionRun:
+    """Users save their own profile and re-read it; visitors read popular profiles; all through one router."""
+
+    def __init__(self, Router, *, lag, spikes=(), down=None, seed=0, duration_s=20.0):
+        self.bench = _Bench(Router, clock=True, lag=lag, spikes=spikes, seed=seed, max_lag_s=MAX_LAG_S)
+        sim, rs, rng = self.bench.sim, self.bench.rs, self.bench.sim.rng
+        self.saved = {}       # user -> (bio, position)
+        self.own, self.bad, self.by_node = 0, [], self.bench.counts()
+        self.visitor_by_node = dict(self.by_node)
+        self.long_after = [0, 0]   # reads by users whose last save was > 8 s ago: [on replicas, on the primary]
+        for user in range(1, USERS + 1):
+            rs.write(user, bio="original")
+        sim.run(until=2.0)
+        users = range(1, USERS + 1)
+        popularity = list(itertools.accumulate(1 / k for k in users))   # Zipf: a few popular profiles
+        t = 2.0
+        while True:
+            t += rng.expovariate(30.0)
+            if t >= duration_s:
+                break
+            profile = rng.choices(users, cum_weights=popularity)[0]
+            sim.at(t, self._read, profile, rng.randint(1, USERS), None)
+        t, n = 2.0, 0
+        while True:
+            t += rng.expovariate(6.0)
+            if t >= duration_s - max(REREADS_S):
+                break
+            n += 1
+            user = rng.randint(1, USERS)
+            sim.at(t, self._save, user, f"save {n}")
+            for delay in REREADS_S:
+                sim.at(t + delay, self._read, user, user, delay)
+        if down:
+            name, start, end = down
+            sim.at(start, self.bench.node(name).down)
+            sim.at(end, self.bench.node(name).up)
+        sim.run(until=duration_s)
+
+    def _save(self, user, bio):
+        self.bench.write(user, user=user, bio=bio)
+        self.saved[user] = (bio, self.bench.rs.position, self.bench.sim.now)
+
+    def _read(self, profile, reader, delay):
+        lags = {r.name: r.lag_s for r in self.bench.replicas}
+        event, row = self.bench.read(profile, user=reader)
+        self.by_node[event.component] += 1
+        if delay is None:
+            self.visitor_by_node[event.component] += 1
+        if reader in self.saved and self.bench.sim.now - self.saved[reader][2] > 8.0:
+            self.long_after[event.component == "primary"] += 1
+        if reader != profile or reader not in self.saved:
+            return
+        self.own += 1
+        bio, position, saved_at = self.saved[reader]
+        if row is None or not hasattr(row, "get") or row.get("bio") != bio:
+            self.bad.append(dict(user=reader, saved_at=saved_at, now=self.bench.sim.now, node=event.component,
+                                 node_position=event.fields["position"], position=position, row=row,
+                                 lag=lags.get(event.component, 0.0)))
+
+
+_SCENARIOS = (
+    ("replicas 0.3 s behind", dict(lag=0.3, seed=11)),
+    ("replicas 0.8 s behind, just inside max_lag_s", dict(lag=0.8, seed=12)),
+    ("lag varying between 0.05 and 0.9 s", dict(lag=UniformLag(0.05, 0.9), seed=13)),
+    ("a 4 s lag spike on every replica", dict(lag=0.2, spikes=[LagSpike(6, 10, extra_s=4.0)], seed=14)),
+    ("a 4 s lag spike on replica2 only", dict(lag=0.2, spikes=[LagSpike(6, 10, extra_s=4.0, replica="replica2")],
+                                              seed=15)),
+    ("replica1 down for 5 s", dict(lag=0.2, down=("replica1", 6.0, 11.0), seed=16)),
+)
+
+
+def _stale_own_reads(label, run):
+    bad = run.bad[0]
+    if bad["node_position"] >= bad["position"]:
+        raise Fail(f"In the scenario '{label}', user {bad['user']} re-read their profile from {bad['node']}, "
+                   f"which had their save, but read() returned {bad['row']!r}. Return the row the node "
+                   "gives you.")
+    head = (f"In the scenario '{label}', {len(run.bad)} of {run.own} times a user re-read their own profile "
+            f"after saving it, they saw the old one. For example, user {bad['user']} saved at "
+            f"t={bad['saved_at']:.2f} s and re-read at t={bad['now']:.2f} s from {bad['node']}, which had not "
+            f"applied that save yet")
+    if bad["node"] == "primary":   # pragma: no cover - the primary has every commit
+        return head + "."
+    if bad["lag"] > MAX_LAG_S:
+        return (head + f" (it was {bad['lag']:.1f} s behind, more than max_lag_s={MAX_LAG_S:g}). A time-based "
+                "sticky window expires whatever the lag: also skip replicas further behind than max_lag_s "
+                "(exercise 2), or route by the save's log position.")
+    if all(b["node"] != "primary" and b["node_position"] == b["position"] - 1 for b in run.bad):
+        return (head + f": it had applied up to position {bad['node_position']}, one short of the save at "
+                f"position {bad['position']}. Is the position you remember the one the primary's write "
+                "returned, after the commit? A position read before the write says 'caught up' one write "
+                "too early.")
+    return (head + f" (it was {bad['lag']:.2f} s behind, within max_lag_s={MAX_LAG_S:g}). A replica within "
+            "max_lag_s may still miss the last max_lag_s seconds of writes: a sticky window must be longer than "
+            "max_lag_s, or check the replica's position against the save's.")
+
+
+@ryw.scenario("no user sees their old profile after saving it")
+def _own_writes(Router, ctx):
+    notes = []
+    for label, kwargs in _SCENARIOS:
+        run = _SessionRun(Router, **kwargs)
+        if run.bad:
+            raise Fail(_stale_own_reads(label, run))
+        notes.append(f"{label}: 0 of {run.own}")
+    return "; ".join(notes)
+
+
+def _wall_clock_note(ctx) -> str:
+    if getattr(ctx, "wall_clock_reads", 0):
+        return (f" Your code read the wall clock {ctx.wall_clock_reads} times: in a simulation seconds pass in "
+                "microseconds of real time, so a window measured with time.time() never ends. Read the time "
+                "from self.clock.now.")
+    return ""
+
+
+@ryw.scenario("other reads still go to the replicas")
+def _not_all_on_primary(Router, ctx):
+    run = _SessionRun(Router, lag=0.3, seed=21)
+    total = sum(run.by_node.values())
+    on_primary = run.by_node["primary"]
+    visitors = sum(run.visitor_by_node.values())
+    if on_primary > 0.5 * total:
+        clock = _wall_clock_note(ctx)
+        raise Fail(f"The primary served {on_primary:,} of {total:,} reads ({100 * on_primary / total:.0f} %), "
+                   f"including {run.visitor_by_node['primary']:,} of {visitors:,} visitors' reads. That is the "
+                   "load the replicas were added to take away. Only the user who just saved needs the primary "
+                   "(or a replica that has their save), and only until a replica catches up." + clock)
+    replicas_after, primary_after = run.long_after
+    if primary_after > replicas_after:
+        raise Fail(f"Users who had saved their profile more than 8 s earlier still had {primary_after} of "
+                   f"{primary_after + replicas_after} reads served by the primary, long after every replica "
+                   "had their save. Send a user back to the replicas once a replica can serve them."
+                   + _wall_clock_note(ctx))
+    return f"the primary served {100 * on_primary / total:.0f} % of reads"
+
+
+# --------------------------------------------------------------------------------------------
+# 01.4 capacity
+
+PEAK_QPS, WRITE_SHARE, NODE_QPS, MAX_UTILISATION = 16_000, 0.10, 5_000, 0.75
+
+
+def _replica_utilisation(n: int) -> float:
+    reads, writes = PEAK_QPS * (1 - WRITE_SHARE), PEAK_QPS * WRITE_SHARE
+    return (reads / n + writes) / NODE_QPS
+
+
+def _needed() -> int:
+    reads, writes = PEAK_QPS * (1 - WRITE_SHARE), PEAK_QPS * WRITE_SHARE
+    return math.ceil(reads / (MAX_UTILISATION * NODE_QPS - writes))
+
+
+_KNOWN_MISTAKES = {
+    "rounded down": lambda: _needed() - 1,
+    "no headroom": lambda: math.ceil(PEAK_QPS * (1 - WRITE_SHARE) / (NODE_QPS - PEAK_QPS * WRITE_SHARE)),
+    "no replay": lambda: math.ceil(PEAK_QPS * (1 - WRITE_SHARE) / (MAX_UTILISATION * NODE_QPS)),
+    "neither": lambda: math.ceil(PEAK_QPS * (1 - WRITE_SHARE) / NODE_QPS),
+}
+
+capacity = register(Exercise(
+    "01.4", "how many replicas?", answer="REPLICAS",
+    hints=(
+        "Split the peak into reads and writes first. Only the reads are shared among the replicas.",
+        "Each replica's load = its share of the reads + every write (it replays the whole log).",
+        "Find the smallest whole number of replicas that keeps that load at or under 75 % of 5,000 queries/s.",
+    )))
+
+
+@capacity.scenario("enough replicas, with headroom, and no more")
+def _capacity(answer, ctx):
+    if isinstance(answer, float) and answer.is_integer():
+        answer = int(answer)
+    if isinstance(answer, float):
+        raise Fail(f"You can't run {answer:g} replicas: REPLICAS must be a whole number. Which whole number "
+                   "keeps every replica at or under 75 %?")
+    if not isinstance(answer, int) or isinstance(answer, bool) or answer < 0:
+        raise Fail(f"REPLICAS should be a whole number of replicas; got {answer!r}.")
+    if answer == 0:
+        raise Fail("With 0 replicas the primary takes all 16,000 queries/s: 320 % of its capacity.")
+    u = _replica_utilisation(answer)
+    load = f"With {answer} replicas each would run at {100 * u:.0f} % of its capacity at peak"
+    mistake = next((name for name, f in _KNOWN_MISTAKES.items() if f() == answer), None)
+    if u > MAX_UTILISATION:
+        nudge = {
+            "rounded down": " The division does not come out even: rounding down leaves every replica over "
+                            "the limit.",
+            "no headroom": " That count fills each replica to 100 %: it leaves out the 25 % headroom for a "
+                           "failed replica, a spike, and the latency curve of lesson 00.",
+            "no replay": " Did you forget that every replica also replays every write? Replication is not free.",
+            "neither": " Every replica also replays all 1,600 writes/s, and you wanted 25 % headroom.",
+        }.get(mistake, "")
+        raise Fail(f"{load}, over the 75 % you allowed.{nudge}")
+    if answer > _needed():
+        guess = (" Did you count the primary, or the writes as reads? Only the reads are shared among the "
+                 "replicas." if answer == _needed() + 1 else "")
+        raise Fail(f"{load}: safe, but fewer replicas would do, and each one costs as much as the primary."
+                   + guess)
+    return f"{load}: at most 75 %, and one fewer would not be"

@@ -1,0 +1,437 @@
+"""Read/write splitting over a primary and its replicas, and the Play panel of lesson 01.
+
+`ReplicaRouter` is labkit's reference router: writes and strong reads go to the primary,
+other reads rotate over the replicas that are up and not too far behind, and a user's
+own writes can be made visible to them (a sticky window or a session token).
+`simulate_replicas` runs a read-heavy profile service on a `ReplicaSet` through a
+router; `ReplicasRun` reads per-node load, replica lag and stale reads from the trace.
+"""
+from __future__ import annotations
+
+import heapq
+import math
+import numbers
+from dataclasses import dataclass, field
+
+from labkit import validate
+from labkit.clock import Sim
+from labkit.db import ExponentialLag, ReplicaSet, UniformLag
+from labkit.workload import Op, Steady, Zipf, arrivals, drive_workload
+
+WHEN_ALL_LAGGING = ("primary", "least_behind")
+READ_YOUR_WRITES = (None, "sticky", "token")
+
+
+class ReplicaRouter:
+    """labkit's reference read/write splitter over a `ReplicaSet` (lesson 01).
+
+    Writes and `strong=True` reads go to the primary. Other reads rotate (round robin)
+    over the replicas that are up and, when `max_lag_s` is set, at most `max_lag_s`
+    seconds behind. When replicas exist but none qualifies, the read goes to the primary
+    (`when_all_lagging="primary"`, what ProxySQL does once it shuns lagging replicas) or
+    to the two least-behind replicas that are up (`"least_behind"`, Vitess's choice:
+    stale rather than collapsed onto one node); either way it is counted in `degraded_reads`
+    and recorded as ("router", "degraded").
+
+    `read_your_writes` makes a user's own writes visible to them: `"sticky"` sends the
+    user's reads to the primary for `sticky_s` after their last write (Rails'
+    DatabaseSelector); `"token"` remembers the log position of the user's last write
+    and reads from a replica that has applied it, else from the primary (ProxySQL's
+    GTID-consistent reads, MaxScale's causal_reads).
+    """
+
+    MIN_SERVING = 2   # replicas kept serving under "least_behind", as Vitess's default
+
+    def __init__(self, replica_set: ReplicaSet, *, max_lag_s: float | None = None,
+                 when_all_lagging: str = "primary", read_your_writes: str | None = None,
+                 sticky_s: float = 2.0, clock=None):
+        if not isinstance(replica_set, ReplicaSet):
+            raise ValueError(f"replica_set must be a labkit ReplicaSet, got {replica_set!r}")
+        if max_lag_s is not None:
+            validate.number("max_lag_s", max_lag_s, lo=0, lo_open=True)
+        validate.choice("when_all_lagging", when_all_lagging, WHEN_ALL_LAGGING)
+        validate.choice("read_your_writes", read_your_writes, READ_YOUR_WRITES)
+        validate.number("sticky_s", sticky_s, lo=0)
+        self.replica_set = replica_set
+        self.clock = replica_set.sim if clock is None else clock
+        if not hasattr(self.clock, "now"):
+            raise ValueError(f"clock must have a .now attribute (a labkit Sim), got {clock!r}")
+        self.max_lag_s, self.when_all_lagging = max_lag_s, when_all_lagging
+        self.read_your_writes, self.sticky_s = read_your_writes, sticky_s
+        self.degraded_reads = 0
+        self._turn = 0             # round-robin position over the replicas that qualify
+        self._last_write: dict = {}  # user -> (time of their last write, its log position)
+
+    def write(self, key, user=None, **fields) -> int:
+        """Write row `key` on the primary; returns its log position (the user's session token)."""
+        position = self.replica_set.primary.write(key, **fields)
+        if user is not None:
+            self._last_write[user] = (self.clock.now, position)
+        return position
+
+    def read(self, key, user=None, strong: bool = False):
+        """Read row `key` from the node this router picks for `user` (see the class docstring)."""
+        return self.pick(user, strong).read(key)
+
+    def pick(self, user=None, strong: bool = False):
+        """The node a read by `user` goes to now."""
+        rs = self.replica_set
+        if strong or not rs.replicas:
+            return rs.primary
+        wrote = self._last_write.get(user) if self.read_your_writes else None
+        if wrote is not None and self.read_your_writes == "sticky" and self.clock.now - wrote[0] < self.sticky_s:
+            return rs.primary
+        up = [r for r in rs.replicas if r.is_up]
+        limit = self.max_lag_s
+        fresh = up if limit is None else [r for r in up if r.lag_s <= limit]
+        if not fresh:
+            self.degraded_reads += 1
+            if self.when_all_lagging == "primary" or not up:
+                rs.sim.record("router", "degraded", node=rs.primary.name)
+                return rs.primary
+            # Vitess keeps min_number_serving_vttablets (2) serving: the least behind, stale or not.
+            fresh = sorted(up, key=lambda r: r.lag_s)[:self.MIN_SERVING]
+            rs.sim.record("router", "degraded", node="replicas")
+        if wrote is not None and self.read_your_writes == "token":
+            fresh = [r for r in fresh if r.position >= wrote[1]]
+            if not fresh:
+                return rs.primary   # no replica has the user's write yet: that is the guarantee working
+        node = fresh[self._turn % len(fresh)]
+        self._turn += 1
+        return node
+
+    def __repr__(self) -> str:
+        return (f"ReplicaRouter(max_lag_s={self.max_lag_s}, when_all_lagging={self.when_all_lagging!r}, "
+                f"read_your_writes={self.read_your_writes!r}, degraded_reads={self.degraded_reads})")
+
+
+@dataclass
+class ReplicasRun:
+    """The result of `simulate_replicas`: the simulation, its replica set and router, and summaries read from the trace (lesson 01)."""
+
+    sim: Sim
+    replica_set: ReplicaSet
+    router: object
+    duration_s: float
+    settings: dict = field(default_factory=dict)
+    _memo: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def trace(self):
+        return self.sim.trace
+
+    @property
+    def node_names(self) -> list[str]:
+        return [n.name for n in self.replica_set.nodes]
+
+    def series(self, bin_s: float = 0.5) -> dict:
+        """Per-bin series: load per node (queries/s), each replica's lag (s), stale-read shares (%)."""
+        key = ("series", bin_s)
+        if key not in self._memo:
+            self._memo[key] = self._series(bin_s)
+        return self._memo[key]
+
+    def _series(self, bin_s: float) -> dict:
+        validate.number("bin_s", bin_s, lo=0, lo_open=True)
+        n = max(1, math.ceil(self.duration_s / bin_s - 1e-9))
+        names = self.node_names
+        reads = {name: [0] * n for name in names}
+        lag = {name: [0.0] * n for name in names[1:]}
+        writes, stale, total, own, own_stale = [0] * n, [0] * n, [0] * n, [0] * n, [0] * n
+        for e in self.trace.events:   # one pass: a select() per node would scan the trace once each
+            i = int(e.time_s // bin_s)
+            kind = e.event
+            if kind == "status":
+                # The monitor's samples fall on bin edges: one belongs to the bins on both sides.
+                for j in {min(i, n - 1), min(max(math.ceil(e.time_s / bin_s) - 1, 0), n - 1)}:
+                    lag[e.fields["node"]][j] = max(lag[e.fields["node"]][j], e.fields["lag_s"])
+            elif i >= n:
+                continue
+            elif kind == "read":
+                reads[e.component][i] += 1
+                total[i] += 1
+                stale[i] += e.fields["stale"]
+            elif kind == "write":
+                writes[i] += 1
+            elif kind == "own_read":
+                own[i] += 1
+                own_stale[i] += e.fields["stale"]
+        # A replica replays every write. Applying is instant in the simulation, so a backlog
+        # would land as one impossible burst; counting each write when it commits gives the
+        # steady replay load a real replica carries instead.
+        load = {name: [(r + w) / bin_s for r, w in zip(reads[name], writes)] for name in names}
+        pct = lambda part, whole: [100 * p / w if w else math.nan for p, w in zip(part, whole)]  # noqa: E731
+        return {
+            "time_s": [i * bin_s for i in range(n)],
+            "load_qps": load,
+            "reads_qps": {name: [r / bin_s for r in reads[name]] for name in names},
+            "lag_s": lag,
+            "stale_pct": pct(stale, total),
+            "own_stale_pct": pct(own_stale, own),
+        }
+
+    def summary(self) -> dict:
+        """The headline numbers a learner compares between runs."""
+        if "summary" not in self._memo:
+            self._memo["summary"] = self._summary()
+        return dict(self._memo["summary"])
+
+    def _summary(self) -> dict:
+        per_s = self.series(1.0)
+        capacity = self.settings["node_capacity_qps"]
+        events = self.trace.events
+        reads = [e for e in events if e.event == "read"]
+        own = [e for e in events if e.event == "own_read"]
+        names = self.node_names
+        served = {name: 0 for name in names}
+        for e in reads:
+            served[e.component] += 1
+        writes = sum(1 for e in events if e.event == "write")
+        mean = {name: (served[name] + writes) / self.duration_s / capacity for name in names}
+        peak = {name: max(v) / capacity for name, v in per_s["load_qps"].items()}
+        busiest = max(names[1:], key=lambda name: (mean[name], peak[name])) if names[1:] else None
+        lags = [e.fields["lag_s"] for e in events if e.event == "status"]
+        return {
+            "reads": len(reads),
+            "writes": writes,
+            "primary_read_share": served["primary"] / (len(reads) or 1),
+            "primary_utilisation": mean["primary"],
+            "primary_peak_utilisation": peak["primary"],
+            "busiest_replica": busiest,
+            "replica_utilisation": mean[busiest] if busiest else math.nan,
+            "replica_peak_utilisation": peak[busiest] if busiest else math.nan,
+            "stale_share": sum(e.fields["stale"] for e in reads) / (len(reads) or 1),
+            "own_reads": len(own),
+            "own_stale": sum(e.fields["stale"] for e in own),
+            "degraded_reads": sum(1 for e in events if e.component == "router" and e.event == "degraded"),
+            "max_lag_s": max(lags, default=0.0),
+        }
+
+
+_ops_cache: dict = {}
+
+
+def _workload(seed, duration_s, read_rate_rps, write_ratio, n_users, zipf_s, reread_after_s) -> list:
+    """Visitors' reads of Zipf-popular profiles, users saving their own profile, and their re-reads."""
+    # The ops depend only on the traffic knobs, so a Play panel that moves a replication
+    # knob reuses them; they come from their own Sim so the replication run draws from an
+    # RNG in the same state whether or not the ops were cached.
+    key = (seed, duration_s, read_rate_rps, write_ratio, n_users, zipf_s, reread_after_s)
+    if key not in _ops_cache:
+        if len(_ops_cache) > 32:
+            _ops_cache.clear()
+        rng = Sim(seed).rng
+        popular = Zipf(n_users, zipf_s)
+        ops, follow = [], []
+        for t in arrivals(rng, Steady(read_rate_rps / (1 - write_ratio)), 0.0, duration_s):
+            if rng.random() < write_ratio:
+                # Anyone may save their profile, popular or not; popularity shapes the reads.
+                user = rng.randint(1, n_users)
+                ops.append(Op(t, "write", user))
+                follow += [Op(t + d, "read", user, True) for d in reread_after_s if t + d < duration_s]
+            else:
+                ops.append(Op(t, "read", popular.sample(rng)))
+        follow.sort(key=lambda op: op.time_s)
+        _ops_cache[key] = list(heapq.merge(ops, follow, key=lambda op: op.time_s))
+    return _ops_cache[key]
+
+
+def simulate_replicas(*, seed: int = 1, duration_s: float = 30.0, replicas: int = 3, lag_s=0.2,
+                      read_rate_rps: float = 200.0, write_ratio: float = 0.1, n_users: int = 10_000,
+                      zipf_s: float = 1.0, reread_after_s=(0.5,), spikes=(), max_lag_s: float | None = None,
+                      when_all_lagging: str = "primary", read_your_writes: str | None = None,
+                      sticky_s: float = 2.0, router=None, node_capacity_qps: float = 150.0,
+                      bin_s: float = 0.5) -> ReplicasRun:
+    """A read-heavy profile service on a primary and `replicas` replicas, through a router (lesson 01).
+
+    Visitors read profiles at `read_rate_rps`, popular ones more often (Zipf, `zipf_s`); a
+    `write_ratio` share of all queries are users saving their own profile, and each such
+    user reads it back `reread_after_s` seconds later (one entry per re-read). `lag_s` is the
+    replication lag in seconds, or an `ExponentialLag` / `UniformLag`; `spikes` are
+    `LagSpike` windows. The router is labkit's `ReplicaRouter` with the given settings,
+    or `router(replica_set)` if a factory is given: any object with
+    `write(key, user=..., **fields)` and `read(key, user=...)`.
+    """
+    validate.number("seed", seed, integer=True)
+    validate.number("duration_s", duration_s, lo=1, hi=600)
+    validate.number("replicas", replicas, lo=0, hi=8, integer=True)
+    validate.number("read_rate_rps", read_rate_rps, lo=1, hi=5000)
+    validate.number("write_ratio", write_ratio, lo=0, hi=0.9)
+    validate.number("n_users", n_users, lo=1, hi=1_000_000, integer=True)
+    validate.number("zipf_s", zipf_s, lo=0, hi=5)
+    if router is not None and not callable(router):
+        raise ValueError(f"router must be a factory called with the replica set (a class or function), got {router!r}")
+    validate.number("node_capacity_qps", node_capacity_qps, lo=0, lo_open=True)
+    validate.number("bin_s", bin_s, lo=0.1, hi=duration_s)
+    if isinstance(reread_after_s, numbers.Real):
+        reread_after_s = (reread_after_s,)
+    reread_after_s = tuple(reread_after_s)
+    for d in reread_after_s:
+        validate.number("reread_after_s", d, lo=0, hi=duration_s)
+    if isinstance(lag_s, (ExponentialLag, UniformLag)):
+        lag = lag_s
+    else:
+        lag = float(validate.number("lag_s", lag_s, lo=0, hi=60))
+    ops = _workload(seed, float(duration_s), float(read_rate_rps), float(write_ratio), n_users,
+                    float(zipf_s), reread_after_s)
+    sim = Sim(seed)
+    rs = ReplicaSet(sim, replicas=replicas, lag=lag, spikes=tuple(spikes))
+    if router is None:
+        rt = ReplicaRouter(rs, max_lag_s=max_lag_s, when_all_lagging=when_all_lagging,
+                           read_your_writes=read_your_writes, sticky_s=sticky_s)
+    else:
+        rt = router(rs)
+    trace_events, record = sim.trace.events, sim.record
+    saved = [0]
+
+    def handle(op):
+        if op.op == "write":
+            saved[0] += 1
+            rt.write(op.key, user=op.key, bio=f"v{saved[0]}")
+        elif op.after_write:
+            before = len(trace_events)
+            rt.read(op.key, user=op.key)
+            # The node's read event says where it went and whether it missed a write;
+            # the owner is the only writer of their profile, so stale means "my own save".
+            done = [e for e in trace_events[before:] if e.event == "read"]
+            if done:
+                record("app", "own_read", node=done[-1].component, stale=done[-1].fields["stale"])
+        else:
+            rt.read(op.key)
+
+    def monitor():
+        for r in rs.replicas:
+            record("monitor", "status", node=r.name, position=r.position, lag_s=r.lag_s)
+        if sim.now + bin_s <= duration_s + 1e-9:
+            sim.after(bin_s, monitor, priority=-1)
+
+    sim.at(0.0, monitor, priority=-1)
+    drive_workload(sim, ops, handle)
+    sim.run(until=duration_s)
+    settings = dict(seed=seed, replicas=replicas, lag_s=lag_s, read_rate_rps=read_rate_rps,
+                    write_ratio=write_ratio, max_lag_s=max_lag_s, when_all_lagging=when_all_lagging,
+                    read_your_writes=read_your_writes, sticky_s=sticky_s,
+                    node_capacity_qps=node_capacity_qps, bin_s=bin_s, spikes=tuple(spikes))
+    return ReplicasRun(sim, rs, rt, float(duration_s), settings)
+
+
+def replicas_playground(*, replicas: int = 3, lag_s: float = 0.2, write_ratio: float = 0.1,
+                        read_rate_rps: float = 200.0, max_lag_s: float = 1.0, read_your_writes: str = "off",
+                        seed: int = 1) -> ReplicasRun:
+    """The profile service for lesson 01's Play panel: 12 s of traffic through labkit's router."""
+    validate.number("replicas", replicas, lo=0, hi=6, integer=True)
+    validate.number("lag_s", lag_s, lo=0, hi=10)
+    validate.number("write_ratio", write_ratio, lo=0, hi=0.3)
+    validate.number("read_rate_rps", read_rate_rps, lo=10, hi=400)
+    validate.number("max_lag_s", max_lag_s, lo=0, lo_open=True, hi=60)
+    validate.choice("read_your_writes", read_your_writes, ("off", "sticky", "token"))
+    return simulate_replicas(seed=seed, duration_s=12.0, replicas=replicas, lag_s=lag_s,
+                             read_rate_rps=read_rate_rps, write_ratio=write_ratio, max_lag_s=max_lag_s,
+                             read_your_writes=None if read_your_writes == "off" else read_your_writes,
+                             node_capacity_qps=150.0)
+
+
+def _pct(value: float) -> str:
+    return "n/a" if value != value else f"{100 * value:.1f} %"
+
+
+def summarize_replicas(runs: dict):
+    """A table comparing `simulate_replicas` runs side by side, one column per label (lesson 01)."""
+    from labkit.widgets import Table
+
+    if not isinstance(runs, dict) or not runs:
+        raise ValueError(f"runs must be a non-empty dict of label -> run, got {runs!r}")
+    sums = {label: run.summary() for label, run in runs.items()}
+
+    def util(mean, peak):
+        return "n/a" if mean != mean else f"{100 * mean:.0f} % (peak {100 * peak:.0f} %)"
+
+    rows = {
+        "reads served by the primary": [_pct(s["primary_read_share"]) for s in sums.values()],
+        "primary load (of capacity)": [util(s["primary_utilisation"], s["primary_peak_utilisation"])
+                                       for s in sums.values()],
+        "busiest replica load": [util(s["replica_utilisation"], s["replica_peak_utilisation"])
+                                 for s in sums.values()],
+        "stale reads (of all reads)": [_pct(s["stale_share"]) for s in sums.values()],
+        "users who saw their old profile": [f"{s['own_stale']:,} of {s['own_reads']:,}" for s in sums.values()],
+        "reads while every replica lagged": [s["degraded_reads"] for s in sums.values()],
+        "worst replica lag": [f"{s['max_lag_s']:.1f} s" for s in sums.values()],
+    }
+    return Table(rows, columns=list(runs))
+
+
+def plot_replicas(run: ReplicasRun, title: str | None = None):
+    """Load per node, replica lag, and stale reads over time for one `simulate_replicas` run (lesson 01)."""
+    from matplotlib.ticker import MaxNLocator
+
+    from labkit.plots import PALETTE, Chart, fmt, new_figure, time_series
+
+    if not isinstance(run, ReplicasRun):
+        raise ValueError(f"run must be what simulate_replicas returns, got {run!r}")
+    s, per_s = run.series(0.5), run.series(1.0)   # load is counted per second: steadier
+    end = run.duration_s
+
+    def steps(times, values):
+        # A step plot ends where its last bin starts; repeat the last value so it reaches the end.
+        return [*times, end], [*values, values[-1]]
+
+    t = s["time_s"]
+    fig, (ax_load, ax_lag, ax_stale) = new_figure(3, 1.55)
+    # Text is most of a figure's drawing time: few ticks, short legends, nothing drawn
+    # outside the axes. Round robin gives the replicas the same load, so they are one
+    # line (their average) and a band (their range) rather than lines hiding each other.
+    load, ts = per_s["load_qps"], per_s["time_s"]
+    time_series(ax_load, *steps(ts, load["primary"]), "primary", 0)
+    replicas = [load[name] for name in run.node_names[1:]]
+    if replicas:
+        low, high = [min(v) for v in zip(*replicas)], [max(v) for v in zip(*replicas)]
+        ax_load.fill_between(*steps(ts, low), steps(ts, high)[1], step="post", color=PALETTE[1], alpha=0.3,
+                             linewidth=0)
+        time_series(ax_load, *steps(ts, [sum(v) / len(v) for v in zip(*replicas)]),
+                    "each replica" if len(replicas) > 1 else "replica", 1)
+    capacity = run.settings["node_capacity_qps"]
+    ax_load.axhline(capacity, color=PALETTE[7], linestyle="--", linewidth=1, label="node capacity")
+    ax_load.set_ylabel("load (queries/s)")
+    ax_load.set_ylim(0, max(1.3 * capacity, *(1.1 * max(v) for v in load.values())))
+    ax_load.yaxis.set_major_locator(MaxNLocator(4, steps=[1, 2, 2.5, 5, 10]))
+    ax_load.legend(loc="upper left", fontsize=7, ncols=3, framealpha=0.9)
+    lags = s["lag_s"]
+    worst = max((max(v) for v in lags.values()), default=0.0)
+    if len(lags) > 1 and all(v == next(iter(lags.values())) for v in lags.values()):
+        lags = {"every replica": next(iter(lags.values()))}   # one line, not several on top of each other
+    for i, (name, values) in enumerate(lags.items()):
+        time_series(ax_lag, *steps(t, values), name, 2 + i)
+    limit = run.settings.get("max_lag_s")
+    if limit is not None and run.replica_set.replicas:
+        ax_lag.axhline(limit, color=PALETTE[7], linestyle=":", linewidth=1)
+        ax_lag.annotate("max_lag_s", (0, limit), xytext=(3, 2), textcoords="offset points", fontsize=7,
+                        va="bottom")
+    if lags and len(lags) <= 4:
+        ax_lag.legend(loc="upper right", fontsize=7, ncols=4, framealpha=0.9)
+    ax_lag.set_ylim(0, max(1.25 * worst, 1.25 * (limit or 0), 0.5))
+    ax_lag.set_ylabel("replica lag (s)")
+    ax_lag.yaxis.set_major_locator(MaxNLocator(3))
+    time_series(ax_stale, *steps(t, s["stale_pct"]), "all reads", 5)
+    time_series(ax_stale, *steps(t, s["own_stale_pct"]), "users re-reading their own save", 7)
+    ax_stale.set_ylabel("stale reads (%)")
+    ax_stale.set_ylim(-5, 105)
+    ax_stale.set_yticks([0, 50, 100])
+    ax_stale.set_xlabel("time (s, simulated)")
+    ax_stale.set_xlim(0, run.duration_s)
+    ax_stale.legend(loc="upper left", fontsize=7, ncols=2, framealpha=0.9)
+    if title is None:
+        sm = run.summary()
+        n = run.settings["replicas"]
+        where = f"{n} replica{'s' if n != 1 else ''}"
+        head = f"{where}: primary peaked at {fmt(100 * sm['primary_peak_utilisation'])} % of capacity"
+        if n:
+            head += f", busiest replica at {fmt(100 * sm['replica_peak_utilisation'])} %"
+        title = f"{head}; {sm['own_stale']:,} of {sm['own_reads']:,} users saw their old profile"
+    fig.suptitle(title, fontsize=11)
+    return Chart(fig)
+
+
+def show_replicas(run: ReplicasRun):
+    """(table, chart) for one run: what lesson 01's Play panel displays."""
+    return summarize_replicas({"this run": run}), plot_replicas(run)
+

@@ -1,0 +1,488 @@
+"""The read-replica checks against the solution, the untouched lesson, plausible wrong answers and
+other correct designs; and labkit.replication, the lesson's router and Play helpers.
+
+Each wrong answer is a small mutation of the solution, so it stays plausible as the
+solution evolves, and each must fail with the message written for that mistake.
+"""
+import math
+
+import pytest
+
+import labkit as lk
+from labkit import replication
+from support import cell_defining, mutate, run_cells
+
+LESSON = "01_read_replicas"
+ROUTER = cell_defining("solutions", LESSON, "Router")
+LAG = cell_defining("solutions", LESSON, "LagAwareRouter")
+RYW = cell_defining("solutions", LESSON, "ReadYourWritesRouter")
+EXERCISES = [("01.1", "Router"), ("01.2", "LagAwareRouter"), ("01.3", "ReadYourWritesRouter"),
+             ("01.4", "REPLICAS")]
+
+
+def router(source=ROUTER):
+    return run_cells(source)["Router"]
+
+
+def lag_aware(source=LAG, base=ROUTER):
+    return run_cells(base, source)["LagAwareRouter"]
+
+
+def session_router(source=RYW):
+    return run_cells(ROUTER, LAG, source)["ReadYourWritesRouter"]
+
+
+def messages(report):
+    return "\n".join(r.message for r in report.results if not r.passed)
+
+
+# --- the solution and the untouched lesson --------------------------------------------------------
+
+def test_solution_passes_every_check():
+    ns = run_cells(ROUTER, LAG, RYW, cell_defining("solutions", LESSON, "REPLICAS"))
+    for exercise_id, name in EXERCISES:
+        report = lk.check(exercise_id, ns[name])
+        assert report.status == "passed", report.text()
+        assert report.score == report.max_score > 0
+
+
+def test_untouched_lesson_is_not_attempted():
+    ns = run_cells(*(cell_defining("lessons", LESSON, name) for _, name in EXERCISES))
+    for exercise_id, name in EXERCISES:
+        report = lk.check(exercise_id, ns[name])
+        assert report.status == "not attempted", report.text()
+        assert report.score == 0
+        assert "not attempted" in report.text()
+
+
+def test_labkit_router_is_not_accepted_as_an_answer():
+    report = lk.check("01.1", lk.ReplicaRouter)
+    assert report.score == 0
+    assert "labkit's own router" in messages(report)
+
+
+# --- 01.1 the read/write splitter ------------------------------------------------------------------
+
+ROTATE = """        for _ in range(len(self.replicas)):
+            replica = self.replicas[self.turn % len(self.replicas)]
+            self.turn += 1
+            if replica.is_up:              # a down one's turn passes to the next replica
+                return replica.read(key)
+        return self.primary.read(key)      # every replica is down: the last resort"""
+
+ROUTER_CATCHING = mutate(ROUTER, ROTATE, """        for _ in range(len(self.replicas)):
+            replica = self.replicas[self.turn % len(self.replicas)]
+            self.turn += 1
+            try:
+                return replica.read(key)
+            except lk.ReplicaDown:
+                continue
+        return self.primary.read(key)""")
+
+WRONG_ROUTERS = {
+    "strong reads go to replicas": (
+        "        if strong:\n            return self.primary.read(key)\n", "",
+        "reads with strong=True were served by replicas"),
+    "replica chosen by key": (
+        "            replica = self.replicas[self.turn % len(self.replicas)]",
+        "            replica = self.replicas[hash(key) % len(self.replicas)]",
+        "choosing the replica from the key puts every read of a popular profile on the same replica"),
+    "one replica per router (like a pooled DNS endpoint)": (
+        "            self.turn += 1\n", "",
+        "Pick a replica per read, not once per router"),
+    "one replica down sends its share to the primary": (
+        ROTATE,
+        """        replica = self.replicas[self.turn % len(self.replicas)]
+        self.turn += 1
+        if replica.is_up:
+            return replica.read(key)
+        return self.primary.read(key)""",
+        "a dead replica's turn to the next replica; the primary is the last resort"),
+    "down replicas are not skipped": (
+        "            if replica.is_up:              # a down one's turn passes to the next replica\n"
+        "                return replica.read(key)",
+        "            return replica.read(key)",
+        "A read raised ReplicaDown out of your router"),
+    "every replica down raises instead of using the primary": (
+        "        return self.primary.read(key)      # every replica is down: the last resort",
+        "        raise lk.ReplicaDown('no replica is up')",
+        "With every replica down, a read raised ReplicaDown"),
+    "a replica that went down is dropped for good": (
+        ROTATE,
+        """        for replica in list(self.replicas):
+            if not replica.is_up:
+                self.replicas.remove(replica)
+        for _ in range(len(self.replicas)):
+            replica = self.replicas[self.turn % len(self.replicas)]
+            self.turn += 1
+            return replica.read(key)
+        return self.primary.read(key)""",
+        "Skip a replica while it is down, not forever"),
+    "write forgets to return the position": (
+        "        return self.primary.write(key, **fields)", "        self.primary.write(key, **fields)",
+        "write() returned None"),
+    "writes go to a replica": (
+        "        return self.primary.write(key, **fields)", "        return self.replicas[0].write(key, **fields)",
+        "Your router sent a write to a replica"),
+    "read forgets to return the row": (
+        "                return replica.read(key)", "                replica.read(key)\n                return",
+        "Return the row the node gives you"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(WRONG_ROUTERS))
+def test_wrong_router_fails_with_its_message(mistake):
+    old, new, expected = WRONG_ROUTERS[mistake]
+    report = lk.check("01.1", router(mutate(ROUTER, old, new)))
+    assert report.status == "failed", report.text()
+    assert expected in messages(report), report.text()
+
+
+def test_primary_taking_its_turn_fails():
+    """The primary in the rotation (the primary has no is_up, so this is the try/except design)."""
+    source = mutate(ROUTER_CATCHING, "        self.replicas = replica_set.replicas\n",
+                    "        self.replicas = [replica_set.primary, *replica_set.replicas]\n")
+    report = lk.check("01.1", router(source))
+    assert report.status == "failed"
+    assert "The primary served 150 of 600 ordinary reads" in messages(report)
+    assert "Keep it for writes and strong reads" in messages(report)
+
+
+def test_wrong_constructor_is_named():
+    report = lk.check("01.1", router(mutate(ROUTER, "def __init__(self, replica_set):",
+                                            "def __init__(self, primary, replicas):")))
+    assert report.status == "failed"
+    assert "Could not create your router as Router(replica_set)" in messages(report)
+
+
+def test_router_catching_replica_down_also_passes():
+    """Another correct design: try each replica and catch lk.ReplicaDown instead of asking is_up."""
+    report = lk.check("01.1", router(ROUTER_CATCHING))
+    assert report.status == "passed", report.text()
+
+
+def test_router_choosing_replicas_at_random_also_passes():
+    """Round robin is asked for, but any even spread over the healthy replicas is judged correct."""
+    source = '''
+import random
+
+class Router:
+    def __init__(self, replica_set):
+        self.replica_set = replica_set
+        self.rng = random.Random(7)
+
+    def write(self, key, **fields):
+        return self.replica_set.primary.write(key, **fields)
+
+    def read(self, key, strong=False):
+        up = [r for r in self.replica_set.replicas if r.is_up]
+        node = self.replica_set.primary if strong or not up else self.rng.choice(up)
+        return node.read(key)
+'''
+    report = lk.check("01.1", run_cells(source)["Router"])
+    assert report.status == "passed", report.text()
+
+
+# --- 01.2 lag-aware routing -------------------------------------------------------------------------
+
+CHOOSE = """        fresh = [r for r in self.replicas if r.is_up and r.lag_s <= self.max_lag_s]
+        if not fresh:
+            self.degraded_reads += 1
+            return self.primary.read(key)
+        replica = fresh[self.turn % len(fresh)]
+        self.turn += 1
+        return replica.read(key)"""
+
+WRONG_LAG_AWARE = {
+    "falls back to the primary silently": (
+        "            self.degraded_reads += 1\n", "",
+        "degraded_reads stayed at 0"),
+    "always the first replica that qualifies (the classic lag check)": (
+        "        replica = fresh[self.turn % len(fresh)]", "        replica = fresh[0]",
+        "Always taking the first good one"),
+    "a skipped replica's turn goes to its neighbour": (
+        CHOOSE,
+        """        start = self.turn
+        self.turn += 1
+        for i in range(len(self.replicas)):
+            replica = self.replicas[(start + i) % len(self.replicas)]
+            if replica.is_up and replica.lag_s <= self.max_lag_s:
+                return replica.read(key)
+        self.degraded_reads += 1
+        return self.primary.read(key)""",
+        "While replica2 was too far behind"),
+    "never looks at lag": (
+        " and r.lag_s <= self.max_lag_s]", "]",
+        "reads while more than max_lag_s=1 s behind"),
+    "compares log positions with seconds": (
+        "r.lag_s <= self.max_lag_s", "r.lag_positions <= self.max_lag_s",
+        "lag_positions counts log entries, not seconds"),
+    "keeps serving the least-behind replica (Vitess) in this exercise": (
+        "            return self.primary.read(key)\n        replica = fresh",
+        "            fresh = [min((r for r in self.replicas if r.is_up), key=lambda r: r.lag_s)]\n"
+        "        replica = fresh",
+        "In this exercise those reads go to the primary"),
+    "counts every read": (
+        "        if strong:\n            return self.primary.read(key)\n        fresh",
+        "        self.degraded_reads += 1\n        if strong:\n            return self.primary.read(key)\n        fresh",
+        "degraded_reads went up by"),
+    "shuns a lagging replica for good": (
+        "        fresh = [r for r in self.replicas if r.is_up and r.lag_s <= self.max_lag_s]",
+        "        self.shunned = getattr(self, 'shunned', set()) | "
+        "{r.name for r in self.replicas if r.lag_s > self.max_lag_s}\n"
+        "        fresh = [r for r in self.replicas if r.is_up and r.name not in self.shunned]",
+        "Skip a replica while it is behind, not forever"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(WRONG_LAG_AWARE))
+def test_wrong_lag_aware_router_fails_with_its_message(mistake):
+    old, new, expected = WRONG_LAG_AWARE[mistake]
+    report = lk.check("01.2", lag_aware(mutate(LAG, old, new)))
+    assert report.status == "failed", report.text()
+    assert expected in messages(report), report.text()
+
+
+def test_missing_counter_is_named():
+    source = mutate(mutate(LAG, "        self.degraded_reads = 0", "        pass"),
+                    "            self.degraded_reads += 1\n", "")
+    report = lk.check("01.2", lag_aware(source))
+    assert report.status == "failed"
+    assert "Your router has no degraded_reads number" in messages(report)
+
+
+def test_lag_aware_router_written_from_scratch_also_passes():
+    """A fresh class that never inherits from Router, and skips by trying replicas in turn."""
+    source = '''
+class LagAwareRouter:
+    def __init__(self, replica_set, max_lag_s=1.0):
+        self.rs, self.limit, self.n, self.degraded_reads = replica_set, max_lag_s, 0, 0
+
+    def write(self, key, **fields):
+        return self.rs.primary.write(key, **fields)
+
+    def read(self, key, strong=False):
+        if not strong:
+            good = [r for r in self.rs.replicas if r.is_up and r.lag_s <= self.limit]
+            if good:
+                self.n += 1
+                return good[self.n % len(good)].read(key)
+            self.degraded_reads += 1
+        return self.rs.primary.read(key)
+'''
+    report = lk.check("01.2", run_cells(source)["LagAwareRouter"])
+    assert report.status == "passed", report.text()
+
+
+# --- 01.3 read-your-writes ------------------------------------------------------------------------
+
+def sticky(window_s, base="LagAwareRouter", init="super().__init__(replica_set, max_lag_s)", clock="self.clock.now"):
+    """The other design: a user's reads go to the primary for window_s after their write (Rails)."""
+    return f'''
+class ReadYourWritesRouter({base}):
+    def __init__(self, replica_set, clock, max_lag_s=1.0):
+        {init}
+        self.clock = clock
+        self.wrote_at = {{}}
+
+    def write(self, key, user, **fields):
+        self.wrote_at[user] = {clock}
+        return super().write(key, **fields)
+
+    def read(self, key, user=None, strong=False):
+        if user in self.wrote_at and {clock} - self.wrote_at[user] < {window_s}:
+            return self.primary.read(key)
+        return super().read(key, strong)
+'''
+
+
+WRONG_SESSIONS = {
+    "every read on the primary": (
+        mutate(RYW, "        token = self.last_write.get(user, 0)\n",
+               "        token = self.last_write.get(user, 0)\n        return self.primary.read(key)\n"),
+        "reads (100 %), including"),
+    "token taken before the commit": (
+        mutate(RYW, "        position = super().write(key, **fields)\n        self.last_write[user] = position",
+               "        self.last_write[user] = self.primary.position\n        position = super().write(key, **fields)"),
+        "one short of the save"),
+    "one token for everybody": (
+        mutate(RYW, "        token = self.last_write.get(user, 0)", "        token = max(self.last_write.values(), default=0)"),
+        "visitors' reads. That is the load the replicas were added to take away"),
+    "no token kept": (
+        mutate(RYW, "        self.last_write[user] = position\n", ""),
+        "they saw the old one"),
+    "sticky window without a lag bound": (
+        sticky(2.0, "Router", "super().__init__(replica_set)"),
+        "A time-based sticky window expires whatever the lag"),
+    "sticky window shorter than max_lag_s": (
+        sticky(0.5),
+        "a sticky window must be longer than max_lag_s"),
+    "sticky window on the wall clock": (
+        sticky(2.0, clock="__import__('time').time()"),
+        "Your code read the wall clock"),
+    "everyone sticks to the primary after anyone writes": (
+        sticky(2.0).replace("self.wrote_at[user] = self.clock.now",
+                            "self.wrote_at = {u: self.clock.now for u in range(1, 301)}"),
+        "visitors' reads. That is the load the replicas were added to take away"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(WRONG_SESSIONS))
+def test_wrong_read_your_writes_fails_with_its_message(mistake):
+    source, expected = WRONG_SESSIONS[mistake]
+    report = lk.check("01.3", session_router(source))
+    assert report.status == "failed", report.text()
+    assert expected in messages(report), report.text()
+
+
+@pytest.mark.parametrize("window_s", [1.5, 2.0, 5.0])
+def test_sticky_window_longer_than_max_lag_s_also_passes(window_s):
+    report = lk.check("01.3", session_router(sticky(window_s)))
+    assert report.status == "passed", report.text()
+
+
+# --- 01.4 capacity ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("answer, expected", [
+    (6, "rounding down leaves every replica over the limit"),
+    (5, "it leaves out the 25 % headroom"),
+    (4, "Did you forget that every replica also replays every write?"),
+    (3, "Every replica also replays all 1,600 writes/s"),
+    (8, "Did you count the primary, or the writes as reads?"),
+    (12, "safe, but fewer replicas would do"),
+    (0, "the primary takes all 16,000 queries/s"),
+    (6.7, "You can't run 6.7 replicas"),
+    ("7", "REPLICAS should be a whole number of replicas"),
+])
+def test_each_wrong_capacity_answer_gets_its_own_feedback(answer, expected):
+    report = lk.check("01.4", answer)
+    assert report.status == "failed"
+    assert expected in messages(report), report.text()
+
+
+def test_capacity_answer_as_a_whole_float_passes():
+    assert lk.check("01.4", 7.0).status == "passed"
+
+
+# --- labkit.replication -----------------------------------------------------------------------------
+
+def test_reference_router_splits_reads_and_writes():
+    sim = lk.Sim(0)
+    rs = lk.ReplicaSet(sim, replicas=3, lag=0.1)
+    r = lk.ReplicaRouter(rs)
+    assert r.write(1, bio="a") == 1
+    sim.advance(1)
+    for _ in range(6):
+        r.read(1)
+    r.read(1, strong=True)
+    rs.replicas[1].down()
+    for _ in range(4):
+        r.read(1)
+    served = [e.component for e in sim.trace.select(event="read")]
+    assert served[:6] == ["replica1", "replica2", "replica3"] * 2
+    assert served[6] == "primary"
+    assert sorted(served[7:]) == ["replica1", "replica1", "replica3", "replica3"]
+    assert r.degraded_reads == 0
+
+
+@pytest.mark.parametrize("policy, node", [("primary", "primary"), ("least_behind", "replica")])
+def test_reference_router_counts_reads_when_every_replica_lags(policy, node):
+    sim = lk.Sim(0)
+    rs = lk.ReplicaSet(sim, replicas=3, lag=5.0)
+    r = lk.ReplicaRouter(rs, max_lag_s=1.0, when_all_lagging=policy)
+    r.write(1, bio="a")
+    sim.advance(2)
+    r.read(1)
+    assert r.degraded_reads == 1
+    assert sim.trace.select(event="read")[-1].component.startswith(node)
+    assert sim.trace.count("router", "degraded") == 1
+
+
+@pytest.mark.parametrize("mode", ["sticky", "token"])
+def test_reference_router_reads_your_writes(mode):
+    sim = lk.Sim(0)
+    rs = lk.ReplicaSet(sim, replicas=2, lag=0.5)
+    r = lk.ReplicaRouter(rs, read_your_writes=mode, sticky_s=1.0)
+    r.write("ann", user="ann", bio="new")
+    sim.advance(0.2)
+    assert r.read("ann", user="ann")["bio"] == "new"   # from the primary
+    assert r.read("ann", user="bob") is None           # bob is not promised anything
+    sim.advance(1.0)
+    assert r.read("ann", user="ann")["bio"] == "new"   # from a replica that caught up
+    assert [e.component for e in sim.trace.select(event="read")] == ["primary", "replica1", "replica2"]
+
+
+def test_playground_is_deterministic_and_the_ops_cache_changes_nothing():
+    first = lk.replicas_playground(lag_s=0.8, read_your_writes="sticky")
+    replication._ops_cache.clear()
+    again = lk.replicas_playground(lag_s=0.8, read_your_writes="sticky")
+    assert first.trace.to_rows() == again.trace.to_rows()
+    assert first.summary() == again.summary()
+    other = lk.replicas_playground(lag_s=0.8, read_your_writes="sticky", seed=2)
+    assert other.trace.to_rows() != first.trace.to_rows()
+
+
+def test_summary_and_series_tell_the_story_of_the_lesson():
+    alone = lk.simulate_replicas(replicas=0, seed=1).summary()
+    three = lk.simulate_replicas(replicas=3, seed=1).summary()
+    assert alone["primary_read_share"] == 1.0 and alone["primary_utilisation"] > 1.4
+    assert three["primary_read_share"] == 0.0 and three["replica_utilisation"] < 0.8
+    spiked = lk.simulate_replicas(seed=3, spikes=[lk.LagSpike(10, 15, extra_s=5)])
+    s = spiked.summary()
+    assert s["own_stale"] > 150 and s["max_lag_s"] > 5
+    series = spiked.series(1.0)
+    during = [v for t, v in zip(series["time_s"], series["own_stale_pct"]) if 11 <= t < 19]
+    before = [v for t, v in zip(series["time_s"], series["own_stale_pct"]) if t < 10]
+    assert min(during) == 100 and max(before) == 0
+    token = lk.simulate_replicas(seed=3, spikes=[lk.LagSpike(10, 15, extra_s=5)], read_your_writes="token")
+    assert token.summary()["own_stale"] == 0
+
+
+def test_show_replicas_gives_a_table_and_a_chart_that_states_the_finding():
+    table, chart = lk.show_replicas(lk.replicas_playground(replicas=0))
+    assert isinstance(table, lk.Table) and isinstance(chart, lk.Chart)
+    assert "reads served by the primary" in repr(table)
+    assert "0 replicas: primary peaked at" in repr(chart)
+    assert chart._repr_png_().startswith(b"\x89PNG")
+    lk.plot_replicas(lk.replicas_playground(replicas=6, max_lag_s=0.1, lag_s=1.0))   # many replicas, all skipped
+
+
+def test_a_custom_router_can_drive_the_simulation():
+    class PrimaryOnly:
+        def __init__(self, rs):
+            self.rs = rs
+
+        def write(self, key, user=None, **fields):
+            return self.rs.primary.write(key, **fields)
+
+        def read(self, key, user=None):
+            return self.rs.primary.read(key)
+
+    s = lk.simulate_replicas(router=PrimaryOnly, duration_s=5).summary()
+    assert s["primary_read_share"] == 1.0 and s["own_stale"] == 0 and math.isclose(s["stale_share"], 0)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: lk.replicas_playground(replicas=7), "replicas must be in [0, 6], got 7"),
+    (lambda: lk.replicas_playground(lag_s=-1), "lag_s must be in [0, 10], got -1"),
+    (lambda: lk.replicas_playground(write_ratio=0.9), "write_ratio must be in [0, 0.3], got 0.9"),
+    (lambda: lk.replicas_playground(read_rate_rps=0), "read_rate_rps must be in [10, 400], got 0"),
+    (lambda: lk.replicas_playground(max_lag_s=0), "max_lag_s must be in (0, 60], got 0"),
+    (lambda: lk.replicas_playground(read_your_writes="always"), "read_your_writes must be one of 'off', 'sticky'"),
+    (lambda: lk.simulate_replicas(duration_s=0.5), "duration_s must be in [1, 600], got 0.5"),
+    (lambda: lk.simulate_replicas(reread_after_s=(-1,)), "reread_after_s must be in [0, 30], got -1"),
+    (lambda: lk.simulate_replicas(node_capacity_qps=0), "node_capacity_qps must be > 0, got 0"),
+    (lambda: lk.simulate_replicas(spikes=[(1, 2, 3)]), "spikes must hold LagSpike windows"),
+    (lambda: lk.simulate_replicas(zipf_s=-1), "zipf_s must be in [0, 5], got -1"),
+    (lambda: lk.simulate_replicas(router="mine"), "router must be a factory called with the replica set"),
+    (lambda: lk.ReplicaRouter("db"), "replica_set must be a labkit ReplicaSet"),
+    (lambda: lk.ReplicaRouter(lk.ReplicaSet(lk.Sim(0)), when_all_lagging="random"),
+     "when_all_lagging must be one of 'primary', 'least_behind'; got 'random'"),
+    (lambda: lk.ReplicaRouter(lk.ReplicaSet(lk.Sim(0)), max_lag_s=-1), "max_lag_s must be > 0, got -1"),
+    (lambda: lk.summarize_replicas({}), "runs must be a non-empty dict"),
+    (lambda: lk.plot_replicas("run"), "run must be what simulate_replicas returns"),
+])
+def test_bad_arguments_name_the_parameter_and_range(call, message):
+    with pytest.raises(ValueError) as err:
+        call()
+    assert message in str(err.value)
