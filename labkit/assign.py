@@ -7,13 +7,13 @@ code between `# BEGIN SOLUTION` and `# END SOLUTION` becomes one `...`; a line e
 """
 from __future__ import annotations
 
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 import nbformat
+
+from labkit.files import write_atomically
 
 BEGIN, END, SOLUTION = "# BEGIN SOLUTION", "# END SOLUTION", "# SOLUTION"
 SOLUTION_ONLY = "solution-only"
@@ -99,23 +99,10 @@ def assign(source: str | Path, dest: str | Path) -> list[Path]:
         if lesson_path.exists() and lesson_path.read_text(encoding="utf-8") == text:
             print(f"unchanged {lesson_path}")
             continue
-        _write_atomically(lesson_path, text)
+        write_atomically(lesson_path, text)
         print(f"wrote {lesson_path}")
         written.append(lesson_path)
     return written
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    # A temp file in the same directory, then os.replace: readers never see half a notebook.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def execute(paths, timeout_s: float = 120) -> None:
@@ -137,5 +124,5 @@ def execute(paths, timeout_s: float = 120) -> None:
             if cell.cell_type == "code":
                 cell.outputs = [o for o in cell.outputs
                                 if "application/vnd.jupyter.widget-view+json" not in o.get("data", {})]
-        _write_atomically(path, nbformat.writes(nb).rstrip("\n") + "\n")
+        write_atomically(path, nbformat.writes(nb).rstrip("\n") + "\n")
         print(f"executed {path}")
