@@ -18,3 +18,6 @@ from labkit.cache import LRUCache, RedisCache
 from labkit.workload import Bursty, Diurnal, Op, Steady, Zipf, arrivals, drive_workload, make_workload
 from labkit.replication import (ReplicaRouter, ReplicasRun, plot_replicas, replicas_playground, show_replicas,
                                 simulate_replicas, summarize_replicas)
+from labkit.caching import (CacheAside, CachingRun, DatabaseDown, HotKeyRun, RaceRun, SlowDatabase, caching_playground,
+                            plot_caching, plot_hot_key, show_caching, simulate_caching, simulate_hot_key,
+                            stale_set_race, summarize_caching, summarize_hot_key)

@@ -74,9 +74,10 @@ class RedisCache(_CacheStats):
     and come back as fresh copies. An entry lives while now < set time + ttl_s.
 
     Fills that must not go back in time, for the stale-set race:
-    - `set_if_newer(key, value, version)` stores only if no live entry has a version
-      >= `version`; `delete(key, version=v)` leaves a tombstone (a miss carrying v),
-      so a slow fill of older data after the invalidation is rejected.
+    - `set_if_newer(key, value, version)` stores only if no live value has a version
+      >= `version` (nor a tombstone a version > it); `delete(key, version=v)` leaves a
+      tombstone (a miss carrying v), so a slow fill of older data after the
+      invalidation is rejected, and a fill read at v or later is not.
     - leases, as in "Scaling Memcache at Facebook": `get_or_lease` hands one filler a
       token per key at a time (others get None: wait and retry), `set_with_lease` stores
       only with a still-valid token, and any set or delete of the key invalidates it.
@@ -179,7 +180,7 @@ class RedisCache(_CacheStats):
         self.sim.record(self.name, "set", key=key, ttl_s=ttl_s, accepted=True)
 
     def set_if_newer(self, key, value, version, ttl_s: float | None = None) -> bool:
-        """Store `value` tagged `version` unless a live entry (or tombstone) has version >= it; True if stored."""
+        """Store `value` tagged `version` unless a live value has version >= it (a tombstone: > it); True if stored."""
         self._check_value(value)
         validate.number("version", version)
         ttl_s = self._ttl(ttl_s, self.default_ttl_s)
@@ -189,8 +190,12 @@ class RedisCache(_CacheStats):
 
     def _store_versioned(self, k, value, version, ttl_s) -> bool:
         def decide(pipe, entry):
-            if "ver" in entry and self._fresh(entry) and entry["ver"] >= version:
-                return False, None
+            if "ver" in entry and self._fresh(entry):
+                # A value at a version is as new as anything else at that version; a tombstone
+                # only rejects what is older than the write it marks: a fill read at the
+                # invalidation's own log position already contains that write.
+                if entry["ver"] > version or (entry["ver"] == version and "v" in entry):
+                    return False, None
             return True, self._entry(value, ttl_s, version)
 
         return self._transact(k, decide)

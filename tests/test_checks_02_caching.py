@@ -1,0 +1,685 @@
+"""The caching checks against the solution, the untouched lesson, plausible wrong answers and other
+correct designs; and labkit.caching: the slow database, the Play panel and the two Break it runs.
+
+Each wrong answer is a small mutation of the solution (or of another correct design), so it
+stays plausible as the solution evolves, and each must fail with the message written for it.
+"""
+import math
+
+import fakeredis
+import pytest
+
+import labkit as lk
+from labkit import caching
+from support import cell_defining, mutate, run_cells
+from test_cache_conformance import redis_url  # noqa: F401 - the session's real Redis server, or a skip saying why
+
+LESSON = "02_caching"
+TWO_LEVEL = cell_defining("solutions", LESSON, "TwoLevelCache")
+CONSISTENT = cell_defining("solutions", LESSON, "ConsistentCache")
+STAMPEDE = cell_defining("solutions", LESSON, "StampedeSafeCache")
+WRITE_BEHIND = cell_defining("solutions", LESSON, "WriteBehindCache")
+EXERCISES = [("02.1", "TwoLevelCache"), ("02.2", "ConsistentCache"), ("02.3", "StampedeSafeCache"),
+             ("02.4", "WriteBehindCache"), ("02.5", "ANSWER")]
+
+
+def messages(report):
+    return "\n".join(r.message for r in report.results if not r.passed)
+
+
+def check(exercise_id, name, *sources):
+    return lk.check(exercise_id, run_cells(*sources)[name])
+
+
+def assert_fails_with(report, expected):
+    assert report.status == "failed", report.text()
+    assert expected in messages(report), report.text()
+
+
+# --- the solution and the untouched lesson --------------------------------------------------------
+
+def test_solution_passes_every_check():
+    ns = run_cells(TWO_LEVEL, CONSISTENT, STAMPEDE, WRITE_BEHIND, cell_defining("solutions", LESSON, "ANSWER"))
+    for exercise_id, name in EXERCISES:
+        report = lk.check(exercise_id, ns[name])
+        assert report.status == "passed", report.text()
+        assert report.score == report.max_score > 0
+
+
+def test_untouched_lesson_is_not_attempted():
+    ns = run_cells(*(cell_defining("lessons", LESSON, name) for _, name in EXERCISES))
+    for exercise_id, name in EXERCISES:
+        report = lk.check(exercise_id, ns[name])
+        assert report.status == "not attempted", report.text()
+        assert report.score == 0
+        assert "not attempted" in report.text()
+
+
+@pytest.mark.parametrize("exercise_id", ["02.2", "02.3"])
+def test_labkit_cache_aside_is_not_accepted_as_an_answer(exercise_id):
+    report = lk.check(exercise_id, lk.CacheAside)
+    assert report.score == 0
+    assert "labkit's own CacheAside" in messages(report)
+
+
+# --- 02.1 two levels with back-fill -----------------------------------------------------------------
+
+FILL_BOTH = """                self.l2.set(key, value)
+            self.l1.set(key, value)        # back-fill: this server's next read stays in-process"""
+
+WRONG_TWO_LEVEL = {
+    "an L2 hit is not copied into the L1 (no back-fill)": (
+        FILL_BOTH, "                self.l2.set(key, value)\n                self.l1.set(key, value)",
+        "an L2 hit was not copied into server 2's own L1 (back-fill)"),
+    "the database's row never reaches the L2": (
+        "                self.l2.set(key, value)\n", "",
+        "the row never reached the shared L2"),
+    "nothing is cached": (
+        FILL_BOTH, "",
+        "nothing was cached"),
+    "the L1 keeps rows far longer than its TTL": (
+        "            self.l1.set(key, value)        #", "            self.l1.set(key, value, ttl_s=300)  #",
+        "past the L1's 5 s TTL"),
+    "`if not value` treats the empty marker as a miss": (
+        "        value = self.l1.get(key)\n        if value is None:\n            value = self.l2.get(key)\n"
+        "            if value is None:",
+        "        value = self.l1.get(key)\n        if not value:\n            value = self.l2.get(key)\n"
+        "            if not value:",
+        "Your code treats the marker as a miss"),
+    "None is stored for a missing row": (
+        "                value = {} if row is None else row", "                value = row",
+        "Your code tried to store None in a cache"),
+    "a missing row is not cached (no negative caching)": (
+        "                value = {} if row is None else row",
+        "                if row is None:\n                    return None\n                value = row",
+        "Cache the 'not found' too (negative caching)"),
+    "the marker is returned instead of None": (
+        "        return None if value == {} else value", "        return value",
+        "return None for a row that does not exist"),
+    "set() does not invalidate": (
+        "        self.db.write(key, **fields)\n        self.invalidate(key)", "        self.db.write(key, **fields)",
+        "set() must clear (or update) the key in this server's L1 and in L2"),
+    "invalidate() forgets the L2": (
+        "        self.l2.delete(key)    # the shared level first, so this L1 cannot be refilled with the old row\n", "",
+        "the shared L2 still held the old row"),
+    "set() never writes the database": (
+        "        self.db.write(key, **fields)\n        self.invalidate(key)", "        self.invalidate(key)",
+        "set(2, plan='pro') did not change the database"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(WRONG_TWO_LEVEL))
+def test_wrong_two_level_cache_fails_with_its_message(mistake):
+    old, new, expected = WRONG_TWO_LEVEL[mistake]
+    assert_fails_with(check("02.1", "TwoLevelCache", mutate(TWO_LEVEL, old, new)), expected)
+
+
+def test_marker_compared_with_is_fails_on_the_copy_from_redis():
+    """`value is MISSING` works for the L1 (it keeps objects) but not for the copy Redis returns."""
+    source = mutate(mutate(TWO_LEVEL, "                value = {} if row is None else row",
+                           "                value = MISSING if row is None else row"),
+                    "        return None if value == {} else value",
+                    "        return None if value is MISSING else value")
+    report = check("02.1", "TwoLevelCache", "MISSING = {}", source)
+    assert_fails_with(report, "server 2 asked and got {}")
+
+
+def test_write_through_set_also_passes_exercise_1():
+    """Updating both levels on set() is fresh without concurrency; exercise 2 shows its race."""
+    source = mutate(TWO_LEVEL, "        self.db.write(key, **fields)\n        self.invalidate(key)",
+                    "        self.db.write(key, **fields)\n        row = self.db.read(key)\n"
+                    "        self.l2.set(key, row)\n        self.l1.set(key, row)")
+    report = check("02.1", "TwoLevelCache", source)
+    assert report.status == "passed", report.text()
+
+
+def test_two_level_cache_with_a_sentinel_object_and_its_own_structure_also_passes():
+    source = '''
+class TwoLevelCache:
+    def __init__(self, l1, l2, db):
+        self.levels, self.db = [l1, l2], db
+
+    def get(self, key):
+        missed = []
+        for level in self.levels:
+            value = level.get(key)
+            if value is not None:
+                break
+            missed.append(level)
+        else:
+            row = self.db.read(key)
+            value = {"missing": True} if row is None else row
+        for level in missed:
+            level.set(key, value)
+        return None if value == {"missing": True} else value
+
+    def set(self, key, **fields):
+        self.db.write(key, **fields)
+        self.invalidate(key)
+
+    def invalidate(self, key):
+        for level in reversed(self.levels):
+            level.delete(key)
+'''
+    report = check("02.1", "TwoLevelCache", source)
+    assert report.status == "passed", report.text()
+
+
+def test_wrong_constructor_is_named():
+    report = check("02.1", "TwoLevelCache", mutate(TWO_LEVEL, "def __init__(self, l1, l2, db):",
+                                                    "def __init__(self, caches, db):"))
+    assert_fails_with(report, "Could not create your class as TwoLevelCache(l1, l2, db)")
+
+
+# --- 02.2 the stale-set race ------------------------------------------------------------------------
+
+def consistent(source=CONSISTENT):
+    return run_cells(source)["ConsistentCache"]
+
+
+LEASED = '''
+class ConsistentCache:
+    def __init__(self, cache, db, clock, ttl_s=60.0):
+        self.cache, self.db, self.clock, self.ttl_s = cache, db, clock, ttl_s
+
+    def get(self, key, reply):
+        row, token = self.cache.get_or_lease(key)
+        if row is not None:
+            reply(row)
+        elif token is None:                       # someone else is filling it: ask again shortly
+            self.clock.after(0.05, self.get, key, reply)
+        else:
+            def arrived(row):
+                self.cache.set_with_lease(key, row, token, ttl_s=self.ttl_s)
+                reply(row)
+            self.db.load(key, arrived)
+
+    def update(self, key, **fields):
+        self.db.write(key, **fields)
+        self.cache.delete(key)
+'''
+
+DELETE_TWICE = '''
+class ConsistentCache:
+    def __init__(self, cache, db, clock, ttl_s=60.0):
+        self.cache, self.db, self.clock, self.ttl_s = cache, db, clock, ttl_s
+
+    def get(self, key, reply):
+        row = self.cache.get(key)
+        if row is not None:
+            reply(row)
+            return
+        def arrived(row):
+            self.cache.set(key, row, ttl_s=self.ttl_s)
+            reply(row)
+        self.db.load(key, arrived)
+
+    def update(self, key, **fields):
+        self.db.write(key, **fields)
+        self.cache.delete(key)
+        self.clock.after(DELAY, self.cache.delete, key)   # once any query in flight has returned
+'''
+
+PLAIN_FILL = ("            self.cache.set_if_newer(key, row, version, ttl_s=self.ttl_s)",
+              "            self.cache.set(key, row, ttl_s=self.ttl_s)")
+UPDATE = """        position = self.db.write(key, **fields)
+        self.cache.delete(key, version=position)   # a tombstone that refuses fills read before this commit"""
+
+WRONG_CONSISTENT = {
+    "plain cache-aside (the Break it)": (
+        mutate(CONSISTENT, *PLAIN_FILL),
+        "A read that started before her save queried the database"),
+    "write-through: update sets the cache": (
+        mutate(mutate(CONSISTENT, *PLAIN_FILL), UPDATE,
+               "        self.db.write(key, **fields)\n"
+               "        self.cache.set(key, self.db.read(key), ttl_s=self.ttl_s)"),
+        "Your update() stored the new row in the cache, but the slow fill landed after it"),
+    "versioned fills, but the update deletes without a version": (
+        mutate(CONSISTENT, UPDATE, "        self.db.write(key, **fields)\n        self.cache.delete(key)"),
+        "give each fill a version and delete with one"),
+    "the version is read when the fill lands": (
+        mutate(mutate(CONSISTENT, "        version = self.db.position          # the query sees every commit up to this "
+                                  "log position\n", ""),
+               "        def arrived(row):\n", "        def arrived(row):\n            version = self.db.position\n"),
+        "give each fill a version and delete with one"),
+    "the second delete comes before the slow fill": (
+        DELETE_TWICE.replace("DELAY", "0.05"),
+        "a second delete must wait at least as long as a query can take"),
+    "a lease holder's rivals fill without a lease": (
+        LEASED.replace("""        elif token is None:                       # someone else is filling it: ask again shortly
+            self.clock.after(0.05, self.get, key, reply)""", """        elif token is None:
+            def plain(row):
+                self.cache.set(key, row, ttl_s=self.ttl_s)
+                reply(row)
+            self.db.load(key, plain)"""),
+        "Two reads in flight"),
+    "update never invalidates": (
+        mutate(CONSISTENT, UPDATE, "        self.db.write(key, **fields)"),
+        "Your update() wrote the database but never touched the cache"),
+    "update never writes the database": (
+        mutate(CONSISTENT, UPDATE, "        self.cache.delete(key, version=10**6)"),
+        "the database still had"),
+    "tombstones refuse every later fill": (
+        mutate(CONSISTENT, "        self.cache.delete(key, version=position)",
+               "        self.cache.delete(key, version=position + 1000)"),
+        "the row never got back into the cache"),
+    "a miss never replies": (
+        mutate(CONSISTENT, "            self.cache.set_if_newer(key, row, version, ttl_s=self.ttl_s)\n"
+                           "            reply(row)",
+               "            self.cache.set_if_newer(key, row, version, ttl_s=self.ttl_s)"),
+        "never got an answer"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(WRONG_CONSISTENT))
+def test_wrong_consistent_cache_fails_with_its_message(mistake):
+    source, expected = WRONG_CONSISTENT[mistake]
+    assert_fails_with(lk.check("02.2", consistent(source)), expected)
+
+
+@pytest.mark.parametrize("design", ["leases", "delete twice, after the slowest query"])
+def test_other_fixes_of_the_race_also_pass(design):
+    source = LEASED if design == "leases" else DELETE_TWICE.replace("DELAY", "0.5")
+    report = lk.check("02.2", consistent(source))
+    assert report.status == "passed", report.text()
+
+
+def test_the_fixes_close_the_window_in_the_break_it_timeline():
+    for source in (CONSISTENT, LEASED):
+        run = lk.stale_set_race(consistent(source))
+        assert run.stale_answers() == [] and run.summary()["unanswered"] == 0
+    run = lk.stale_set_race(consistent(DELETE_TWICE.replace("DELAY", "0.5")))
+    assert all(t < 2.0 for t, _ in run.stale_answers())
+
+
+# --- 02.3 stampede protection -----------------------------------------------------------------------
+
+def stampede_safe(source=STAMPEDE, base=CONSISTENT):
+    return run_cells(base, source)["StampedeSafeCache"]
+
+
+XFETCH = '''
+import math
+import random
+
+class StampedeSafeCache:
+    rng = random.Random(7)   # one stream for all the servers: the same seed in each would make them refresh together
+
+    def __init__(self, cache, db, clock, ttl_s=60.0, beta=1.0):
+        self.cache, self.db, self.clock, self.ttl_s, self.beta = cache, db, clock, ttl_s, beta
+
+    def get(self, key, reply):
+        entry = self.cache.get(key)
+        if entry is not None and not self.early(entry):
+            reply(entry["row"])
+            return
+        started = self.clock.now
+        def arrived(row):
+            now = self.clock.now
+            entry = {"row": row, "delta": now - started, "expiry": now + self.ttl_s}
+            self.cache.set(key, entry, ttl_s=self.ttl_s)
+            reply(row)
+        self.db.load(key, arrived)
+
+    def early(self, entry):
+        return self.clock.now - entry["delta"] * self.beta * math.log(self.rng.random()) >= entry["expiry"]
+
+    def update(self, key, **fields):
+        self.db.write(key, **fields)
+        self.cache.delete(key)
+'''
+
+COALESCE_BODY = """        if key in self.waiting:          # a query for this key is running already: wait for its row
+            self.waiting[key].append(reply)
+            return
+        self.waiting[key] = [reply]
+
+        def answer_everyone(row):
+            for waiter in self.waiting.pop(key):   # pop: the next miss starts a fresh query
+                waiter(row)
+
+        super().fill(key, answer_everyone)"""
+
+WRONG_STAMPEDE = {
+    "no protection at all": (
+        stampede_safe(mutate(STAMPEDE, COALESCE_BODY, "        super().fill(key, reply)")),
+        "a stampede"),
+    "coalescing that never releases its waiters": (
+        stampede_safe(mutate(STAMPEDE, "            for waiter in self.waiting.pop(key):",
+                             "            for waiter in self.waiting[key]:")),
+        "requests for the hot key never got an answer"),
+    "coalescing that answers only the first waiter": (
+        stampede_safe(mutate(STAMPEDE, "            for waiter in self.waiting.pop(key):   # pop: the next miss starts a "
+                                       "fresh query\n                waiter(row)",
+                             "            self.waiting.pop(key)[0](row)")),
+        "requests for the hot key never got an answer"),
+    "coalescing that never stores the row": (
+        stampede_safe(mutate(STAMPEDE, "        super().fill(key, answer_everyone)",
+                             "        self.db.load(key, answer_everyone)")),
+        "no read ever found it in the cache"),
+    "XFetch with the tutorial's formula": (
+        run_cells(XFETCH.replace(
+            'return self.clock.now - entry["delta"] * self.beta * math.log(self.rng.random()) >= entry["expiry"]',
+            'left = max(entry["expiry"] - self.clock.now, 1e-9)\n'
+            '        return self.rng.random() < 1 - math.exp(-entry["delta"] / left)'))["StampedeSafeCache"],
+        "Your reads recompute early far too often"),
+    "XFetch timed with the wall clock": (
+        run_cells(XFETCH.replace("self.clock.now", "__import__('time').time()"))["StampedeSafeCache"],
+        "one that measures time must read self.clock.now"),
+    "no protection at all, counted": (
+        stampede_safe(mutate(STAMPEDE, COALESCE_BODY, "        super().fill(key, reply)")),
+        "most of them in bursts when the entry expired"),
+    "TTL jitter alone": (
+        stampede_safe(mutate(STAMPEDE, COALESCE_BODY,
+                             "        import random\n        self.ttl_s = 4.0 * random.Random(3).uniform(0.9, 1.1)\n"
+                             "        super().fill(key, reply)")),
+        "a stampede"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(WRONG_STAMPEDE))
+def test_wrong_stampede_protection_fails_with_its_message(mistake):
+    answer, expected = WRONG_STAMPEDE[mistake]
+    assert_fails_with(lk.check("02.3", answer), expected)
+
+
+@pytest.mark.parametrize("design", ["XFetch", "leases"])
+def test_other_stampede_protections_also_pass(design):
+    answer = run_cells(XFETCH)["StampedeSafeCache"] if design == "XFetch" else \
+        run_cells(LEASED.replace("class ConsistentCache", "class StampedeSafeCache"))["StampedeSafeCache"]
+    report = lk.check("02.3", answer)
+    assert report.status == "passed", report.text()
+
+
+def test_xfetch_passes_whatever_its_seed():
+    """XFetch draws random numbers: a correct one must pass with any seed, not just a lucky one."""
+    for seed in range(12):
+        answer = run_cells(XFETCH.replace("random.Random(7)", f"random.Random({seed})"))["StampedeSafeCache"]
+        report = lk.check("02.3", answer)
+        assert report.status == "passed", (seed, report.text())
+
+
+def test_coalescing_keeps_one_query_per_server_at_each_expiry():
+    run = lk.simulate_hot_key(stampede_safe())
+    s = run.summary()
+    assert s["peak_in_flight"] == 4 and s["answered"] == s["requests"]
+
+
+# --- 02.4 write-behind ------------------------------------------------------------------------------
+
+def write_behind(source=WRITE_BEHIND):
+    return run_cells(source)["WriteBehindCache"]
+
+
+FIFO = '''
+class WriteBehindCache:
+    """A queue of every write, in order; a failed batch goes back to the front."""
+
+    def __init__(self, cache, db, batch_size=20):
+        self.cache, self.db, self.batch_size = cache, db, batch_size
+        self.queue = []
+
+    def write(self, key, **fields):
+        self.cache.set(key, fields)
+        self.queue.append((key, fields))
+
+    def flush(self):
+        while self.queue:
+            batch = self.queue[:self.batch_size]
+            del self.queue[:self.batch_size]
+            try:
+                self.db.write_many(batch)
+            except lk.DatabaseDown:
+                self.queue[:0] = batch
+                return
+'''
+
+COALESCED_FLUSH = """        while self.pending:
+            batch = list(self.pending.items())[:self.batch_size]
+            try:
+                self.db.write_many(batch)
+            except lk.DatabaseDown:
+                return                 # nothing was written: everything stays queued, in order
+            for key, _ in batch:
+                del self.pending[key]"""
+
+WRONG_WRITE_BEHIND = {
+    "a failed batch is dropped": (
+        mutate(WRITE_BEHIND, COALESCED_FLUSH, """        while self.pending:
+            batch = list(self.pending.items())[:self.batch_size]
+            for key, _ in batch:
+                del self.pending[key]
+            try:
+                self.db.write_many(batch)
+            except lk.DatabaseDown:
+                return"""),
+        "Writes were acknowledged and lost"),
+    "a failed batch is re-queued at the back": (
+        FIFO.replace("self.queue[:0] = batch", "self.queue.extend(batch)"),
+        "went back in time"),
+    "one row per round trip": (
+        mutate(WRITE_BEHIND, "                self.db.write_many(batch)",
+               "                for key, fields in batch:\n                    self.db.write(key, **fields)"),
+        "of them one row each"),
+    "write-through: write() waits for the database": (
+        mutate(WRITE_BEHIND, "        self.cache.set(key, fields)\n",
+               "        self.cache.set(key, fields)\n        self.db.write(key, **fields)\n"),
+        "write() raised DatabaseDown"),
+    "write() forgets the cache": (
+        mutate(WRITE_BEHIND, "        self.cache.set(key, fields)\n", ""),
+        "the cache did not hold the new row"),
+    "one batch of everything queued": (
+        FIFO.replace("batch = self.queue[:self.batch_size]\n            del self.queue[:self.batch_size]",
+                     "batch = self.queue[:]\n            del self.queue[:]"),
+        "carried"),
+    "a flush that retries in a loop while the database is down": (
+        mutate(WRITE_BEHIND, "                return                 # nothing was written",
+               "                continue  #"),
+        "a retry loop that never gives up"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(WRONG_WRITE_BEHIND))
+def test_wrong_write_behind_fails_with_its_message(mistake):
+    source, expected = WRONG_WRITE_BEHIND[mistake]
+    assert_fails_with(lk.check("02.4", write_behind(source)), expected)
+
+
+def test_an_in_order_queue_without_coalescing_also_passes():
+    report = lk.check("02.4", write_behind(FIFO))
+    assert report.status == "passed", report.text()
+
+
+# --- 02.5 the scope of coalescing ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("answer, expected", [
+    ("a", "plain cache-aside sends"), ("c", "coalescing only sees the requests of its own process"),
+    ("d", "only those that miss while a query is running matter"), ("e", "ANSWER should be one of"),
+])
+def test_each_wrong_scope_answer_gets_its_own_feedback(answer, expected):
+    assert_fails_with(lk.check("02.5", answer), expected)
+
+
+def test_scope_answer_in_capitals_with_parentheses_passes():
+    assert lk.check("02.5", " (B) ").status == "passed"
+
+
+# --- labkit.caching: the slow database -------------------------------------------------------------------
+
+def test_raw_sql_is_refused_during_an_outage_too():
+    sim = lk.Sim(0)
+    db = lk.SlowDatabase(sim, outages=[(0.0, 1.0)])
+    with pytest.raises(lk.DatabaseDown):
+        db.query("SELECT 1")
+    with pytest.raises(lk.DatabaseDown):
+        db.execute("CREATE TABLE t (x)")
+
+
+def test_a_query_answers_later_with_the_row_as_it_was_when_it_started():
+    sim = lk.Sim(0)
+    db = lk.SlowDatabase(sim, query_s=0.2)
+    db.write(1, name="a")
+    got = []
+    db.load(1, lambda row: got.append((sim.now, row)))
+    db.write(1, name="b")
+    sim.advance(0.1)
+    assert got == []
+    sim.advance(0.1)
+    assert got == [(0.2, {"id": 1, "name": "a"})]
+    assert db.read(1) == {"id": 1, "name": "b"}
+    assert (db.queries, db.round_trips) == (2, 4)
+
+
+def test_an_outage_refuses_every_call_and_changes_nothing():
+    sim = lk.Sim(0)
+    db = lk.SlowDatabase(sim, outages=[(1.0, 2.0)])
+    db.write(1, n=1)
+    sim.advance(1.0)
+    assert not db.is_up
+    for call in (lambda: db.read(1), lambda: db.load(1, print), lambda: db.write(1, n=2),
+                 lambda: db.write_many([(1, {"n": 3})])):
+        with pytest.raises(lk.DatabaseDown, match="is down"):
+            call()
+    assert db.position == 1 and sim.trace.count("db", "refused") == 4
+    sim.advance(1.0)
+    assert db.is_up and db.write_many([(1, {"n": 4}), (2, {"n": 5})]) == 3
+    assert db.read(1)["n"] == 4 and db.round_trips == 7
+    assert sim.trace.values("rows", "db", "batch") == [2]
+
+
+# --- labkit.caching: the Play panel ----------------------------------------------------------------------
+
+def test_playground_is_deterministic_and_the_ops_cache_changes_nothing():
+    first = lk.caching_playground(write_ratio=0.2, l1_ttl_s=5.0)
+    caching._ops_cache.clear()
+    again = lk.caching_playground(write_ratio=0.2, l1_ttl_s=5.0)
+    assert first.trace.to_rows() == again.trace.to_rows()
+    assert first.summary() == again.summary()
+    other = lk.caching_playground(write_ratio=0.2, l1_ttl_s=5.0, seed=2)
+    assert other.trace.to_rows() != first.trace.to_rows()
+
+
+def test_the_in_process_l2_gives_the_same_run_as_redis():
+    """The Play panel's stand-in L2 must not change a single number: compare with a RedisCache."""
+    kwargs = dict(duration_s=20.0, ttl_s=5.0, write_ratio=0.1, l1_items=20)
+    model = lk.simulate_caching(**kwargs)
+    redis = lk.simulate_caching(l2_backend="redis", **kwargs)
+    app = lambda run: [e for e in run.trace.to_rows() if e["component"] == "app"]  # noqa: E731
+    assert app(model) == app(redis)
+    assert model.summary() == redis.summary()
+
+
+def test_summary_tells_the_story_of_the_lesson():
+    none = lk.simulate_caching(l1_items=0, l2=False).summary()
+    l2 = lk.simulate_caching(l1_items=0).summary()
+    both = lk.simulate_caching().summary()
+    assert none["db_share"] == 1 and math.isnan(none["l1_hit_ratio"]) and math.isnan(none["l2_hit_ratio"])
+    assert none["db_qps"] == pytest.approx(none["uncached_qps"])
+    assert l2["db_qps"] < none["db_qps"] / 2 and l2["stale_share"] == 0
+    # An L1 takes load off the L2 and latency off reads, not load off the database; and it serves stale reads.
+    assert both["db_qps"] == pytest.approx(l2["db_qps"], rel=0.05)
+    assert both["l2_ops_per_s"] < l2["l2_ops_per_s"] and both["mean_latency_ms"] < l2["mean_latency_ms"]
+    assert both["stale_share"] > 0
+    assert lk.simulate_caching(servers=1).summary()["stale_share"] == 0   # one server invalidates its own L1
+    skewed = lk.simulate_caching(zipf_s=1.4).summary()
+    flat = lk.simulate_caching(zipf_s=0.0).summary()
+    assert skewed["db_share"] < both["db_share"] < flat["db_share"]
+    assert both["ideal_l1_hit_ratio"] == pytest.approx(0.601, abs=0.001)
+
+
+def test_show_caching_gives_a_table_and_a_chart_that_states_the_finding():
+    table, chart = lk.show_caching(lk.caching_playground())
+    assert isinstance(table, lk.Table) and isinstance(chart, lk.Chart)
+    assert "reads served by L1 / L2 / database" in repr(table)
+    assert repr(chart).startswith("<Chart: Reads served by L1") and "queries/s instead of" in repr(chart)
+    assert chart._repr_png_().startswith(b"\x89PNG")
+    lk.plot_caching(lk.caching_playground(l1_items=0, write_ratio=0.0))   # no L1, nothing stale
+
+
+def test_play_panel_renders_without_a_browser():
+    play = lk.Play(lk.caching_playground, lk.show_caching, ttl_s=(1, 120, 1, 30), l1_items=(0, 500, 10, 50))
+    table, png = play.render()
+    assert "database load (mean)" in repr(table) and png.startswith(b"\x89PNG")
+
+
+# --- labkit.caching: Break it --------------------------------------------------------------------------
+
+def test_a_hot_key_expiry_stampedes_through_plain_cache_aside():
+    run = lk.simulate_hot_key()
+    s = run.summary()
+    assert s["answered"] == s["requests"] and s["answered_twice"] == 0
+    assert s["expiries"] == 2 and 35 <= s["peak_in_flight"] <= 50   # about 200 requests/s x 0.2 s
+    assert run.summary() == lk.simulate_hot_key().summary()
+    table = lk.summarize_hot_key({"plain": run})
+    assert "most queries in flight at once" in repr(table)
+    chart = lk.plot_hot_key(run, ["plain cache-aside"])
+    assert "plain cache-aside: 73 queries for one row, up to 41 at once" in repr(chart)
+
+
+def test_the_stale_set_race_leaves_the_old_row_until_the_ttl():
+    run = lk.stale_set_race()
+    assert [t for t, _ in run.stale_answers()] == [2.0, 10.0, 30.0, 61.0]
+    assert run.summary() == {"reads": 6, "stale": 4, "last_stale_s": 61.0, "unanswered": 0}
+    text = repr(run.timeline())
+    assert "saves 'new bio'" in text and "'old bio' (stale)" in text and "cache miss (expired)" in text
+
+
+def test_the_lesson_gives_the_same_numbers_on_a_real_redis_server(redis_url, monkeypatch):
+    """The notebook runs on fakeredis unless LABKIT_REDIS_URL names a server; a real one must not change a number."""
+    def runs():
+        race = lk.stale_set_race()
+        hot = lk.simulate_hot_key(duration_s=7.0)
+        checks = [lk.check(exercise_id, run_cells(source)[name]).text() for exercise_id, name, source in
+                  (("02.1", "TwoLevelCache", TWO_LEVEL), ("02.2", "ConsistentCache", CONSISTENT))]
+        return repr(race.timeline()), hot.summary(), checks
+
+    fake = runs()
+    monkeypatch.setenv("LABKIT_REDIS_URL", redis_url)
+    assert not isinstance(lk.RedisCache(lk.Sim(0)).client, fakeredis.FakeRedis)
+    assert runs() == fake
+
+
+def test_a_fill_read_at_the_tombstone_s_own_position_is_stored():
+    """labkit.cache fix: a tombstone refuses older fills only; a fill that already saw the write is fresh."""
+    sim = lk.Sim(0)
+    cache = lk.RedisCache(sim)
+    assert cache.delete("k", version=5)
+    assert not cache.set_if_newer("k", "old", version=4)
+    assert cache.set_if_newer("k", "new", version=5) and cache.get("k") == "new"
+    assert not cache.set_if_newer("k", "same version", version=5)   # values: strictly newer only
+    cache.flush()
+
+
+# --- validation ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: lk.caching_playground(ttl_s=0), "ttl_s must be in (0, 600], got 0"),
+    (lambda: lk.caching_playground(l1_items=-1), "l1_items must be in [0, 1000], got -1"),
+    (lambda: lk.caching_playground(l1_ttl_s=0), "l1_ttl_s must be in (0, 600], got 0"),
+    (lambda: lk.caching_playground(zipf_s=3), "zipf_s must be in [0, 2], got 3"),
+    (lambda: lk.caching_playground(write_ratio=0.8), "write_ratio must be in [0, 0.5], got 0.8"),
+    (lambda: lk.caching_playground(servers=0), "servers must be in [1, 16], got 0"),
+    (lambda: lk.simulate_caching(l2_backend="memcached"), "l2_backend must be one of 'model', 'redis'"),
+    (lambda: lk.simulate_caching(rate_rps=0), "rate_rps must be in [1, 2000], got 0"),
+    (lambda: lk.simulate_hot_key(servers=0), "servers must be in [1, 64], got 0"),
+    (lambda: lk.simulate_hot_key("CacheAside"), "app must be a class (or factory)"),
+    (lambda: lk.stale_set_race(query_s=0), "query_s must be in (0, 10], got 0"),
+    (lambda: lk.SlowDatabase(lk.Sim(0), query_s=-1), "query_s must be >= 0, got -1"),
+    (lambda: lk.SlowDatabase(lk.Sim(0), outages=[(5, 2)]), "outage end_s must be > 5, got 2"),
+    (lambda: lk.SlowDatabase(lk.Sim(0), outages=[3]), "outages must be (start_s, end_s) pairs"),
+    (lambda: lk.SlowDatabase(lk.Sim(0)).load(1, "print"), "callback must be a function"),
+    (lambda: lk.SlowDatabase(lk.Sim(0)).write_many([(1, 2)]), "rows must be (key, fields_dict) pairs"),
+    (lambda: lk.CacheAside(None, None, None, ttl_s=0), "ttl_s must be > 0, got 0"),
+    (lambda: lk.summarize_caching({}), "runs must be a non-empty dict"),
+    (lambda: lk.summarize_caching({"x": 1}), "runs must map labels to what simulate_caching returns"),
+    (lambda: lk.plot_caching("run"), "run must be what simulate_caching returns"),
+    (lambda: lk.summarize_hot_key({}), "runs must be a non-empty dict"),
+    (lambda: lk.summarize_hot_key({"x": lk.caching_playground}), "runs must map labels to what simulate_hot_key"),
+    (lambda: lk.SlowDatabase(lk.Sim(0)).write_many([(1, {"a] TEXT, [b": 1})]),
+     "field names must be Python identifiers"),
+    (lambda: lk.plot_hot_key(["run"]), "runs must be what simulate_hot_key returns"),
+])
+def test_bad_arguments_name_the_parameter_and_range(call, message):
+    with pytest.raises(ValueError) as err:
+        call()
+    assert message in str(err.value)
