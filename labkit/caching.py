@@ -38,8 +38,6 @@ class SlowDatabase(Database):
       and changes nothing; `is_up` says whether the database answers now.
     """
 
-    __grader_exposes__ = ("query_s", "is_up", "load", "write_many", "queries", "round_trips")
-
     def __init__(self, sim: Sim, name: str = "db", *, query_s: float = 0.2, outages=(), table: str = "items",
                  path: str | None = None):
         super().__init__(sim, name, path=path, table=table)

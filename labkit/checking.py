@@ -80,11 +80,12 @@ class Report:
         lines = [f"{head}: {self.score:g}/{self.max_score:g} points"]
         mark = {PASSED: "✔", FAILED: "✘", ERROR: "!", NOT_ATTEMPTED: "-"}
         for r in self.results:
-            lines.append(f"  {mark[r.status]} {r.scenario}")
+            lines.append(f"  {mark[r.status]} {r.scenario}" + (" (hidden)" if r.hidden else ""))
             if r.message and r.status != PASSED:
                 lines.extend("      " + line for line in r.message.splitlines())
         if self.status == PASSED:
-            lines.append("  All checks passed." + (" Hidden checks, if any, run when your work is graded."))
+            lines.append("  All checks passed, hidden ones included." if any(r.hidden for r in self.results)
+                         else "  All checks passed. Hidden checks, if any, run when your work is graded.")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -156,9 +157,14 @@ class Exercise:
 
 def _describe_exception(exc: BaseException) -> tuple[str, str]:
     """(status, message) for an exception: the learner's own line if the error came from their code."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    own = [f for f in frames if not os.path.abspath(f.filename).startswith(_LABKIT_DIR)]
-    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    # An error raised in a grading child arrives as a RemoteError carrying the learner's
+    # frames and type name; it must read exactly as the same error raised here.
+    own = getattr(exc, "learner_frames", None)
+    if own is None:
+        frames = traceback.extract_tb(exc.__traceback__)
+        own = [f for f in frames if not os.path.abspath(f.filename).startswith(_LABKIT_DIR)]
+    name = getattr(exc, "type_name", None) or type(exc).__name__
+    what = f"{name}: {exc}" if str(exc) else name
     if own:
         f = own[-1]
         where = f"in {f.name}(), line {f.lineno}" + (f": {f.line.strip()}" if f.line else "")

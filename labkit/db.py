@@ -137,6 +137,10 @@ class Database:
     # -- writes (primary only) ------------------------------------------------
     def write(self, key, **fields) -> int:
         """Insert or update the row `key` of the table with `fields`; returns the commit's log position."""
+        for column in fields:
+            if not _NAME.match(column) or column == "id":
+                raise ValueError(f"field names must be plain SQL names (letters, digits, _) other than 'id', "
+                                 f"got {column!r}")
         # New columns are added in the same log entry, so they replicate with the row and
         # one write is always one position.
         statements = [(f"ALTER TABLE [{self.table}] ADD COLUMN [{c}]", ()) for c in fields if c not in self._columns]

@@ -198,6 +198,13 @@ def test_hidden_scenarios_run_only_when_asked():
     assert hidden.hidden and hidden.status == "failed"
 
 
+def test_the_text_marks_hidden_results_and_says_whether_they_ran():
+    public = exercise(("visible", passes, 1), ("secret", passes, 1, True))
+    assert "Hidden checks, if any, run when your work is graded." in public.run(learner_divides).text()
+    text = public.run(learner_divides, include_hidden=True).text()
+    assert "✔ secret (hidden)" in text and "All checks passed, hidden ones included." in text
+
+
 def test_every_scenario_gets_a_fresh_context():
     made = []
 

@@ -1,4 +1,5 @@
 """labkit.db: SQLite nodes, the change log, replica lag, staleness, down/up (lesson 01)."""
+import re
 import sqlite3
 
 import pytest
@@ -237,6 +238,14 @@ def test_bad_arguments_name_the_parameter_and_range(kwargs, message):
 def test_lag_models_validate(make, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[")):
         make()
+
+
+@pytest.mark.parametrize("field", ["name]; DROP TABLE rows; --", "id", "2fa", "with space"])
+def test_a_field_name_that_is_not_a_plain_sql_name_is_refused_before_anything_is_written(field):
+    db = Database(Sim(0), "main")
+    with pytest.raises(ValueError, match=f"field names must be plain SQL names .* got {re.escape(repr(field))}"):
+        db.write(1, **{field: "x"})
+    assert db.position == 0 and db.read(1) is None
 
 
 def test_a_replica_can_be_built_by_hand():

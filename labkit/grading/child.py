@@ -1,0 +1,317 @@
+"""The grader's child process: confine itself, run a notebook's cells, then serve the grader (course tooling).
+
+Started by `labkit.grading.sandbox.Child` as `python -I -c BOOT CONFIG`. Nothing here
+judges anything: the child runs the learner's code and answers the grader's questions
+about it (which names exist, is this a stub, call this method). The grader, in its own
+process, decides. A notebook that rewrites this module can only send different answers,
+and the grader judges the behaviour it observes through them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import traceback
+
+from labkit.checking import LocalContext, is_stub
+from labkit.grading.endpoint import Endpoint
+from labkit.grading.protocol import FrameBuffer, ProtocolError, describe_error, pack, truncate
+from labkit.grading.sandbox import confine
+
+ENDPOINT: "ChildEndpoint | None" = None
+_MAIN_PID = os.getpid()
+
+
+class CellTimeout(BaseException):
+    """A cell ran longer than the grader's per-cell limit (raised by SIGALRM in the cell)."""
+
+
+class CappedStream:
+    """sys.stdout/stderr for the notebook: keeps the first `cap` characters, drops the rest quietly.
+
+    The grader keeps only the start and end of the output anyway; RLIMIT_FSIZE still bounds
+    what C code writes to the file descriptor directly.
+    """
+
+    def __init__(self, stream, cap: int = 1 << 20):
+        self.stream, self.cap, self.written, self.dropped = stream, cap, 0, 0
+
+    def write(self, text) -> int:
+        text = str(text)
+        room = self.cap - self.written
+        if room <= 0:
+            self.dropped += len(text)
+            return len(text)
+        kept = text[:room]
+        try:
+            self.stream.write(kept)
+            if len(kept) < len(text):
+                self.stream.write("\n[... output truncated by the grader ...]\n")
+        except (OSError, ValueError):
+            pass
+        self.written += len(kept)
+        self.dropped += len(text) - len(kept)
+        return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+class GraderObject:
+    """Stand-in for one of the grader's objects (such as the simulation clock) inside the notebook.
+
+    Reading an attribute or calling a method asks the grader, which answers with plain data
+    or another stand-in. The grader only answers for the attributes it chose to expose.
+    """
+
+    __slots__ = ("_lk_endpoint", "_lk_handle", "_lk_desc", "_lk_methods")
+
+    def __init__(self, endpoint, handle, desc):
+        object.__setattr__(self, "_lk_endpoint", endpoint)
+        object.__setattr__(self, "_lk_handle", handle)
+        object.__setattr__(self, "_lk_desc", desc)
+        object.__setattr__(self, "_lk_methods", {})
+
+    def __getattr__(self, name):
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        method = self._lk_methods.get(name)
+        if method is not None:
+            return method
+        value = self._lk_endpoint.request("getattr", target=self._lk_handle, name=name)
+        if isinstance(value, GraderObject) and value._lk_desc["kind"] == "function":
+            # The grader hands out only methods bound to this object, and its classes do not
+            # change them: one request per method, not one per call.
+            self._lk_methods[name] = value
+        return value
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"the grader's {self._lk_desc['name']} is read-only while grading")
+
+    def __call__(self, *args, **kwargs):
+        ep = self._lk_endpoint
+        return ep.request("call", target=self._lk_handle, **ep.encode_call(args, kwargs))
+
+    def __repr__(self):
+        return self._lk_endpoint.request("repr", target=self._lk_handle)
+
+    def __str__(self):
+        return self._lk_endpoint.request("str", target=self._lk_handle)
+
+    def __bool__(self):
+        return self._lk_endpoint.request("bool", target=self._lk_handle) is True
+
+
+class ChildEndpoint(Endpoint):
+    """The child's end: blocking pipe I/O, learner code runs here, errors carry the learner's frames."""
+
+    catch = BaseException
+    with_frames = True
+
+    def __init__(self, rfd: int, wfd: int):
+        super().__init__()
+        self.rfd, self.wfd = rfd, wfd
+        self.buffer = FrameBuffer(256 << 20)
+        self.main_thread = threading.get_ident()
+        self.shell = None
+        self.spy: LocalContext | None = None
+
+    def send(self, message: dict) -> None:
+        data = memoryview(pack(message))
+        while data:
+            data = data[os.write(self.wfd, data):]
+
+    def receive(self) -> dict:
+        while True:
+            message = self.buffer.next()
+            if message is not None:
+                return message
+            chunk = os.read(self.rfd, 1 << 16)
+            if not chunk:
+                raise EOFError("the grader closed the pipe")
+            self.buffer.feed(chunk)
+
+    def request(self, op: str, **fields):
+        if os.getpid() != _MAIN_PID or threading.get_ident() != self.main_thread:
+            raise RuntimeError("the grader's objects can only be used from the notebook's main thread")
+        return super().request(op, **fields)
+
+    def notify(self, kind: str, **fields) -> None:
+        self.send({"n": kind, **fields})
+
+    def make_proxy(self, handle, desc):
+        return GraderObject(self, handle, desc)
+
+    def fatal(self) -> tuple:
+        return (ProtocolError, EOFError, CellTimeout)
+
+    def dispatch(self, op: str, message: dict):
+        if op == "run":
+            return self.run_cells(message)
+        if op == "answer":
+            return self.answer(self.name(message))
+        if op == "spy":
+            return self.wall_clock_spy(message.get("action"))
+        return super().dispatch(op, message)
+
+    # what the grader asks of a notebook
+    def run_cells(self, message: dict) -> list:
+        cells, skip = message.get("cells"), message.get("skip") or []
+        cell_timeout = message.get("cell_timeout")
+        if type(cells) is not list or not isinstance(cell_timeout, (int, float)):
+            raise ProtocolError("run needs cells and a cell_timeout")
+        from IPython.core.interactiveshell import InteractiveShell
+        from traitlets.config import Config
+
+        if self.shell is None:
+            sys.stdout, sys.stderr = CappedStream(sys.stdout), CappedStream(sys.stderr)
+            config = Config()
+            config.HistoryManager.enabled = False
+            config.InteractiveShell.colors = "nocolor"
+            config.InteractiveShell.xmode = "Plain"
+            self.shell = InteractiveShell.instance(config=config)
+        results = []
+        for index, source in cells:
+            if index in skip:
+                results.append({"index": index, "status": "skipped"})
+                continue
+            self.notify("cell", index=index)
+            results.append({"index": index, **self.run_cell(source, cell_timeout)})
+            if os.getpid() != _MAIN_PID:
+                os._exit(0)  # a copy made by os.fork() in the cell: it must not run on, or answer
+            _reap()
+        return results
+
+    def run_cell(self, source: str, cell_timeout: float) -> dict:
+        def alarm(signum, frame):
+            raise CellTimeout()
+
+        error = None
+        previous = signal.signal(signal.SIGALRM, alarm)
+        signal.setitimer(signal.ITIMER_REAL, cell_timeout)
+        try:
+            result = self.shell.run_cell(source, store_history=True)
+            error = result.error_before_exec or result.error_in_exec
+        except BaseException as exc:  # noqa: BLE001 - whatever the cell raised, the notebook goes on
+            error = exc
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - a full disk or a replaced stream is the notebook's business
+                pass
+        if error is None:
+            return {"status": "ok"}
+        if isinstance(error, CellTimeout):
+            return {"status": "timeout", "error": f"did not finish within {cell_timeout:g} s"}
+        info = describe_error(error, with_frames=True)
+        where = ""
+        if isinstance(error, SyntaxError):
+            info["message"] = truncate(str(error.msg))
+            where = f" (line {error.lineno})" if error.lineno else ""
+        else:
+            # The deepest frame in the notebook's own cells, not in a library it called.
+            cell_frames = [f for f in info.get("frames", []) if f[0].startswith("<ipython-input-")]
+            if cell_frames:
+                _, line, name, _ = cell_frames[-1]
+                where = f" (line {line}" + (f", in {name}()" if name != "<module>" else "") + ")"
+        message = f"{info['type']}: {info['message']}" if info["message"] else info["type"]
+        return {"status": "error", "error": truncate(message, 300) + where}
+
+    def answer(self, name: str) -> dict:
+        namespace = self.shell.user_ns if self.shell is not None else {}
+        if name not in namespace:
+            return {"state": "missing"}
+        value = namespace[name]
+        try:
+            stub = is_stub(value) is True
+        except Exception:  # noqa: BLE001 - an answer whose inspection fails is not a stub
+            stub = False
+        return {"state": "stub"} if stub else {"state": "value", "value": value}
+
+    def wall_clock_spy(self, action):
+        if action == "start":
+            self.stop_spy()
+            self.spy = LocalContext().__enter__()
+            return 0
+        count = self.spy.wall_clock_reads if self.spy is not None else 0
+        if action == "stop":
+            self.stop_spy()
+        return count
+
+    def stop_spy(self) -> None:
+        if self.spy is not None:
+            self.spy.__exit__(None, None, None)
+            self.spy = None
+
+    def serve_forever(self) -> None:
+        while True:
+            try:
+                message = self.receive()
+            except (EOFError, OSError):
+                return
+            if "q" not in message:
+                return
+            self.serve(message)
+
+
+def _reap() -> None:
+    """Collect finished child processes (a fork bomb's), so they stop counting against RLIMIT_NPROC."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except (ChildProcessError, OSError):
+            return
+        if pid == 0:
+            return
+
+
+def _forked():
+    """In a copy made by os.fork(): let go of the grader's pipe, so the copy cannot answer for the notebook."""
+    if ENDPOINT is not None:
+        for fd in (ENDPOINT.rfd, ENDPOINT.wfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _preload() -> None:
+    """Import what the notebook and the child need before confinement (later imports still work)."""
+    import labkit  # noqa: F401 - what `import labkit as lk` loads: the simulation kit, plots, widgets
+    import IPython.core.interactiveshell  # noqa: F401
+    import traitlets.config  # noqa: F401
+
+
+def main(config_json: str) -> None:
+    """Entry point of the child (see the module docstring)."""
+    global ENDPOINT
+    config = json.loads(config_json)
+    rfd, wfd = config["rfd"], config["wfd"]
+    for fd in (rfd, wfd):
+        os.set_inheritable(fd, False)  # programs the notebook starts do not get the grader's pipe
+    ENDPOINT = endpoint = ChildEndpoint(rfd, wfd)
+    try:
+        _preload()
+        sandbox = confine(config)
+    except BaseException as exc:  # noqa: BLE001 - report, and never run learner code unconfined
+        endpoint.notify("hello", error=truncate(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}", 3000))
+        os._exit(3)
+    os.register_at_fork(after_in_child=_forked)
+    endpoint.notify("hello", sandbox=sandbox)
+    endpoint.serve_forever()
+    sys.stdout.flush()
+    os._exit(0)

@@ -1,0 +1,75 @@
+"""Which attributes of the grader's objects a learner's code may use while it is graded (course tooling).
+
+A scenario hands the learner's code some of its own objects: the simulation clock that a
+breaker reads `clock.now` from, later a database or a cache. That code runs in the child,
+so each attribute read or method call comes back to the grader as a request. The grader
+serves only the names listed here: nothing
+starting with `_`, no classes, modules or functions, and no writes, so a notebook cannot
+walk from the clock to `os.system` in the grader's process. A lesson whose scenarios pass
+a new kind of object adds one `expose(...)` line here.
+"""
+from __future__ import annotations
+
+from labkit.clock import Sim
+
+_EXPOSED: dict[type, frozenset[str]] = {}
+_BY_TYPE: dict[type, frozenset[str]] = {}
+
+
+def expose(cls: type, *names: str) -> None:
+    """Let learner code read these attributes of `cls` instances (and call them, if methods)."""
+    for name in names:
+        if not isinstance(name, str) or name.startswith("_"):
+            raise ValueError(f"names must be public attribute names, got {name!r}")
+    _EXPOSED[cls] = _EXPOSED.get(cls, frozenset()) | frozenset(names)
+    _BY_TYPE.clear()
+
+
+def exposed_names(obj) -> frozenset[str]:
+    """Every attribute name learner code may use on `obj`."""
+    cls = type(obj)
+    names = _BY_TYPE.get(cls)
+    if names is None:
+        names = _BY_TYPE[cls] = _names_of(cls)
+    return names
+
+
+def _names_of(cls: type) -> frozenset[str]:
+    names: frozenset[str] = frozenset()
+    for klass in cls.__mro__:
+        names |= _EXPOSED.get(klass, frozenset())
+    return names
+
+
+# The clock a breaker, a cache TTL or a scaler reads. Not run/advance: time is the scenario's.
+expose(Sim, "now", "seed", "pending", "at", "after")
+
+
+def _lesson_01() -> None:
+    # A router reads and writes rows through the nodes. Never `execute`/`query` (raw SQL runs
+    # in the grader: SQLite's ATTACH and VACUUM INTO write files), `db` (the connection),
+    # `down`/`up` (the scenario's faults) or `sim`.
+    from labkit.db import Database, Replica, ReplicaSet
+
+    expose(ReplicaSet, "primary", "replicas", "nodes", "position", "node", "write", "read", "caught_up")
+    expose(Database, "name", "table", "position", "primary", "read", "write", "lag_s", "lag_positions",
+           "wait_for_position")
+    expose(Replica, "is_up", "lag")
+
+
+_lesson_01()
+
+
+def _lesson_02() -> None:
+    # Caches and the slow database a cache class is built around. Not `client` or `namespace`
+    # (a raw Redis connection), `flush`, `outages` (the scenario's faults) or `sim`.
+    from labkit.cache import LRUCache, RedisCache
+    from labkit.caching import SlowDatabase
+
+    expose(SlowDatabase, "query_s", "is_up", "load", "write_many", "queries", "round_trips")
+    expose(RedisCache, "name", "get", "set", "delete", "set_if_newer", "get_or_lease", "set_with_lease",
+           "hits", "misses", "hit_ratio", "default_ttl_s", "lease_ttl_s")
+    expose(LRUCache, "name", "get", "set", "delete", "hits", "misses", "hit_ratio", "max_items", "ttl_s", "keys")
+
+
+_lesson_02()

@@ -1,0 +1,737 @@
+"""Grade one notebook: run it in a sandboxed child, judge its answers here in the grader (course tooling).
+
+The child runs the notebook's code cells and keeps the learner's classes and functions;
+the grader runs each exercise's scenarios in its own process against proxies: calling a
+proxy class constructs the object in the child, reading an attribute or calling a method
+is a request over the pipe, and the grader's own objects (the simulation clock) stay here
+and are lent to the child by reference. Every request has a deadline; when one passes,
+the child and everything it started are killed and the checks it cuts short fail with a
+message that names the exercise.
+"""
+from __future__ import annotations
+
+import math
+import os
+import select
+import threading
+import time
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from labkit import checking
+from labkit.checking import FAILED, NOT_ATTEMPTED, Exercise, Fail, Report, Result
+from labkit.grading.endpoint import Endpoint
+from labkit.grading.expose import exposed_names
+from labkit.grading.notebook import NotANotebook, Submission, defining_cell, detect_lesson, read_submission
+from labkit.grading.protocol import MAX_TEXT, FrameBuffer, ProtocolError, RemoteError, truncate
+from labkit.grading.sandbox import Child, Limits, UidPool
+
+MAX_MESSAGE = 4 << 20        # bytes in one message from the child
+MAX_CALLBACKS = 200_000      # requests the child may make of the grader, per submission
+MAX_NOTIFICATIONS = 100_000
+CELL_GRACE_S = 2.0           # the child interrupts a slow cell itself; the grader waits this much longer
+MAX_RESTARTS = 3             # cells that end the child's process are skipped on a fresh start
+
+# Submission statuses, as they appear in the gradebook.
+OK, NOT_ATTEMPTED_STATUS, TIMEOUT, ERROR = "ok", "not attempted", "timeout", "error"
+NOT_A_NOTEBOOK, WRONG_LESSON, UNKNOWN_LESSON, GRADER_ERROR = ("not a notebook", "wrong lesson", "unknown lesson",
+                                                              "grader error")
+
+
+class GraderAbort(Fail):
+    """The grader stopped the child; each check it cut short fails with this message."""
+
+    status = ERROR
+
+    def __init__(self, message: str, short: str = ""):
+        super().__init__(message)
+        self.short = short or message
+
+
+class CodeTimeout(GraderAbort):
+    """Learner code did not return in time (a call, a cell, or the submission's whole budget)."""
+
+    status = TIMEOUT
+
+
+class ChildGone(GraderAbort):
+    """The child's process ended (os._exit, a crash, the kernel's OOM killer)."""
+
+
+class BrokenProtocol(GraderAbort):
+    """The child sent something that is not the protocol: malformed, oversized, too many."""
+
+
+class SandboxFailure(GraderAbort):
+    """The grader could not start its sandboxed child: the grader's problem, not the learner's."""
+
+    status = GRADER_ERROR
+
+
+class NotChecked(GraderAbort):
+    """A check that could not run because the child had already been stopped."""
+
+    def __init__(self, cause: GraderAbort):
+        super().__init__(f"Not checked: the grader had already stopped your code ({cause.short}).", cause.short)
+        self.status = cause.status
+
+
+class _Expired(Exception):
+    pass
+
+
+class _Gone(Exception):
+    pass
+
+
+class Budget:
+    """Seconds of learner code left for one submission, shared by its cells and calls."""
+
+    def __init__(self, total_s: float):
+        self.total_s = total_s
+        self.used_s = 0.0
+
+    @property
+    def remaining(self) -> float:
+        return max(0.0, self.total_s - self.used_s)
+
+
+# --- proxies for the learner's objects ----------------------------------------------------
+
+
+class RemoteObject:
+    """The grader's handle on a learner object (or function) that lives in the child."""
+
+    __slots__ = ("_lk_endpoint", "_lk_handle", "_lk_desc")
+
+    def __init__(self, endpoint, handle, desc):
+        object.__setattr__(self, "_lk_endpoint", endpoint)
+        object.__setattr__(self, "_lk_handle", handle)
+        object.__setattr__(self, "_lk_desc", desc)
+
+    def __getattr__(self, name):
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)  # copy, pickle and numpy probes never reach learner code
+        return self._lk_endpoint.request("getattr", target=self._lk_handle, name=name,
+                                         what=f"reading .{name} of your {self._lk_desc['name']}")
+
+    def __setattr__(self, name, value):
+        ep = self._lk_endpoint
+        ep.request("setattr", target=self._lk_handle, name=name, value=ep.codec.encode(value),
+                   what=f"setting .{name} of your {self._lk_desc['name']}")
+
+    def __call__(self, *args, **kwargs):
+        return self._lk_endpoint.call(self._lk_handle, args, kwargs, f"calling {self._lk_desc['name']}()")
+
+    def __bool__(self):
+        value = self._lk_endpoint.request("bool", target=self._lk_handle, what=f"bool() of your {self._lk_desc['name']}")
+        if type(value) is not bool:
+            raise BrokenProtocol("The notebook's process answered bool() with something else.")
+        return value
+
+    def __len__(self):
+        value = self._lk_endpoint.request("len", target=self._lk_handle, what=f"len() of your {self._lk_desc['name']}")
+        if type(value) is not int or value < 0:
+            raise BrokenProtocol("The notebook's process answered len() with something else.")
+        return value
+
+    def __iter__(self):
+        ep = self._lk_endpoint
+        iterator = ep.request("iter", target=self._lk_handle, what=f"iterating over your {self._lk_desc['name']}")
+        handle = ep.codec.handle_of_proxy(iterator)
+        if handle is None:
+            raise BrokenProtocol("The notebook's process answered iter() with something else.")
+        while True:
+            step = ep.request("next", target=handle, what=f"iterating over your {self._lk_desc['name']}")
+            if type(step) is not dict or step.get("done") is True:
+                return
+            yield step.get("value")
+
+    def __getitem__(self, key):
+        ep = self._lk_endpoint
+        return ep.request("getitem", target=self._lk_handle, key=ep.codec.encode(key),
+                          what=f"indexing your {self._lk_desc['name']}")
+
+    def __repr__(self):
+        ep = self._lk_endpoint
+        if ep.broken is None:
+            text = ep.request("repr", target=self._lk_handle, what=f"repr() of your {self._lk_desc['name']}")
+            if type(text) is str:
+                return truncate(text, 300)
+        return f"<your {self._lk_desc['name']} object>"
+
+    def __str__(self):
+        ep = self._lk_endpoint
+        if ep.broken is None:
+            text = ep.request("str", target=self._lk_handle, what=f"str() of your {self._lk_desc['name']}")
+            if type(text) is str:
+                return truncate(text, MAX_TEXT)
+        return f"<your {self._lk_desc['name']} object>"
+
+
+class RemoteClass(type):
+    """Metaclass of the grader's stand-in for a learner's class: calling it constructs in the child.
+
+    The stand-in is a real class, so `isinstance(Breaker, type)` holds, and it subclasses
+    the labkit classes the learner's class derives from, so `issubclass(Breaker,
+    lk.CircuitBreaker)` answers as it would locally.
+    """
+
+    def __call__(cls, *args, **kwargs):
+        return cls._lk_endpoint.call(cls._lk_handle, args, kwargs, f"creating {cls.__qualname__}(...)")
+
+    def __getattr__(cls, name):
+        if name.startswith("__") and name.endswith("__") or name.startswith("_lk_"):
+            raise AttributeError(name)
+        return cls._lk_endpoint.request("getattr", target=cls._lk_handle, name=name,
+                                        what=f"reading {cls.__qualname__}.{name}")
+
+    def __repr__(cls):
+        return f"<class {cls.__qualname__!r} from your notebook>"
+
+
+def _remote_class(endpoint, handle, desc) -> type:
+    bases = []
+    for pair in desc.get("labkit_bases", [])[:1]:
+        base = _labkit_class(pair)
+        if base is not None:
+            bases.append(base)
+    namespace = {"_lk_endpoint": endpoint, "_lk_handle": handle, "__module__": desc["module"] or "__main__",
+                 "__qualname__": desc["name"], "__doc__": None}
+    name = desc["name"].rsplit(".", 1)[-1]
+    try:
+        return RemoteClass(name, tuple(bases), namespace)
+    except TypeError:
+        return RemoteClass(name, (), namespace)
+
+
+def _labkit_class(pair):
+    """The grader's own labkit class a child names, if it is already imported here (never import by name)."""
+    import sys
+
+    if type(pair) is not list or len(pair) != 2 or not all(type(p) is str for p in pair):
+        return None
+    module, qualname = pair
+    obj = sys.modules.get(module) if module.startswith("labkit.") else None
+    for part in qualname.split("."):
+        if obj is None or part.startswith("_"):
+            return None
+        obj = getattr(obj, part, None)
+    if isinstance(obj, type) and obj.__module__ == module and type(obj) is type:
+        return obj
+    return None
+
+
+def _contains_proxy(value, depth=0) -> bool:
+    if isinstance(value, (RemoteObject, RemoteClass)):
+        return True
+    if depth > 60:
+        return False
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(_contains_proxy(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return any(_contains_proxy(k, depth + 1) or _contains_proxy(v, depth + 1) for k, v in value.items())
+    return False
+
+
+# --- the grader's end of the pipe ---------------------------------------------------------
+
+
+class ParentEndpoint(Endpoint):
+    """The grader's end: every wait has a deadline, and the child may only use what `expose` allows."""
+
+    catch = Exception
+
+    def __init__(self, child: Child, limits: Limits, budget: Budget):
+        super().__init__()
+        self.child, self.limits, self.budget = child, limits, budget
+        self.rfd, self.wfd = child.rfd, child.wfd
+        os.set_blocking(self.rfd, False)
+        os.set_blocking(self.wfd, False)
+        self.buffer = FrameBuffer(MAX_MESSAGE)
+        self.deadlines: list[float] = []
+        self._budget_deadline = math.inf
+        self.broken: GraderAbort | None = None
+        self.exercise: str | None = None
+        self.callbacks = self.notifications = 0
+        self.current_cell: int | None = None
+        self.hello: dict | None = None
+        self._pollers = {}
+        for fd, event in ((self.rfd, select.POLLIN), (self.wfd, select.POLLOUT)):
+            self._pollers[event] = poller = select.poll()
+            poller.register(fd, event)
+
+    def fatal(self) -> tuple:
+        return (ProtocolError, GraderAbort, _Expired, _Gone)
+
+    # pipe I/O with deadlines
+    def _wait(self, event: int) -> None:
+        poller = self._pollers[event]
+        while True:
+            left = (self.deadlines[-1] if self.deadlines else math.inf) - time.monotonic()
+            if left <= 0:
+                raise _Expired()
+            if poller.poll(min(left, 3600) * 1000):
+                return
+
+    def send(self, message: dict) -> None:
+        from labkit.grading.protocol import pack
+
+        data = memoryview(pack(message))
+        while data:
+            try:
+                data = data[os.write(self.wfd, data):]
+            except BlockingIOError:
+                self._wait(select.POLLOUT)  # the pipe is full: the child is not reading
+            except OSError:
+                raise _Gone() from None
+
+    def receive(self) -> dict:
+        while True:
+            message = self.buffer.next()
+            if message is not None:
+                return message
+            self._wait(select.POLLIN)
+            try:
+                chunk = os.read(self.rfd, 1 << 16)
+            except BlockingIOError:
+                continue
+            except OSError:
+                raise _Gone() from None
+            if not chunk:
+                raise _Gone()
+            self.buffer.feed(chunk)
+
+    def make_proxy(self, handle, desc):
+        if desc["kind"] == "class":
+            return _remote_class(self, handle, desc)
+        return RemoteObject(self, handle, desc)
+
+    # requests, with deadlines and the budget
+    def request(self, op: str, *, what: str = "", timeout: float | None = None, **fields):
+        if self.broken is not None:
+            raise NotChecked(self.broken)
+        now = time.monotonic()
+        outermost = not self.deadlines
+        if outermost:
+            self._budget_deadline = now + self.budget.remaining
+        limit = now + (self.limits.call_timeout_s if timeout is None else timeout)
+        self.deadlines.append(min(limit, self._budget_deadline, self.deadlines[-1] if self.deadlines else math.inf))
+        try:
+            return super().request(op, **fields)
+        except _Expired:
+            raise self.abort(self._timeout(what)) from None
+        except _Gone:
+            raise self.abort(self._gone(what)) from None
+        except ProtocolError as exc:
+            raise self.abort(BrokenProtocol(
+                f"The grader stopped your notebook's process: it broke the grader's protocol ({exc}) "
+                f"while the grader was {what or 'waiting for it'}{self._where()}.",
+                f"its process broke the protocol: {exc}")) from None
+        finally:
+            self.deadlines.pop()
+            if outermost:
+                self.budget.used_s += time.monotonic() - now
+
+    def _where(self) -> str:
+        return f" (exercise {self.exercise})" if self.exercise else ""
+
+    def _timeout(self, what: str) -> CodeTimeout:
+        if self.current_cell is not None:
+            what = f"running cell {self.current_cell}"
+        if time.monotonic() >= self._budget_deadline - 0.05:
+            total = self.budget.total_s
+            return CodeTimeout(f"Your notebook's code used up its {total:g} s of grading time while the grader was "
+                               f"{what}{self._where()}: an infinite loop, or very slow code?",
+                               f"{what}{self._where()}: used up its {total:g} s of grading time")
+        limit = self.limits.call_timeout_s
+        if self.current_cell is not None:
+            limit = self.limits.cell_timeout_s
+            return CodeTimeout(f"Cell {self.current_cell} did not finish within {limit:g} s: an infinite loop?",
+                               f"cell {self.current_cell} did not finish within {limit:g} s")
+        return CodeTimeout(f"Your code did not finish within {limit:g} s: an infinite loop? "
+                           f"(exercise {self.exercise}, while the grader was {what})" if self.exercise else
+                           f"Your code did not finish within {limit:g} s while the grader was {what}: an infinite loop?",
+                           f"{'exercise ' + self.exercise + ': ' if self.exercise else ''}your code did not finish "
+                           f"within {limit:g} s ({what}): an infinite loop?")
+
+    def _gone(self, what: str) -> ChildGone:
+        if self.current_cell is not None:
+            what = f"running cell {self.current_cell}"
+        return ChildGone(f"Your notebook's process ended while the grader was {what}{self._where()}: "
+                         "os._exit(), a crash, or it ran out of memory.",
+                         f"its process ended while the grader was {what}{self._where()}")
+
+    def abort(self, exc: GraderAbort) -> GraderAbort:
+        if self.broken is None:
+            self.broken = exc
+        self.child.kill()
+        return exc
+
+    def call(self, handle: int, args, kwargs, what: str):
+        """Call a learner callable in the child; callables of ours among the arguments become callable there."""
+        self.codec.granting = True
+        try:
+            fields = self.encode_call(args, kwargs)
+        finally:
+            self.codec.granting = False
+        return self.request("call", target=handle, what=what, **fields)
+
+    def on_notify(self, message: dict) -> None:
+        self.notifications += 1
+        if self.notifications > MAX_NOTIFICATIONS:
+            raise ProtocolError("too many notifications")
+        if message.get("n") == "cell" and type(message.get("index")) is int and len(self.deadlines) == 1:
+            self.current_cell = message["index"]
+            cell_deadline = time.monotonic() + self.limits.cell_timeout_s + CELL_GRACE_S
+            self.deadlines[0] = min(self._budget_deadline, cell_deadline)
+            return
+        raise ProtocolError("an unexpected notification")
+
+    # what the child may ask of the grader's objects
+    def dispatch(self, op: str, message: dict):
+        self.callbacks += 1
+        if self.callbacks > MAX_CALLBACKS:
+            raise self.abort(BrokenProtocol(
+                f"Your code made more than {MAX_CALLBACKS:,} requests to the grader's objects{self._where()}; "
+                "the grader stopped it.", f"more than {MAX_CALLBACKS:,} requests to the grader"))
+        obj = self.target(message)
+        kind = type(obj).__name__
+        if op == "getattr":
+            name = self.name(message)
+            if name not in exposed_names(obj):
+                raise AttributeError(f"{kind!r} object has no attribute {name!r} that your code may use while "
+                                     "it is graded")
+            value = getattr(obj, name)
+            if callable(value) or isinstance(value, (types.ModuleType, type)):
+                if not (isinstance(value, (types.MethodType, types.BuiltinMethodType))
+                        and getattr(value, "__self__", None) is obj):
+                    raise AttributeError(f"{kind}.{name} is not available to your code while it is graded")
+                self.codec.granted.add(self.codec.export(value))
+            return value
+        if op == "call":
+            if message.get("target") not in self.codec.granted:
+                raise TypeError(f"{kind!r} object is not callable")
+            args, kwargs = self.arguments(message)
+            bad = [k for k in kwargs if not k.isidentifier()]
+            if bad:  # such names end up in SQL column lists, attribute names...: refuse them here
+                raise TypeError(f"keyword argument names must be Python identifiers, got {bad[0]!r}")
+            return obj(*args, **kwargs)
+        if op in ("repr", "str"):
+            return truncate(repr(obj), 300) if exposed_names(obj) else f"<the grader's {kind}>"
+        if op == "bool":
+            return bool(obj) if exposed_names(obj) else True
+        raise TypeError(f"the grader's {kind} cannot be used that way ({truncate(op, 20)}) while grading")
+
+    # the phases of one submission
+    def wait_hello(self) -> dict:
+        self.deadlines.append(time.monotonic() + self.limits.startup_timeout_s)
+        try:
+            message = self.receive()
+        except _Expired:
+            raise self.abort(SandboxFailure("The grader's sandboxed process did not start in time.",
+                                            "the sandbox did not start in time")) from None
+        except (_Gone, ProtocolError):
+            raise self.abort(SandboxFailure("The grader's sandboxed process failed to start.",
+                                            "the sandbox failed to start")) from None
+        finally:
+            self.deadlines.pop()
+        if message.get("n") != "hello" or "error" in message or type(message.get("sandbox")) is not dict:
+            error = truncate(str(message.get("error", "no hello")), 2000)
+            raise self.abort(SandboxFailure(f"The grader's sandbox could not be set up: {error}",
+                                            f"the sandbox could not be set up: {error}"))
+        self.hello = message["sandbox"]
+        return self.hello
+
+    def run_notebook(self, cells: list, skip: set) -> list:
+        self.current_cell = None
+        results = self.request("run", what="running the notebook's cells", timeout=self.budget.remaining + 1,
+                               cells=[[i, s] for i, s in cells], skip=sorted(skip),
+                               cell_timeout=self.limits.cell_timeout_s)
+        self.current_cell = None
+        clean = []
+        if type(results) is list:
+            for r in results[:len(cells)]:
+                if type(r) is dict and type(r.get("index")) is int and r.get("status") in (
+                        "ok", "error", "timeout", "skipped"):
+                    clean.append({"index": r["index"], "status": r["status"],
+                                  **({"error": truncate(str(r["error"]), 400)} if r.get("error") else {})})
+        return clean
+
+    def answer(self, name: str):
+        reply = self.request("answer", name=name, what=f"reading your answer {name}")
+        if type(reply) is not dict or reply.get("state") not in ("missing", "stub", "value"):
+            raise self.abort(BrokenProtocol("The notebook's process answered with something else.",
+                                            "its process sent a malformed answer"))
+        return reply
+
+
+class RemoteContext:
+    """A scenario's `ctx` for learner code in the child: its wall-clock spy is installed there."""
+
+    def __init__(self, endpoint: ParentEndpoint):
+        self.endpoint = endpoint
+        self._final: int | None = None
+
+    def __enter__(self):
+        self.endpoint.request("spy", action="start", what="starting a check")
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            self._final = _count(self.endpoint.request("spy", action="stop", what="finishing a check"))
+        except GraderAbort:
+            if exc_type is None:
+                raise
+        return False
+
+    @property
+    def wall_clock_reads(self) -> int:
+        if self._final is not None:
+            return self._final
+        if self.endpoint.broken is not None:
+            return 0
+        return _count(self.endpoint.request("spy", action="count", what="counting wall-clock reads"))
+
+
+class NoCodeContext:
+    """A scenario's `ctx` for an answer that is plain data: no learner code runs, so no clock is read."""
+
+    wall_clock_reads = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _count(value) -> int:
+    return value if type(value) is int and value >= 0 else 0
+
+
+# --- one submission -----------------------------------------------------------------------
+
+
+@dataclass
+class Graded:
+    """The outcome for one submission: the gradebook record (plain data) and the exercise reports."""
+
+    record: dict
+    reports: list[Report] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return self.record["status"]
+
+
+class DataAnswerCache:
+    """Reports for plain-data answers, shared by a batch: scenarios are seeded, so equal data, equal verdict."""
+
+    def __init__(self):
+        self._reports: dict = {}
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            return self._reports.get(key)
+
+    def put(self, key, report) -> None:
+        with self._lock:
+            self._reports[key] = report
+
+
+def empty_record(path: Path) -> dict:
+    return {"submission": str(path), "sha256": None, "lesson": None, "status": GRADER_ERROR, "reason": "",
+            "points": {}, "public": 0.0, "hidden": 0.0, "total": 0.0, "max_public": 0.0, "max_hidden": 0.0,
+            "max_total": 0.0, "exercises": {}, "cells": [], "sandbox": {}, "output": "", "seconds": 0.0}
+
+
+def lesson_exercises(lesson: str) -> list[Exercise]:
+    return [e for e in checking.all_exercises() if e.id.split(".")[0] == lesson]
+
+
+def grade_notebook(path, *, limits: Limits | None = None, expected_lesson: str | None = None,
+                   uid_pool: UidPool | None = None, base_dir: str | None = None,
+                   cache: DataAnswerCache | None = None, submission: Submission | None = None) -> Graded:
+    """Grade one notebook file the way `labkit grade` does; never raises for a bad submission."""
+    import tempfile
+
+    path = Path(path)
+    limits = limits or Limits()
+    started = time.monotonic()
+    record = empty_record(path)
+    graded = Graded(record)
+    own_base = base_dir is None
+    if own_base:
+        base_dir = tempfile.mkdtemp(prefix="labkit-grade-")
+        if os.geteuid() == 0:
+            os.chmod(base_dir, 0o711)
+    if uid_pool is None and os.geteuid() == 0:
+        uid_pool = UidPool()
+    try:
+        try:
+            submission = submission or read_submission(path)
+        except NotANotebook as exc:
+            record.update(status=NOT_A_NOTEBOOK, reason=str(exc), sha256=exc.sha256)
+            return graded
+        record["sha256"] = submission.sha256
+        everything = checking.all_exercises()
+        lesson = detect_lesson(submission, everything)
+        record["lesson"] = lesson
+        if lesson is None:
+            record.update(status=UNKNOWN_LESSON, reason="no lk.check(...) call, answer name or NN_ filename of "
+                                                        "any lesson was found")
+            return graded
+        if expected_lesson is not None and lesson != expected_lesson:
+            record.update(status=WRONG_LESSON, reason=f"this notebook is lesson {lesson}, not {expected_lesson}")
+            return graded
+        exercises = lesson_exercises(lesson)
+        _grade_in_child(graded, submission, exercises, limits, uid_pool, base_dir, cache)
+    except Exception as exc:  # noqa: BLE001 - a grader bug: record it, keep the batch going
+        import traceback
+
+        record.update(status=GRADER_ERROR, reason=truncate(f"{type(exc).__name__}: {exc}", 300),
+                      traceback=traceback.format_exc()[-3000:])
+    finally:
+        record["seconds"] = round(time.monotonic() - started, 2)
+        if own_base:
+            import shutil
+
+            shutil.rmtree(base_dir, ignore_errors=True)
+    return graded
+
+
+def _grade_in_child(graded: Graded, submission: Submission, exercises: list[Exercise], limits: Limits,
+                    uid_pool, base_dir: str, cache) -> None:
+    record = graded.record
+    budget = Budget(limits.timeout_s)
+    skipped: dict[int, dict] = {}
+    child = endpoint = None
+    cells: list = []
+    try:
+        for attempt in range(MAX_RESTARTS + 1):
+            child = Child(submission.data, submission.path.name, base_dir, limits, uid_pool=uid_pool)
+            endpoint = ParentEndpoint(child, limits, budget)
+            record["sandbox"] = endpoint.wait_hello()
+            try:
+                cells = endpoint.run_notebook(submission.cells, set(skipped))
+                break
+            except (CodeTimeout, ChildGone) as exc:
+                cell = endpoint.current_cell
+                if cell is None or cell in skipped or budget.remaining < 1 or attempt == MAX_RESTARTS:
+                    raise
+                # The cell hung past its limit or ended the process: run the notebook again without it.
+                how = ("did not finish within " f"{limits.cell_timeout_s:g} s" if isinstance(exc, CodeTimeout)
+                       else "ended the notebook's process")
+                skipped[cell] = {"index": cell, "status": "timeout" if isinstance(exc, CodeTimeout) else "crashed",
+                                 "error": f"{how}; the notebook was run again without it"}
+                record["output"] = child.output()
+                child.close()
+                child = None
+        cells = [skipped.get(c["index"], c) for c in cells]
+        record["cells"] = [c for c in cells if c["status"] != "ok"]
+        answers = {}
+        for exercise in exercises:
+            try:
+                answers[exercise.id] = endpoint.answer(exercise.answer_name)
+            except (GraderAbort, RemoteError) as exc:
+                answers[exercise.id] = exc
+        for exercise in exercises:
+            endpoint.exercise = exercise.id
+            graded.reports.append(_judge(exercise, answers[exercise.id], endpoint, submission, cells, cache))
+    except GraderAbort as exc:
+        done = {r.exercise for r in graded.reports}
+        for exercise in exercises:
+            if exercise.id not in done:
+                graded.reports.append(_all_failed(exercise, str(exc)))
+    finally:
+        if child is not None:
+            record["output"] = child.output()
+            child.close()
+    _summarise(graded, exercises, endpoint, cells)
+
+
+def _judge(exercise: Exercise, answer, endpoint: ParentEndpoint, submission: Submission, cells: list,
+           cache) -> Report:
+    name = exercise.answer_name
+    if isinstance(answer, GraderAbort):
+        return _all_failed(exercise, str(answer))
+    if isinstance(answer, RemoteError):
+        return _all_failed(exercise, f"The grader could not read your {name} ({answer.type_name}: {answer}).")
+    if answer["state"] == "missing":
+        return _not_attempted(exercise, _missing_message(name, submission, cells))
+    if answer["state"] == "stub":
+        return exercise.run(..., ctx_factory=NoCodeContext, include_hidden=True)
+    value = answer.get("value")
+    if _contains_proxy(value):
+        return exercise.run(value, ctx_factory=lambda: RemoteContext(endpoint), include_hidden=True)
+    key = None
+    if cache is not None:
+        try:
+            key = (exercise.id, tuple(map(id, exercise.scenarios)), repr(endpoint.codec.encode(value)))
+        except Exception:  # noqa: BLE001
+            key = None
+        report = cache.get(key) if key else None
+        if report is not None:
+            return report
+    report = exercise.run(value, ctx_factory=NoCodeContext, include_hidden=True)
+    if key is not None:
+        cache.put(key, report)
+    return report
+
+
+def _missing_message(name: str, submission: Submission, cells: list) -> str:
+    cell = defining_cell(submission, name)
+    problem = next((c for c in cells if c["index"] == cell and c["status"] != "ok"), None)
+    if problem is not None:
+        return (f"{name} is not defined: its cell raised {problem.get('error', 'an error')}. Fix that cell and "
+                "run the notebook from the top.")
+    return (f"{name} is not defined. Was its cell deleted, renamed, or never run? Keep the name "
+            f"{name} from the starter cell.")
+
+
+def _not_attempted(exercise: Exercise, message: str) -> Report:
+    return Report(exercise.id, exercise.title, [Result(exercise.id, s.name, NOT_ATTEMPTED, 0, s.points, message,
+                                                       s.hidden) for s in exercise.scenarios])
+
+
+def _all_failed(exercise: Exercise, message: str) -> Report:
+    return Report(exercise.id, exercise.title, [Result(exercise.id, s.name, FAILED, 0, s.points, message, s.hidden)
+                                                for s in exercise.scenarios])
+
+
+def _summarise(graded: Graded, exercises: list[Exercise], endpoint: ParentEndpoint | None, cells: list) -> None:
+    record = graded.record
+    reports = {r.exercise: r for r in graded.reports}
+    ordered = [reports[e.id] for e in exercises if e.id in reports]
+    graded.reports = ordered
+    record["exercises"] = {r.exercise: r.to_dict() for r in ordered}
+    record["points"] = {r.exercise: r.score for r in ordered}
+    results = [res for r in ordered for res in r.results]
+    record["public"] = sum(r.points for r in results if not r.hidden)
+    record["hidden"] = sum(r.points for r in results if r.hidden)
+    record["max_public"] = sum(r.max_points for r in results if not r.hidden)
+    record["max_hidden"] = sum(r.max_points for r in results if r.hidden)
+    record["total"] = record["public"] + record["hidden"]
+    record["max_total"] = record["max_public"] + record["max_hidden"]
+    broken = endpoint.broken if endpoint is not None else None
+    if broken is not None:
+        record["status"] = broken.status
+        record["reason"] = truncate(broken.short, 300)
+    elif ordered and all(r.status == NOT_ATTEMPTED for r in ordered):
+        record["status"] = NOT_ATTEMPTED_STATUS
+        by_message: dict[str, list[str]] = {}
+        for r in ordered:
+            message = r.results[0].message if r.results else ""
+            stub = any(message == e.stub_message for e in exercises)
+            by_message.setdefault("still the starter's ..." if stub else message, []).append(r.exercise)
+        record["reason"] = truncate("; ".join(f"{', '.join(ids)}: {m}" for m, ids in by_message.items()), 300)
+    else:
+        record["status"] = OK
+        problems = [c for c in cells if c["status"] != "ok"]
+        if problems:
+            first = problems[0]
+            record["reason"] = truncate(f"{len(problems)} cell(s) did not run cleanly; first: cell {first['index']} "
+                                        f"{first['status']}: {first.get('error', '')}", 300)
