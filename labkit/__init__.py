@@ -5,7 +5,7 @@ with a seeded RNG, so the same seed gives the same numbers.
 """
 from labkit.clock import Sim
 from labkit.trace import Event, Trace, latency_summary, percentile, rate_per_s, time_series, fraction
-from labkit.service import ErrorBurst, LatencySpike, Outage, Response, Service
+from labkit.service import ErrorBurst, LatencySpike, Outage, Response, Service, WorkerPool
 from labkit.resilience import (CLOSED, HALF_OPEN, OPEN, CallsRun, CircuitBreaker, breaker_playground, drive_traffic,
                                queue_playground, show_calls, show_latency, simulate_calls, summarize_calls)
 

@@ -18,6 +18,7 @@ from labkit import validate
 from labkit.cache import LRUCache, RedisCache
 from labkit.clock import Sim
 from labkit.db import Database
+from labkit.plots import not_drawn_while_grading
 from labkit.workload import Op, Steady, Zipf, arrivals, drive_workload
 
 
@@ -322,23 +323,6 @@ def simulate_caching(*, seed: int = 1, duration_s: float = 60.0, rate_rps: float
     return CachingRun(sim, float(duration_s), settings)
 
 
-class _GcPaused:
-    """Pause the cyclic garbage collector while a run builds its trace (reference counting still frees memory)."""
-
-    def __enter__(self):
-        import gc
-
-        self.collecting = gc.isenabled()
-        gc.disable()
-
-    def __exit__(self, *exc):
-        import gc
-
-        if self.collecting:
-            gc.enable()
-        return False
-
-
 def _pct(value: float, digits: int = 0) -> str:
     return "n/a" if value != value else f"{100 * value:.{digits}f} %"
 
@@ -371,6 +355,7 @@ def summarize_caching(runs: dict):
     return Table(rows, columns=list(runs))
 
 
+@not_drawn_while_grading
 def plot_caching(run: CachingRun, title: str | None = None):
     """Requests per second answered by each level (L1, L2, the database) over time, for one run (lesson 02).
 
@@ -432,17 +417,15 @@ def caching_playground(*, ttl_s: float = 30.0, l1_items: int = 50, l1_ttl_s: flo
     validate.number("zipf_s", zipf_s, lo=0, hi=2)
     validate.number("write_ratio", write_ratio, lo=0, hi=0.5)
     validate.number("servers", servers, lo=1, hi=16, integer=True)
-    with _GcPaused():
-        run = simulate_caching(seed=seed, ttl_s=ttl_s, l1_items=l1_items, l1_ttl_s=l1_ttl_s, zipf_s=zipf_s,
-                               write_ratio=write_ratio, servers=servers)
-        run.summary()
+    run = simulate_caching(seed=seed, ttl_s=ttl_s, l1_items=l1_items, l1_ttl_s=l1_ttl_s, zipf_s=zipf_s,
+                           write_ratio=write_ratio, servers=servers)
+    run.summary()
     return run
 
 
 def show_caching(run: CachingRun):
     """(table, chart) for one run: what lesson 02's Play panel displays."""
-    with _GcPaused():
-        return summarize_caching({"this run": run}), plot_caching(run)
+    return summarize_caching({"this run": run}), plot_caching(run)
 
 
 # --------------------------------------------------------------------------------------------
@@ -622,6 +605,7 @@ def summarize_hot_key(runs: dict):
     return Table(rows, columns=list(runs))
 
 
+@not_drawn_while_grading
 def plot_hot_key(runs, labels=None, title: str | None = None):
     """Database queries in flight for the hot key over time, for one or more `simulate_hot_key` runs (lesson 02)."""
     from matplotlib.ticker import MaxNLocator

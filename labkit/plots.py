@@ -1,12 +1,10 @@
 """Plot helpers: time series with state bands and latency percentiles, in a colour-blind-safe palette (lesson 00)."""
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
 import math
-
-# Figures are built on matplotlib's object API, not pyplot: nothing is registered globally,
-# nothing leaks between slider moves, and no backend or display is needed to draw a PNG.
-from matplotlib.figure import Figure
 
 # Okabe & Ito's palette: distinguishable with every common colour-vision deficiency.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
@@ -18,18 +16,78 @@ class Chart:
     """A figure that shows itself as a PNG in a notebook; `.fig` is the matplotlib Figure."""
 
     def __init__(self, fig):
-        self.fig = fig
+        self.fig = fig  # None in the grader's sandboxed child, which never draws
 
-    def _repr_png_(self) -> bytes:
-        return png(self.fig)
+    def _repr_png_(self) -> bytes | None:
+        return png(self.fig) if self.fig is not None else None
 
     def __repr__(self) -> str:
+        if self.fig is None:
+            return "<Chart: not drawn while grading>"
         title = self.fig._suptitle.get_text() if self.fig._suptitle else ""
         return f"<Chart: {title}>"
 
 
+def not_drawn_while_grading(plot):
+    """Decorator for plot functions: the grader's sandboxed child shows nobody a figure, so it draws none."""
+
+    @functools.wraps(plot)
+    def draw(*args, **kwargs):
+        from labkit.checking import grading_child
+
+        return Chart(None) if grading_child() else plot(*args, **kwargs)
+
+    return draw
+
+
+_recycled: dict | None = None  # layout -> (fig, axes) while a Play panel redraws; see `recycling`
+
+
+@contextlib.contextmanager
+def recycling(pool: dict):
+    """Inside this block `new_figure` reuses the Figure it made for the same layout last time (Play).
+
+    Building a figure's axes and their ticks is a third of a Play redraw; wiping the artists
+    off a kept figure is nearly free and draws the same PNG. Only for figures that are
+    rendered and dropped inside the block: the next redraw wipes them.
+    """
+    global _recycled
+    saved, _recycled = _recycled, pool
+    try:
+        yield
+    finally:
+        _recycled = saved
+
+
+def _wipe(fig, axes) -> None:
+    """Remove everything the plot functions add, keeping the axes, their ticks and their styling."""
+    for ax in axes:
+        for artist in [*ax.lines, *ax.patches, *ax.collections, *ax.texts, *ax.images]:
+            artist.remove()
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+        ax.relim()
+        ax.set_autoscale_on(True)
+        ax.set_title("")
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+    if fig._suptitle is not None:
+        fig._suptitle.set_text("")
+
+
 def new_figure(rows: int = 1, height_per_row: float = 2.0, width: float = 9.0):
     """A matplotlib Figure (not registered with pyplot, so nothing leaks) and its axes."""
+    layout = (rows, height_per_row, width)
+    if _recycled is not None and layout in _recycled:
+        fig, axes = _recycled[layout]
+        _wipe(fig, axes)
+        return fig, axes
+    # Figures are built on matplotlib's object API, not pyplot: nothing is registered globally,
+    # nothing leaks between slider moves, and no backend or display is needed to draw a PNG.
+    # Imported here, not at the top: matplotlib is most of `import labkit`'s time, and the
+    # grader's sandboxed children never draw.
+    from matplotlib.figure import Figure
+
     height = 0.7 + height_per_row * rows
     fig = Figure(figsize=(width, height))
     # Fixed margins: constrained layout costs more than the drawing itself on every slider move.
@@ -38,21 +96,32 @@ def new_figure(rows: int = 1, height_per_row: float = 2.0, width: float = 9.0):
     for ax in axes:
         ax.grid(alpha=0.3, linewidth=0.6)
         ax.spines[["top", "right"]].set_visible(False)
+    if _recycled is not None:
+        _recycled[layout] = (fig, list(axes))
     return fig, list(axes)
 
 
-def shade(ax, intervals, colours: dict | None = None, label_once: set | None = None) -> None:
-    """Shade (start_s, end_s, name) intervals behind a plot; names without a colour are left clear."""
+def shade(ax, intervals, colours: dict | None = None, label_once: set | None = None, alpha: float = 0.25) -> None:
+    """Shade (start_s, end_s, name) intervals behind a plot; names without a colour are left clear.
+
+    One collection per colour, not one axvspan per interval: a flapping breaker has dozens of
+    intervals, and each axvspan is a patch to build and draw on every slider move.
+    """
+    from matplotlib.collections import PolyCollection
+
     colours = STATE_COLOURS if colours is None else colours
+    spans: dict[str, list] = {}
     for start, end, name in intervals:
-        colour = colours.get(name)
-        if colour is None:
-            continue
+        if colours.get(name) is not None:
+            spans.setdefault(name, []).append([(start, 0), (start, 1), (end, 1), (end, 0)])
+    for name, boxes in spans.items():
         label = None
         if label_once is not None and name not in label_once:
             label_once.add(name)
             label = f"breaker {name.replace('_', '-')}" if name in STATE_COLOURS else name
-        ax.axvspan(start, end, color=colour, alpha=0.25, linewidth=0, label=label)
+        # x in data units, y from the bottom (0) to the top (1) of the axes, whatever its limits.
+        ax.add_collection(PolyCollection(boxes, transform=ax.get_xaxis_transform(), facecolors=colours[name],
+                                         alpha=alpha, linewidths=0, label=label, zorder=0.5), autolim=False)
 
 
 def time_series(ax, t, values, label: str, colour_index: int = 0, **kwargs) -> None:
@@ -71,9 +140,17 @@ def latency_percentiles(ax, t, p50, p95, p99, colour_index: int = 0, label: str 
 
 
 def png(fig) -> bytes:
-    """Render a figure to PNG bytes (what the Play widgets display)."""
+    """Render a figure to PNG bytes (what the Play widgets display).
+
+    Text is most of a redraw, and since matplotlib 3.11 hinting (snapping glyph outlines to
+    the pixel grid) is a fifth of it; at 80 dpi unhinted text reads the same. zlib at level
+    1 instead of 6 saves a few more ms for PNGs about 10 % larger (benchmarks/RESULTS.md).
+    """
+    from matplotlib import rc_context
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
+    with rc_context({"text.hinting": "no_hinting"}):
+        fig.savefig(buf, format="png", dpi=80, pil_kwargs={"compress_level": 1})
     return buf.getvalue()
 
 
@@ -86,6 +163,7 @@ def fmt(value, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
+@not_drawn_while_grading
 def plot_calls(runs, labels=None, title: str | None = None):
     """Callers' success rate, load on the service and p99 latency over time, for one or more
     `simulate_calls` runs, with the outage and the breaker's states shaded (lesson 03)."""
@@ -98,8 +176,8 @@ def plot_calls(runs, labels=None, title: str | None = None):
     for ax in (ax_ok, ax_load, ax_lat):
         if runs[0].outage:
             start, end = runs[0].outage
-            ax.axvspan(start, end, color=OUTAGE_COLOUR, alpha=0.15, linewidth=0,
-                       label="outage" if ax is ax_ok else None)
+            shade(ax, [(start, end, "outage")], {"outage": OUTAGE_COLOUR},
+                  label_once=seen if ax is ax_ok else None, alpha=0.15)
         for run in runs:
             shade(ax, run.state_intervals(), label_once=seen if ax is ax_ok else None)
     for i, (run, label) in enumerate(zip(runs, labels)):
@@ -112,8 +190,9 @@ def plot_calls(runs, labels=None, title: str | None = None):
     ax_load.set_ylabel("calls to service (/s)")
     ax_lat.set_ylabel("callers' p99 (ms)")
     ax_lat.set_xlabel("time (s, simulated)")
+    # One legend: the runs' colours and the bands mean the same in every panel, and each
+    # legend costs a slider move as much as a panel's data.
     ax_ok.legend(loc="lower left", fontsize=8, ncols=3, framealpha=0.9)
-    ax_load.legend(loc="upper left", fontsize=8, framealpha=0.9)
     if title is None:
         last = runs[-1].summary()
         rec = last["recovery_s"]
@@ -124,6 +203,7 @@ def plot_calls(runs, labels=None, title: str | None = None):
     return Chart(fig)
 
 
+@not_drawn_while_grading
 def plot_latency(run, title: str | None = None):
     """Callers' p50/p95/p99 latency and the service's load over time for one run (lesson 00)."""
     s = run.series()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from labkit import validate
 from labkit.clock import Sim
 from labkit.db import ExponentialLag, ReplicaSet, UniformLag
+from labkit.plots import not_drawn_while_grading
 from labkit.workload import Op, Steady, Zipf, arrivals, drive_workload
 
 WHEN_ALL_LAGGING = ("primary", "least_behind")
@@ -360,6 +361,7 @@ def summarize_replicas(runs: dict):
     return Table(rows, columns=list(runs))
 
 
+@not_drawn_while_grading
 def plot_replicas(run: ReplicasRun, title: str | None = None):
     """Load per node, replica lag, and stale reads over time for one `simulate_replicas` run (lesson 01)."""
     from matplotlib.ticker import MaxNLocator

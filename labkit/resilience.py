@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from labkit import validate
 from labkit.clock import Sim
 from labkit.service import Outage, Service
-from labkit.trace import fraction, latency_summary, percentile, rate_per_s, time_series
+from labkit.trace import bins, latency_summary, percentile, rate_per_s
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 STATES = (CLOSED, OPEN, HALF_OPEN)
@@ -133,12 +133,29 @@ class CallsRun:
         """Per-bin time series: success rate, service load and p99 latency."""
         return self._once(("series", bin_s), lambda: self._series(bin_s))
 
+    def _binned(self, bin_s):
+        """Callers' requests by time bin, in one pass: (bin starts, sorted latencies in s, ok counts)."""
+
+        def compute():
+            edges = bins(0, self.duration_s, bin_s)
+            latencies: list[list[float]] = [[] for _ in edges]
+            ok = [0] * len(edges)
+            for e in self.requests():
+                i = int(e.time_s // bin_s)
+                if 0 <= i < len(edges):
+                    latencies[i].append(e.fields["latency_s"])
+                    ok[i] += e.fields["outcome"] == "ok"
+            for group in latencies:
+                group.sort()
+            return edges, latencies, ok
+
+        return self._once(("binned", bin_s), compute)
+
     def _series(self, bin_s):
-        reqs = self.requests()
-        t, success = time_series(reqs, 0, self.duration_s, bin_s, fraction(lambda e: e.fields["outcome"] == "ok"))
+        t, latencies, ok = self._binned(bin_s)
         _, load = rate_per_s(self.trace.select("backend", "call"), 0, self.duration_s, bin_s)
-        _, p99 = time_series(reqs, 0, self.duration_s, bin_s,
-                             lambda g: latency_summary(e.fields["latency_s"] for e in g)["p99_ms"] if g else math.nan)
+        success = [k / len(g) if g else math.nan for k, g in zip(ok, latencies)]
+        p99 = [percentile(g, 99) * 1000 if g else math.nan for g in latencies]
         return {"time_s": t, "success_rate": success, "service_load_rps": load, "p99_ms": p99}
 
     def latency_series(self, bin_s: float = 1.0) -> dict:
@@ -146,17 +163,16 @@ class CallsRun:
         return self._once(("latency", bin_s), lambda: self._latency_series(bin_s))
 
     def _latency_series(self, bin_s):
-        reqs = self.requests()
-        out = {}
-        for q in (50, 95, 99):
-            t, out[f"p{q}_ms"] = time_series(
-                reqs, 0, self.duration_s, bin_s,
-                lambda g, q=q: percentile([e.fields["latency_s"] for e in g], q) * 1000 if g else math.nan)
+        t, latencies, _ = self._binned(bin_s)
+        out = {f"p{q}_ms": [percentile(g, q) * 1000 if g else math.nan for g in latencies] for q in (50, 95, 99)}
         out["time_s"] = t
         return out
 
     def state_intervals(self) -> list[tuple[float, float, str]]:
         """The breaker's states as (start_s, end_s, state) intervals; empty without a breaker."""
+        return list(self._once("states", self._state_intervals))
+
+    def _state_intervals(self):
         changes = self.trace.select("breaker", "state")
         if not changes:
             return []

@@ -69,6 +69,36 @@ class Response(NamedTuple):
     error: str | None = None
 
 
+class WorkerPool:
+    """`workers` identical workers serving requests first come, first served (lesson 03).
+
+    A request-level model: a request's start and end are known the moment it arrives,
+    `start = max(now, earliest free worker)`, so no event is needed per worker.
+    `Service` queues its calls here; a simulation with its own service times can too.
+    """
+
+    def __init__(self, workers: int):
+        self.workers = validate.number("workers", workers, lo=1, integer=True)
+        self._free_at = [0.0] * workers  # a heap: when each worker is next free
+
+    def next_start(self, now: float) -> float:
+        """When a request arriving at `now` would start, without admitting it."""
+        free = self._free_at[0]
+        return free if free > now else now
+
+    def admit(self, now: float, service_s: float) -> tuple[float, float]:
+        """Queue a request that arrives at `now` and needs `service_s` of work; returns (start, end)."""
+        free = self._free_at[0]
+        start = free if free > now else now
+        end = start + service_s
+        heapq.heapreplace(self._free_at, end)
+        return start, end
+
+    def busy(self, now: float) -> int:
+        """How many workers are busy at `now` (queued work included up to the pool size)."""
+        return sum(1 for t in self._free_at if t > now)
+
+
 class Service:
     """A downstream dependency that every resilience lesson calls (lesson 03).
 
@@ -96,13 +126,13 @@ class Service:
             if not isinstance(fault, (Outage, ErrorBurst, LatencySpike)):
                 raise ValueError(f"faults must hold Outage, ErrorBurst or LatencySpike, got {fault!r}")
         self._mu = math.log(latency_s)
-        self._free_at = [0.0] * max_concurrency  # a heap: when each worker is next free
+        self.pool = WorkerPool(max_concurrency)
 
     def call(self, timeout_s: float | None = None) -> Response:
         """Send one request now; returns what the caller will see and after how long."""
         sim, rng = self.sim, self.sim.rng
         now = sim.now
-        start = max(now, self._free_at[0])
+        start = self.pool.next_start(now)  # faults apply by when the work starts
         ok, error = True, None
         service_s = rng.lognormvariate(self._mu, self.latency_sigma) if self.latency_sigma else self.latency_s
         if self.error_rate and rng.random() < self.error_rate:
@@ -117,8 +147,7 @@ class Service:
                 ok, error = False, "error"
             elif isinstance(fault, LatencySpike):
                 service_s *= fault.factor
-        end = start + service_s
-        heapq.heapreplace(self._free_at, end)
+        _, end = self.pool.admit(now, service_s)
         sim.record(self.name, "call", ok=ok, queued_s=start - now, service_s=service_s)
         latency = end - now
         if timeout_s is not None and latency > timeout_s:
@@ -132,7 +161,7 @@ class Service:
 
     def busy_workers(self) -> int:
         """How many workers are busy right now (queued work included up to the pool size)."""
-        return sum(1 for t in self._free_at if t > self.sim.now)
+        return self.pool.busy(self.sim.now)
 
     def __repr__(self) -> str:
         return (f"Service({self.name!r}, latency_s={self.latency_s:g}, "

@@ -21,15 +21,27 @@ class Event(NamedTuple):
             raise AttributeError(name) from None
 
 
+_new_event = tuple.__new__  # Event(...) without NamedTuple's Python-level __new__: one record per simulated call
+
+
 class Trace:
     """An append-only list of events. Plots, widgets and checks all read it (lesson 00)."""
 
     def __init__(self):
         self.events: list[Event] = []
+        # The same events grouped by (component, event), in time order: plots and checks select
+        # one kind many times per run, and a scan of the whole trace each time dominated redraws.
+        self._kinds: dict[tuple[str, str], list[Event]] = {}
 
     def append(self, time_s: float, component: str, event: str, fields: dict) -> None:
         """Record an event (components call `sim.record`, which stamps the time)."""
-        self.events.append(Event(time_s, component, event, fields))
+        e = _new_event(Event, (time_s, component, event, fields))
+        self.events.append(e)
+        kind = self._kinds.get((component, event))
+        if kind is None:
+            self._kinds[component, event] = [e]
+        else:
+            kind.append(e)
 
     def __len__(self) -> int:
         return len(self.events)
@@ -39,13 +51,14 @@ class Trace:
 
     def select(self, component: str | None = None, event: str | None = None, **where) -> list[Event]:
         """The events of one component and/or kind whose fields equal `where`."""
-        return [
-            e
-            for e in self.events
-            if (component is None or e.component == component)
-            and (event is None or e.event == event)
-            and all(e.fields.get(k) == v for k, v in where.items())
-        ]
+        if component is not None and event is not None:
+            found = self._kinds.get((component, event), [])
+        else:
+            found = [e for e in self.events
+                     if (component is None or e.component == component) and (event is None or e.event == event)]
+        if not where:
+            return list(found)
+        return [e for e in found if all(e.fields.get(k) == v for k, v in where.items())]
 
     def count(self, component: str | None = None, event: str | None = None, **where) -> int:
         """How many events match, as `select` would find them."""

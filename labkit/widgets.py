@@ -4,6 +4,7 @@ from __future__ import annotations
 import html
 
 from labkit import plots
+from labkit.clock import gc_paused
 
 
 class Table:
@@ -85,6 +86,7 @@ class Play:
         self.run, self.show = run, show
         self.controls = {name: _control(name, spec) for name, spec in knobs.items()}
         self.renders = 0
+        self._figures: dict = {}  # the figures plots.recycling reuses across this panel's redraws
         self.table = self.figure = None
 
     def values(self) -> dict:
@@ -92,10 +94,14 @@ class Play:
 
     def render(self):
         """Run the simulation at the current knob values; returns (Table, png bytes)."""
-        result = self.run(**self.values())
-        table, chart = self.show(result)
+        # The collector paused for the whole redraw: a run leaves a big trace behind, and a
+        # full collection over it in the middle of drawing costs a slider move tens of ms.
+        with gc_paused(), plots.recycling(self._figures):
+            result = self.run(**self.values())
+            table, chart = self.show(result)
+            png = plots.png(getattr(chart, "fig", chart))
         self.renders += 1
-        return table, plots.png(getattr(chart, "fig", chart))
+        return table, png
 
     def display(self):
         import ipywidgets as w

@@ -1,4 +1,4 @@
-"""pyproject.toml (pip) and environment.yml (conda, Binder) must list the same packages and lower bounds."""
+"""pyproject.toml (pip) and environment.yml (conda, Binder) must list the same packages and version bounds."""
 from __future__ import annotations
 
 import re
@@ -18,7 +18,8 @@ CONDA_TO_PIP = {"redis-py": "redis", "playwright-python": "playwright"}
 # Tools, not dependencies of the course: in the conda file only.
 CONDA_ONLY = {"python", "pip"}
 
-SPEC = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*(?:>=\s*([0-9][0-9.]*))?$")
+SPEC = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?"
+                  r"\s*(?:>=\s*([0-9][0-9.]*))?\s*(?:,\s*<\s*([0-9][0-9.]*))?$")
 
 
 def normalise(name: str) -> str:
@@ -26,14 +27,27 @@ def normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def parse_spec(spec: str) -> tuple[str, tuple[int, ...] | None]:
-    """'name>=1.2' -> ('name', (1, 2)); a bare name has no bound. Anything else is refused."""
+def _version(text: str | None) -> tuple[int, ...] | None:
+    """'4.6.0' -> (4, 6): trailing zeros do not change a bound."""
+    if text is None:
+        return None
+    parts = [int(part) for part in text.split(".")]
+    while len(parts) > 1 and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
+
+
+def parse_spec(spec: str) -> tuple[str, tuple | None]:
+    """'name>=1.2' -> ('name', ((1, 2), None)); 'name>=1.2,<2' -> ('name', ((1, 2), (2,))); a bare name: None.
+
+    Anything else (pins, exclusions, other operators) is refused: both files use these forms only.
+    """
     match = SPEC.match(spec.strip().strip("'\""))
     if not match:
-        raise ValueError(f"{spec!r}: write 'name' or 'name>=X.Y' (lower bounds only)")
-    name, version = match.groups()
-    bound = tuple(int(part) for part in version.split(".")) if version else None
-    return normalise(name), bound
+        raise ValueError(f"{spec!r}: write 'name', 'name>=X.Y' or 'name>=X.Y,<Z.W'")
+    name, lower, upper = match.groups()
+    bounds = (_version(lower), _version(upper))
+    return normalise(name), None if bounds == (None, None) else bounds
 
 
 def read_environment(text: str) -> tuple[list[str], list[str]]:
@@ -89,19 +103,18 @@ def disagreements(pip: dict, conda: dict) -> list[str]:
             problems.append(f"{name}: in pyproject.toml but not in environment.yml")
         elif name not in pip:
             problems.append(f"{name}: in environment.yml but not in pyproject.toml")
-        else:
-            a, b = pip[name], conda[name]
-            if a and b:
-                width = max(len(a), len(b))
-                a, b = a + (0,) * (width - len(a)), b + (0,) * (width - len(b))
-            if a != b:
-                problems.append(f"{name}: lower bound {_show(pip[name])} in pyproject.toml "
-                                f"but {_show(conda[name])} in environment.yml")
+        elif pip[name] != conda[name]:
+            problems.append(f"{name}: bounds {_show(pip[name])} in pyproject.toml "
+                            f"but {_show(conda[name])} in environment.yml")
     return problems
 
 
-def _show(bound) -> str:
-    return ">=" + ".".join(map(str, bound)) if bound else "none"
+def _show(bounds) -> str:
+    if bounds is None:
+        return "none"
+    lower, upper = bounds
+    text = [f"{op}{'.'.join(map(str, v))}" for op, v in ((">=", lower), ("<", upper)) if v]
+    return ",".join(text)
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +124,7 @@ def files():
     return pyproject, environment
 
 
-def test_same_packages_and_lower_bounds(files):
+def test_same_packages_and_bounds(files):
     pyproject, environment = files
     problems = disagreements(pip_requirements(pyproject), conda_requirements(environment))
     assert not problems, "pyproject.toml and environment.yml disagree:\n  " + "\n  ".join(problems)
@@ -126,23 +139,29 @@ def test_same_python_and_labkit_installed(files):
     assert "-e ." in pip, "environment.yml's pip section must install labkit itself: '- -e .'"
 
 
-def test_comparison_catches_a_package_in_one_file_only():
-    pip = {"jupyterlab": (4, 6), "tqdm": (4, 70)}
-    assert disagreements(pip, {"jupyterlab": (4, 6, 0), "tqdm": (4, 70)}) == []
-    assert disagreements(pip, {"jupyterlab": (4, 6)}) == ["tqdm: in pyproject.toml but not in environment.yml"]
-    assert disagreements({"tqdm": (4, 70)}, {"tqdm": (4, 70), "numpy": (2,)}) == [
+def test_comparison_catches_a_package_in_one_file_only_and_any_differing_bound():
+    pip = {"jupyterlab": ((4, 6), None), "tqdm": ((4, 70), None)}
+    assert disagreements(pip, {"jupyterlab": parse_spec("jupyterlab>=4.6.0")[1], "tqdm": ((4, 70), None)}) == []
+    assert disagreements(pip, {"jupyterlab": ((4, 6), None)}) == ["tqdm: in pyproject.toml but not in environment.yml"]
+    assert disagreements({"tqdm": ((4, 70), None)}, {"tqdm": ((4, 70), None), "numpy": ((2,), None)}) == [
         "numpy: in environment.yml but not in pyproject.toml"]
-    assert disagreements({"tqdm": (4, 70)}, {"tqdm": (4, 60)})[0].startswith("tqdm: lower bound >=4.70")
-    assert disagreements({"tqdm": (4, 70)}, {"tqdm": None})[0].startswith("tqdm: lower bound")
+    assert disagreements({"tqdm": ((4, 70), None)}, {"tqdm": ((4, 60), None)}) == [
+        "tqdm: bounds >=4.70 in pyproject.toml but >=4.60 in environment.yml"]
+    assert disagreements({"tqdm": ((4, 70), None)}, {"tqdm": None})[0].endswith("but none in environment.yml")
+    capped = {"matplotlib": parse_spec("matplotlib>=3.10,<3.11")[1]}
+    assert disagreements(capped, {"matplotlib": ((3, 10), None)}) == [
+        "matplotlib: bounds >=3.10,<3.11 in pyproject.toml but >=3.10 in environment.yml"]
 
 
 def test_reader_maps_conda_names_and_refuses_pins():
     text = "name: x\nchannels:\n  - conda-forge\ndependencies:\n  - python>=3.10\n  - redis-py >=8.1\n" \
-           "  - Sqlite_Utils  # comment\n  - pip:\n      - -e .\n  - tqdm\n"
-    assert conda_requirements(text) == {"redis": (8, 1), "sqlite-utils": None, "tqdm": None}
+           "  - Sqlite_Utils  # comment\n  - pip:\n      - -e .\n  - tqdm\n  - matplotlib>=3.10,<3.11  # why\n"
+    assert conda_requirements(text) == {"redis": ((8, 1), None), "sqlite-utils": None, "tqdm": None,
+                                        "matplotlib": ((3, 10), (3, 11))}
     assert read_environment(text)[1] == ["-e ."]
-    with pytest.raises(ValueError, match="lower bounds only"):
-        parse_spec("numpy==2.0")
+    for spec in ("numpy==2.0", "numpy!=2.0", "numpy<2"):
+        with pytest.raises(ValueError, match="write 'name', 'name>=X.Y' or 'name>=X.Y,<Z.W'"):
+            parse_spec(spec)
 
 
 def test_reader_agrees_with_yaml(files):

@@ -5,7 +5,7 @@ import statistics
 import pytest
 
 from labkit.clock import Sim
-from labkit.service import ErrorBurst, LatencySpike, Outage, Response, Service
+from labkit.service import ErrorBurst, LatencySpike, Outage, Response, Service, WorkerPool
 
 
 def service(seed=0, **kwargs):
@@ -194,3 +194,15 @@ def test_capacity_is_workers_over_mean_service_time(kwargs, expected):
 def test_repr_names_the_service():
     assert repr(Service(Sim(), "db", faults=[Outage(0, 1)])) == (
         "Service('db', latency_s=0.05, max_concurrency=20, faults=1)")
+
+
+def test_worker_pool_serves_first_come_first_served_on_the_earliest_free_worker():
+    pool = WorkerPool(2)
+    assert pool.admit(0.0, 1.0) == (0.0, 1.0)
+    assert pool.admit(0.0, 3.0) == (0.0, 3.0)
+    assert pool.next_start(0.5) == 1.0 and pool.busy(0.5) == 2
+    assert pool.admit(0.5, 1.0) == (1.0, 2.0)      # waits for the first worker
+    assert pool.admit(5.0, 1.0) == (5.0, 6.0)      # both idle by then
+    assert pool.busy(5.5) == 1                      # the other finished at 3.0
+    with pytest.raises(ValueError, match="workers must be"):
+        WorkerPool(0)

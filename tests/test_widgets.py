@@ -214,6 +214,21 @@ def test_plot_calls_needs_one_label_per_run(small_runs, labels):
         plot_calls(small_runs, labels)
 
 
+@pytest.mark.parametrize("plot", ["plot_calls", "plot_latency", "plot_replicas", "plot_caching"])
+def test_plots_draw_nothing_inside_the_grading_child(plot, monkeypatch):
+    runs = {"plot_calls": lambda: lk.simulate_calls(seed=1, duration_s=5, outage_start_s=1, outage_s=2),
+            "plot_latency": lambda: lk.queue_playground(rate_rps=50, seed=1),
+            "plot_replicas": lambda: lk.simulate_replicas(seed=1, duration_s=5),
+            "plot_caching": lambda: lk.simulate_caching(seed=1, duration_s=5)}
+    run = runs[plot]()
+    monkeypatch.setenv("LABKIT_GRADING_CHILD", "1")
+    chart = getattr(lk, plot)(run)
+    assert chart.fig is None and chart._repr_png_() is None
+    assert repr(chart) == "<Chart: not drawn while grading>"
+    monkeypatch.delenv("LABKIT_GRADING_CHILD")
+    assert getattr(lk, plot)(run)._repr_png_().startswith(PNG_SIGNATURE)
+
+
 def test_plot_latency_draws_a_png_chart():
     run = lk.queue_playground(rate_rps=100, seed=2)
     chart = plot_latency(run)
@@ -232,3 +247,20 @@ def test_plot_latency_draws_a_png_chart():
 ])
 def test_fmt_formats_numbers_for_titles(value, digits, expected):
     assert fmt(value, digits) == expected
+
+
+@pytest.mark.parametrize("run, show, knob, first, second", [
+    (lk.breaker_playground, lk.show_calls, "failure_threshold", 1, 5),
+    (lk.queue_playground, lk.show_latency, "rate_rps", 400, 100),
+    (lk.replicas_playground, lk.show_replicas, "replicas", 0, 3),
+    (lk.caching_playground, lk.show_caching, "servers", 16, 2),
+])
+def test_a_play_panel_that_recycles_its_figure_draws_what_a_fresh_figure_draws(run, show, knob, first, second):
+    """Play reuses its figure between redraws (plots.recycling); nothing of the last run may remain."""
+    play = Play(run, show, **{knob: (min(first, second), max(first, second), 1, first)})
+    play.render()
+    play.controls[knob].value = second
+    _, recycled = play.render()
+    assert len(play._figures) == 1
+    fresh = lk.plots.png(show(run(**{knob: second}))[1].fig)
+    assert recycled == fresh
