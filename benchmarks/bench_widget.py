@@ -1,0 +1,219 @@
+"""Widget response: a knob changes -> the simulation re-runs -> the figure is rendered to PNG (Agg).
+
+That is exactly `labkit.widgets.Play(run, show, **knobs).render()` after setting a control's
+value, for every `lk.play(...)` call in `solutions/*.ipynb` (found with `ast`). Nothing is
+displayed; no browser, no comm round trip: this is the kernel's share of a slider move.
+
+Caches. A run function may memoise part of its work (breaker_playground keeps the
+no-breaker baseline per traffic setting). A knob whose move adds a cache entry is "part of
+the cache key": moving it is a miss in real use, so every sample of it starts from empty
+caches. A knob whose move adds no entry reuses what the default run cached, a legitimate hit
+in real use (the panel always renders the defaults first), so its samples run warm. When
+the run caches nothing at all, every knob re-simulates everything and counts with the
+misses. The two kinds are reported as separate rows.
+
+Besides wall time (what the budget is about) each sample records the process's CPU time,
+which a busy neighbour on a shared machine inflates much less: the table quotes its median.
+"""
+from __future__ import annotations
+
+import gc
+import sys
+import time
+
+from benchmarks.harness import Outcome, Row, Stats, log, ms, spread_ms, verdict
+from benchmarks.notebooks import SOLUTIONS, find_play_calls, kernel_env, namespace_for
+
+NAME = "widget"
+TITLE = "Widget response (knob change -> re-run -> PNG)"
+STEP_BUDGET_S = 0.100   # p95 at the default knobs, one knob moved one step
+WORST_BUDGET_S = 0.300  # p95 at a knob's most expensive setting (its min or max)
+
+
+# ---------------------------------------------------------------------------------------------
+# Caches in labkit (and in the notebook's namespace), found by shape, not by function name
+
+
+def _caches(namespace: dict) -> list:
+    """Module-level memo dicts (named *cache*) and functools caches in labkit and the notebook."""
+    found, seen = [], set()
+    scopes = [vars(m) for name, m in list(sys.modules.items())
+              if m is not None and (name == "labkit" or name.startswith("labkit."))] + [namespace]
+    for scope in scopes:
+        for attr, obj in list(scope.items()):
+            is_dict = isinstance(obj, dict) and "cache" in attr.lower()
+            is_lru = callable(getattr(obj, "cache_clear", None)) and callable(getattr(obj, "cache_info", None))
+            if (is_dict or is_lru) and id(obj) not in seen:
+                seen.add(id(obj))
+                found.append(obj)
+    return found
+
+
+def _cache_entries(caches) -> int:
+    return sum(len(c) if isinstance(c, dict) else c.cache_info().currsize for c in caches)
+
+
+def _clear(caches) -> None:
+    for c in caches:
+        c.clear() if isinstance(c, dict) else c.cache_clear()
+
+
+# ---------------------------------------------------------------------------------------------
+# Knob values
+
+
+def _step(spec, default):
+    """A value one step from the default: up if the range allows, else down."""
+    if isinstance(spec, tuple) and len(spec) == 4:
+        lo, hi, step, _ = spec
+        return default + step if default + step <= hi else default - step
+    if isinstance(spec, list):
+        return spec[1] if len(spec) > 1 else spec[0]
+    if isinstance(spec, bool):
+        return not default
+    return default
+
+
+def _ends(spec, default) -> list:
+    """The settings to try for the most expensive case: a slider's min and max, every option, both bools."""
+    if isinstance(spec, tuple) and len(spec) == 4:
+        ends = [spec[0], spec[1]]
+    elif isinstance(spec, list):
+        ends = list(spec)
+    elif isinstance(spec, bool):
+        ends = [True, False]
+    else:
+        ends = []
+    return [v for v in dict.fromkeys(ends) if v != default]
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _timed_render(play, caches, cold: bool, cpu: list) -> float:
+    """Wall seconds of one render (its CPU seconds are appended to `cpu`), from empty caches if `cold`."""
+    if cold:
+        _clear(caches)
+    c0, t0 = time.process_time(), time.perf_counter()
+    play.render()
+    wall = time.perf_counter() - t0
+    cpu.append(time.process_time() - c0)
+    return wall
+
+
+def measure_call(call, n_step: int, n_end: int) -> dict:
+    """Every knob of one Play call: is it part of a cache key, its ±1-step timings, its min/max timings."""
+    from labkit.widgets import Play
+
+    ns = namespace_for(call)
+    run, show = eval(call.run_src, ns), eval(call.show_src, ns)  # noqa: S307 - the course's own notebooks
+    specs = dict(call.knobs)
+    specs.update({name: eval(src, ns) for name, src in call.knob_src.items()})  # noqa: S307
+    play = Play(run, show, **specs)
+    defaults = play.values()
+    caches = _caches(ns)
+    play.render()  # warm up: imports, font cache, first figure
+    knobs = {}
+    for name, spec in specs.items():
+        control = play.controls[name]
+        default = defaults[name]
+        step = _step(spec, default) if name in call.knobs else default
+        # Is this knob part of a cache key? Render the defaults from empty caches, then the step.
+        _clear(caches)
+        control.value = default
+        play.render()
+        before = _cache_entries(caches)
+        control.value = step
+        play.render()
+        # A miss if the move added an entry, or if nothing is cached at all (all re-simulated).
+        keyed = _cache_entries(caches) > before or before == 0
+        control.value = default
+        play.render()  # what a real panel has cached: the default run
+
+        gc.collect()
+        samples, cpu = [], []
+        if step != default:
+            for i in range(n_step):
+                control.value = (step, default)[i % 2]
+                samples.append(_timed_render(play, caches, keyed, cpu))
+        ends, ends_cpu = {}, {}
+        for value in (_ends(spec, default) if name in call.knobs else []):
+            control.value = value
+            gc.collect()
+            end_cpu: list = []
+            ends[value] = Stats.of([_timed_render(play, caches, keyed, end_cpu) for _ in range(n_end)])
+            ends_cpu[value] = Stats.of(end_cpu)
+        control.value = default
+        knob = knobs[name] = {"keyed": keyed, "cached": before > 0, "step": (default, step),
+                              "step_stats": Stats.of(samples) if samples else None,
+                              "step_cpu": Stats.of(cpu) if cpu else None, "ends": ends, "ends_cpu": ends_cpu}
+        worst_end = max(ends.items(), key=lambda kv: kv[1].p95) if ends else None
+        log(f"  [widget] {call.label} {name}: {_kind(knob)}, "
+            f"step p95 {ms(knob['step_stats'].p95) if samples else 'n/a'}"
+            + (f", worst end {name}={worst_end[0]} p95 {ms(worst_end[1].p95)}" if worst_end else ""))
+    return knobs
+
+
+def _kind(knob) -> str:
+    return "hit" if not knob["keyed"] else "miss" if knob["cached"] else "no cache"
+
+
+def _cell(st: Stats, cpu: Stats) -> str:
+    return f"{ms(st.p95)} / {ms(st.median)} / {ms(cpu.median)}"
+
+
+def run(ctx) -> Outcome:
+    kernel_env()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    n_step, n_end = ctx.repeats(20, 6), ctx.repeats(12, 4)
+    calls = find_play_calls(SOLUTIONS)
+    out = Outcome()
+    if not calls:
+        out.rows.append(Row(NAME, "Play widgets", "none found", "", "", "not run", "no lk.play in solutions/"))
+        return out
+    out.details.append(
+        f"Each sample: set one control, then `Play.render()` (run + show + PNG at 80 dpi, Agg). "
+        f"±1 step: {n_step} alternating moves between the default and one step from it; "
+        f"min/max: {n_end} renders at each end of each knob, the others at their defaults. "
+        "Cache 'miss' knobs start every sample from empty caches; 'hit' knobs reuse what the default run "
+        "cached; 'no cache': the run function caches nothing, every move re-simulates. "
+        "Cells: wall p95 / wall median / CPU median.")
+    out.details += ["", "| widget | knob | cache | ±1 step | at min | at max |", "|---|---|---|---|---|---|"]
+    for call in calls:
+        log(f"[widget] {call.label} ({call.notebook.name} cell {call.cell})")
+        try:
+            knobs = measure_call(call, n_step, n_end)
+        except Exception as exc:  # noqa: BLE001 - a broken widget is a result, not a crash of the suite
+            out.rows.append(Row(NAME, f"{call.label}", "", "", "", "ERROR", f"{type(exc).__name__}: {exc}"))
+            continue
+        for name, k in knobs.items():
+            st = k["step_stats"]
+            ends = [f"{_cell(s, k['ends_cpu'][v])} ({v})" for v, s in k["ends"].items()]
+            out.details.append(f"| {call.label} | {name} | {_kind(k)} | "
+                               f"{_cell(st, k['step_cpu']) if st else 'n/a'} | "
+                               + " | ".join((ends + ["", ""])[:2]) + " |")
+        for keyed in (True, False):
+            group = {n: k for n, k in knobs.items() if k["keyed"] == keyed and k["step_stats"]}
+            if not group:
+                continue
+            if not keyed:
+                label = "±1 step, cached baseline reused (cache hit)"
+            elif any(k["cached"] for k in group.values()):
+                label = "±1 step, re-simulated (cache miss)"
+            else:
+                label = "±1 step, re-simulated (nothing cached)"
+            worst = max(group, key=lambda n: group[n]["step_stats"].p95)
+            st, cpu = group[worst]["step_stats"], group[worst]["step_cpu"]
+            out.rows.append(Row(NAME, f"{call.label}, {label}", f"p95 {ms(st.p95)}",
+                                spread_ms(st, f"CPU median {ms(cpu.median)}; worst of {len(group)} knob(s): {worst}"),
+                                f"p95 <= {ms(STEP_BUDGET_S)}", verdict(st.p95 <= STEP_BUDGET_S)))
+        ends = [(n, v, s, k["ends_cpu"][v]) for n, k in knobs.items() for v, s in k["ends"].items()]
+        if ends:
+            name, value, st, cpu = max(ends, key=lambda e: e[2].p95)
+            out.rows.append(Row(NAME, f"{call.label}, most expensive knob setting", f"p95 {ms(st.p95)}",
+                                spread_ms(st, f"CPU median {ms(cpu.median)}; worst of {len(ends)} min/max "
+                                              f"settings: {name}={value}"),
+                                f"p95 <= {ms(WORST_BUDGET_S)}", verdict(st.p95 <= WORST_BUDGET_S)))
+    return out
