@@ -30,10 +30,9 @@ $(VENV)/.installed: pyproject.toml
 	@echo "Installing labkit and its dependencies into $(VENV) (a few minutes the first time)"
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,bench]'
-	@# No "receive Jupyter news?" toast for learners: disable announcements in this venv only.
-	@mkdir -p $(VENV)/etc/jupyter/labconfig && \
-		echo '{"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": true}}' \
-		> $(VENV)/etc/jupyter/labconfig/page_config.json
+	@# No "receive Jupyter news?" toast for learners: disable announcements in this venv only
+	@# (postBuild does the same on Binder; the README gives conda users the same line).
+	@$(VENV)/bin/jupyter labextension disable --level=sys_prefix "@jupyterlab/apputils-extension:announcements" >/dev/null 2>&1
 	@touch $@
 
 lab: venv ## start JupyterLab on the first lesson (PORT=8888); open the URL it prints
