@@ -88,8 +88,12 @@ def new_figure(rows: int = 1, height_per_row: float = 2.0, width: float = 9.0):
     # grader's sandboxed children never draw.
     from matplotlib.figure import Figure
 
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     height = 0.7 + height_per_row * rows
-    fig = Figure(figsize=(width, height))
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(fig)  # its own Agg canvas, kept: png() reuses it and the axes layer it holds
+    fig.__dict__[_LAYERED] = None
     # Fixed margins: constrained layout costs more than the drawing itself on every slider move.
     fig.subplots_adjust(left=0.1, right=0.98, bottom=0.45 / height, top=1 - 0.45 / height, hspace=0.12)
     axes = fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
@@ -139,19 +143,77 @@ def latency_percentiles(ax, t, p50, p95, p99, colour_index: int = 0, label: str 
     ax.set_ylabel("latency (ms)")
 
 
-def png(fig) -> bytes:
-    """Render a figure to PNG bytes (what the Play widgets display).
+DPI = 80  # the resolution every labkit figure is drawn at
 
-    Text is most of a redraw, and since matplotlib 3.11 hinting (snapping glyph outlines to
-    the pixel grid) is a fifth of it; at 80 dpi unhinted text reads the same. zlib at level
-    1 instead of 6 saves a few more ms for PNGs about 10 % larger (benchmarks/RESULTS.md).
+
+def png(fig) -> bytes:
+    """Render a figure to PNG bytes (what the notebooks and the Play widgets display).
+
+    Text is most of a redraw: tick labels, axis labels, legends, titles. A Play panel moves
+    one knob at a time, so a figure made by `new_figure` is drawn in two layers: what
+    depends only on the axes (frame, grid, ticks and their labels, axis labels), kept as
+    pixels while the axes' limits and labels stay the same, and the data, legends and
+    title on top, drawn every time. Text is unhinted (at 80 dpi it reads the same) and zlib
+    runs at level 1; benchmarks/FINDINGS.md has the figures.
     """
     from matplotlib import rc_context
 
     buf = io.BytesIO()
     with rc_context({"text.hinting": "no_hinting"}):
-        fig.savefig(buf, format="png", dpi=80, pil_kwargs={"compress_level": 1})
+        if _LAYERED in fig.__dict__:
+            from PIL import Image
+
+            canvas = _draw_layers(fig)
+            Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1) \
+                .save(buf, format="png", compress_level=1)
+        else:
+            fig.savefig(buf, format="png", dpi=DPI, pil_kwargs={"compress_level": 1})
     return buf.getvalue()
+
+
+_LAYERED = "_labkit_layers"  # on figures from new_figure: (axes signature, pixels of the axes layer) or None
+
+
+def _draw_layers(fig):
+    canvas = fig.canvas
+    on_top = _top_layer(fig)
+    signature = _axes_signature(fig)
+    kept = fig.__dict__[_LAYERED]
+    if kept is not None and kept[0] == signature:
+        canvas.restore_region(kept[1])
+    else:
+        for artist in on_top:
+            artist.set_animated(True)  # a figure's draw leaves out animated artists
+        try:
+            canvas.draw()
+        finally:
+            for artist in on_top:
+                artist.set_animated(False)
+        fig.__dict__[_LAYERED] = (signature, canvas.copy_from_bbox(fig.bbox))
+    renderer = canvas.get_renderer()
+    for artist in on_top:
+        artist.draw(renderer)
+    return canvas
+
+
+def _top_layer(fig) -> list:
+    """The artists drawn on every render, axes by axes in z-order, then the figure's texts."""
+    out = []
+    for ax in fig.axes:
+        mine = [*ax.collections, *ax.patches, *ax.lines, *ax.texts, *ax.images]
+        if ax.get_legend() is not None:
+            mine.append(ax.get_legend())
+        out += sorted(mine, key=lambda a: a.get_zorder())
+    return out + list(fig.texts)
+
+
+def _axes_signature(fig) -> tuple:
+    """Everything the axes layer's pixels depend on; a different value redraws it."""
+    sp = fig.subplotpars
+    axes = tuple((ax.get_position().bounds, ax.get_xlim(), ax.get_ylim(), tuple(ax.get_xticks()),
+                  tuple(ax.get_yticks()), ax.get_xlabel(), ax.get_ylabel(), ax.get_title(),
+                  ax.get_xscale(), ax.get_yscale()) for ax in fig.axes)
+    return (tuple(fig.get_size_inches()), fig.dpi, (sp.left, sp.right, sp.bottom, sp.top, sp.hspace), axes)
 
 
 def fmt(value, digits: int = 0) -> str:

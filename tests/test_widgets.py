@@ -264,3 +264,55 @@ def test_a_play_panel_that_recycles_its_figure_draws_what_a_fresh_figure_draws(r
     assert len(play._figures) == 1
     fresh = lk.plots.png(show(run(**{knob: second}))[1].fig)
     assert recycled == fresh
+
+
+def _pixels(png_bytes):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png_bytes)).convert("RGB")).astype(int)
+
+
+@pytest.mark.parametrize("run, show", [(lk.breaker_playground, lk.show_calls), (lk.queue_playground, lk.show_latency),
+                                       (lk.replicas_playground, lk.show_replicas),
+                                       (lk.caching_playground, lk.show_caching)])
+def test_the_two_layer_render_looks_like_a_plain_matplotlib_draw(run, show):
+    """png() draws axes, then data on top; only where the two overlap may a pixel differ."""
+    import io
+
+    from matplotlib import rc_context
+
+    fig = show(run())[1].fig
+    layered = _pixels(lk.plots.png(fig))
+    buf = io.BytesIO()
+    with rc_context({"text.hinting": "no_hinting"}):
+        fig.savefig(buf, format="png", dpi=lk.plots.DPI)
+    plain = _pixels(buf.getvalue())
+    assert layered.shape == plain.shape
+    assert (abs(layered - plain).max(axis=2) > 40).mean() < 0.002
+
+
+def test_a_redraw_that_keeps_the_axes_reuses_their_layer_and_draws_what_a_fresh_figure_draws():
+    play = Play(lk.breaker_playground, lk.show_calls, failure_threshold=(1, 50, 1, 5))
+    play.render()
+    (fig, _), = play._figures.values()
+    kept = fig.__dict__[lk.plots._LAYERED]
+    play.controls["failure_threshold"].value = 6   # same traffic: the same axes, another breaker
+    _, redrawn = play.render()
+    assert fig.__dict__[lk.plots._LAYERED] is kept
+    assert redrawn == lk.plots.png(lk.show_calls(lk.breaker_playground(failure_threshold=6))[1].fig)
+    play.controls["failure_threshold"].value = 5
+    assert play.render()[1] == lk.plots.png(lk.show_calls(lk.breaker_playground(failure_threshold=5))[1].fig)
+
+
+def test_a_redraw_whose_axes_change_draws_their_layer_again():
+    play = Play(lk.queue_playground, lk.show_latency, rate_rps=(100, 400, 100, 100))
+    play.render()
+    (fig, _), = play._figures.values()
+    kept = fig.__dict__[lk.plots._LAYERED]
+    play.controls["rate_rps"].value = 400          # more load: taller axes, other tick labels
+    _, redrawn = play.render()
+    assert fig.__dict__[lk.plots._LAYERED] is not kept
+    assert redrawn == lk.plots.png(lk.show_latency(lk.queue_playground(rate_rps=400))[1].fig)
