@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime
-import math
 import os
 import platform
 import subprocess
@@ -11,6 +10,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from labkit.trace import percentile  # the one percentile of the course: benchmarks quote what lessons compute
+
 ROOT = Path(__file__).resolve().parent.parent
 
 PASS, FAIL, NOT_RUN, ERROR = "pass", "FAIL", "not run", "ERROR"
@@ -18,17 +19,6 @@ PASS, FAIL, NOT_RUN, ERROR = "pass", "FAIL", "not run", "ERROR"
 # Versions worth quoting next to a number: what the figures depend on.
 KEY_PACKAGES = ("labkit", "matplotlib", "ipywidgets", "ipykernel", "jupyter_client", "nbclient",
                 "nbformat", "simpy", "pyinstrument")
-
-
-def percentile(values, q: float) -> float:
-    """The q-th percentile (0..100), linear interpolation between closest ranks; NaN for no values."""
-    data = sorted(values)
-    if not data:
-        return math.nan
-    pos = (len(data) - 1) * q / 100
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(data) - 1)
-    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
 
 
 @dataclass(frozen=True)

@@ -172,6 +172,17 @@ def _describe_exception(exc: BaseException) -> tuple[str, str]:
     return ERROR, f"The checker itself failed ({what}). This is a labkit bug: please report it."
 
 
+def judge_choice(answer, choices: dict) -> str:
+    """A multiple-choice answer ('b', 'B' or '(b)') against {letter: (right, feedback)}; a wrong one raises Fail."""
+    choice = str(answer).strip().lower().strip("()")
+    if choice not in choices:
+        raise Fail(f"ANSWER should be one of {', '.join(map(repr, choices))}; got {answer!r}.")
+    right, feedback = choices[choice]
+    if not right:
+        raise Fail(feedback)
+    return feedback
+
+
 def is_stub(answer) -> bool:
     """True for an untouched starter: `...`, a dict with `...` values, or a class/function whose bodies are all `...`."""
     if answer is ...:

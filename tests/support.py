@@ -39,3 +39,16 @@ def mutate(source: str, old: str, new: str) -> str:
     """Replace `old` by `new` in a solution, failing loudly if the solution no longer contains `old`."""
     assert old in source, f"mutation target not found in the solution:\n{old}"
     return source.replace(old, new)
+
+
+def assert_every_check(namespace: dict, exercises, status: str) -> None:
+    """Check each (exercise id, answer name) in `namespace`: all 'passed' with full marks, or all 'not attempted'."""
+    import labkit as lk
+
+    for exercise_id, name in exercises:
+        report = lk.check(exercise_id, namespace[name])
+        assert report.status == status, report.text()
+        if status == "passed":
+            assert report.score == report.max_score > 0
+        else:
+            assert report.score == 0 and "not attempted" in report.text()

@@ -10,7 +10,7 @@ import pytest
 
 import labkit as lk
 from labkit import replication
-from support import cell_defining, mutate, run_cells
+from support import assert_every_check, cell_defining, mutate, run_cells
 
 LESSON = "01_read_replicas"
 ROUTER = cell_defining("solutions", LESSON, "Router")
@@ -40,19 +40,12 @@ def messages(report):
 
 def test_solution_passes_every_check():
     ns = run_cells(ROUTER, LAG, RYW, cell_defining("solutions", LESSON, "REPLICAS"))
-    for exercise_id, name in EXERCISES:
-        report = lk.check(exercise_id, ns[name])
-        assert report.status == "passed", report.text()
-        assert report.score == report.max_score > 0
+    assert_every_check(ns, EXERCISES, "passed")
 
 
 def test_untouched_lesson_is_not_attempted():
     ns = run_cells(*(cell_defining("lessons", LESSON, name) for _, name in EXERCISES))
-    for exercise_id, name in EXERCISES:
-        report = lk.check(exercise_id, ns[name])
-        assert report.status == "not attempted", report.text()
-        assert report.score == 0
-        assert "not attempted" in report.text()
+    assert_every_check(ns, EXERCISES, "not attempted")
 
 
 def test_labkit_router_is_not_accepted_as_an_answer():

@@ -11,7 +11,7 @@ import pytest
 
 import labkit as lk
 from labkit import caching
-from support import cell_defining, mutate, run_cells
+from support import assert_every_check, cell_defining, mutate, run_cells
 from test_cache_conformance import redis_url  # noqa: F401 - the session's real Redis server, or a skip saying why
 
 LESSON = "02_caching"
@@ -40,19 +40,12 @@ def assert_fails_with(report, expected):
 
 def test_solution_passes_every_check():
     ns = run_cells(TWO_LEVEL, CONSISTENT, STAMPEDE, WRITE_BEHIND, cell_defining("solutions", LESSON, "ANSWER"))
-    for exercise_id, name in EXERCISES:
-        report = lk.check(exercise_id, ns[name])
-        assert report.status == "passed", report.text()
-        assert report.score == report.max_score > 0
+    assert_every_check(ns, EXERCISES, "passed")
 
 
 def test_untouched_lesson_is_not_attempted():
     ns = run_cells(*(cell_defining("lessons", LESSON, name) for _, name in EXERCISES))
-    for exercise_id, name in EXERCISES:
-        report = lk.check(exercise_id, ns[name])
-        assert report.status == "not attempted", report.text()
-        assert report.score == 0
-        assert "not attempted" in report.text()
+    assert_every_check(ns, EXERCISES, "not attempted")
 
 
 @pytest.mark.parametrize("exercise_id", ["02.2", "02.3"])

@@ -6,9 +6,10 @@ solution evolves, and each must fail with the message written for that mistake.
 import pytest
 
 import labkit as lk
-from support import cell_defining, mutate, run_cells
+from support import assert_every_check, cell_defining, mutate, run_cells
 
 LESSON = "03_circuit_breaker"
+EXERCISES = [("03.1", "CircuitBreaker"), ("03.2", "TrialLimitedBreaker"), ("03.3", "TUNING"), ("03.4", "ANSWER")]
 BREAKER = cell_defining("solutions", LESSON, "CircuitBreaker")
 LIMITED = cell_defining("solutions", LESSON, "TrialLimitedBreaker")
 
@@ -26,24 +27,14 @@ def messages(report):
 
 
 def test_solution_passes_every_check():
-    ns = run_cells(BREAKER, LIMITED, cell_defining("solutions", LESSON, "TUNING").replace("TUNING =", "TUNING ="),
+    ns = run_cells(BREAKER, LIMITED, cell_defining("solutions", LESSON, "TUNING"),
                    cell_defining("solutions", LESSON, "ANSWER"))
-    for exercise_id, name in [("03.1", "CircuitBreaker"), ("03.2", "TrialLimitedBreaker"),
-                              ("03.3", "TUNING"), ("03.4", "ANSWER")]:
-        report = lk.check(exercise_id, ns[name])
-        assert report.status == "passed", report.text()
-        assert report.score == report.max_score > 0
+    assert_every_check(ns, EXERCISES, "passed")
 
 
 def test_untouched_lesson_is_not_attempted():
-    ns = run_cells(*(cell_defining("lessons", LESSON, name)
-                     for name in ("CircuitBreaker", "TrialLimitedBreaker", "TUNING", "ANSWER")))
-    for exercise_id, name in [("03.1", "CircuitBreaker"), ("03.2", "TrialLimitedBreaker"),
-                              ("03.3", "TUNING"), ("03.4", "ANSWER")]:
-        report = lk.check(exercise_id, ns[name])
-        assert report.status == "not attempted", report.text()
-        assert report.score == 0
-        assert "not attempted" in report.text()
+    ns = run_cells(*(cell_defining("lessons", LESSON, name) for _, name in EXERCISES))
+    assert_every_check(ns, EXERCISES, "not attempted")
 
 
 WRONG_BREAKERS = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from labkit.cache import LRUCache, RedisCache
 from labkit.caching import CacheAside, SlowDatabase, simulate_hot_key, stale_set_race
-from labkit.checking import Exercise, Fail, register
+from labkit.checking import Exercise, Fail, judge_choice, register
 from labkit.clock import Sim
 
 L1_TTL_S, L2_TTL_S = 5.0, 60.0
@@ -693,11 +693,5 @@ scope = register(Exercise(
 
 @scope.scenario("your answer")
 def _scope(answer, ctx):
-    choice = str(answer).strip().lower().strip("()")
-    if choice not in _CHOICES:
-        raise Fail(f"ANSWER should be one of {', '.join(map(repr, _CHOICES))}; got {answer!r}.")
-    right, feedback = _CHOICES[choice]
-    if not right:
-        raise Fail(feedback)
-    return feedback
+    return judge_choice(answer, _CHOICES)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from labkit.checking import Exercise, Fail, register
+from labkit.checking import Exercise, Fail, judge_choice, register
 from labkit.clock import Sim
 from labkit.resilience import STATES, CircuitBreaker, simulate_calls
 
@@ -376,10 +376,4 @@ concept = register(Exercise(
 
 @concept.scenario("your answer")
 def _concept(answer, ctx):
-    choice = str(answer).strip().lower().strip("()")
-    if choice not in _CHOICES:
-        raise Fail(f"ANSWER should be one of {', '.join(map(repr, _CHOICES))}; got {answer!r}.")
-    right, feedback = _CHOICES[choice]
-    if not right:
-        raise Fail(feedback)
-    return feedback
+    return judge_choice(answer, _CHOICES)
