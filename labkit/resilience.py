@@ -205,13 +205,16 @@ class CallsRun:
         """The headline numbers a learner compares between runs."""
         return dict(self._once("summary", self._summary))
 
+    def latency(self) -> dict:
+        """Callers' p50/p95/p99 latency in ms over the whole run."""
+        return dict(self._once("latency", lambda: latency_summary(e.fields["latency_s"] for e in self.requests())))
+
     def _summary(self) -> dict:
         reqs = self.requests()
         n = len(reqs) or 1
         outcomes = [e.fields["outcome"] for e in reqs]
         calls = self.trace.select("backend", "call")
         in_outage = [e for e in calls if self.outage and self.outage[0] <= e.time_s < self.outage[1]]
-        lat = latency_summary(e.fields["latency_s"] for e in reqs)
         return {
             "requests": len(reqs),
             "success_rate": outcomes.count("ok") / n,
@@ -219,7 +222,7 @@ class CallsRun:
             "failed_rate": outcomes.count("failed") / n,
             "service_calls": len(calls),
             "calls_during_outage": len(in_outage),
-            "p99_ms": lat["p99_ms"],
+            "p99_ms": self.latency()["p99_ms"],
             "recovery_s": self.recovery_s(),
         }
 
@@ -369,8 +372,7 @@ def show_latency(run: CallsRun):
     from labkit.plots import plot_latency
     from labkit.widgets import Table
 
-    s = run.summary()
-    lat = latency_summary(e.fields["latency_s"] for e in run.requests())
+    s, lat = run.summary(), run.latency()
     capacity = run.settings["capacity_rps"]
     table = Table({
         "offered load": f"{run.settings['rate_rps']:,.0f} requests/s",
