@@ -19,6 +19,7 @@ from labkit.cache import LRUCache, RedisCache
 from labkit.clock import Sim
 from labkit.db import Database
 from labkit.plots import not_drawn_while_grading
+from labkit.trace import SimRun
 from labkit.workload import Op, Steady, Zipf, arrivals, drive_workload
 
 
@@ -126,25 +127,18 @@ LEVELS = ("l1", "l2", "db")
 
 
 @dataclass
-class CachingRun:
+class CachingRun(SimRun):
     """The result of `simulate_caching`: the simulation, its settings, and summaries read from the trace (lesson 02)."""
 
     sim: Sim
     duration_s: float
     settings: dict = field(default_factory=dict)
-    _memo: dict = field(default_factory=dict, repr=False)
-
-    @property
-    def trace(self):
-        return self.sim.trace
 
     def series(self, bin_s: float | None = None) -> dict:
         """Per-bin series: reads served per level (% and per second, writes in the database's), queries/s, stale %."""
         bin_s = self.settings["bin_s"] if bin_s is None else bin_s
         key = ("series", bin_s)
-        if key not in self._memo:
-            self._memo[key] = self._series(bin_s)
-        return self._memo[key]
+        return self._once(key, lambda: self._series(bin_s))
 
     def _series(self, bin_s: float) -> dict:
         validate.number("bin_s", bin_s, lo=0, lo_open=True)
@@ -178,9 +172,7 @@ class CachingRun:
 
     def summary(self) -> dict:
         """The headline numbers a learner compares between runs."""
-        if "summary" not in self._memo:
-            self._memo["summary"] = self._summary()
-        return dict(self._memo["summary"])
+        return dict(self._once("summary", self._summary))
 
     def _summary(self) -> dict:
         s = self.series(1.0)
@@ -481,25 +473,17 @@ def _app_factory(app):
 
 
 @dataclass
-class HotKeyRun:
+class HotKeyRun(SimRun):
     """The result of `simulate_hot_key`: the simulation, its settings, and what the trace shows (lesson 02)."""
 
     sim: Sim
     settings: dict = field(default_factory=dict)
     answers: list = field(default_factory=list, repr=False)   # per request: (sent_s, [(answered_s, row), ...])
-    _memo: dict = field(default_factory=dict, repr=False)
-
-    @property
-    def trace(self):
-        return self.sim.trace
 
     def query_times(self) -> list[float]:
         """When each database query for the hot key started."""
-        if "queries" not in self._memo:
-            db, key = self.settings["db_name"], self.settings["key"]
-            self._memo["queries"] = [e.time_s for e in self.trace.events
-                                     if e.component == db and e.event == "read" and e.fields["key"] == key]
-        return self._memo["queries"]
+        db, key = self.settings["db_name"], self.settings["key"]
+        return self._once("queries", lambda: [e.time_s for e in self.trace.select(db, "read") if e.fields["key"] == key])
 
     def in_flight(self) -> tuple[list[float], list[int]]:
         """(times, queries in flight from then on): how many database queries for the key run at once."""
@@ -524,19 +508,20 @@ class HotKeyRun:
 
     def summary(self) -> dict:
         """The headline numbers: queries, the most at once, answers and waits."""
-        if "summary" not in self._memo:
-            waits = [got[0][0] - sent for sent, got in self.answers if got]
-            self._memo["summary"] = {
-                "requests": len(self.answers),
-                "answered": sum(1 for _, got in self.answers if got),
-                "answered_twice": sum(1 for _, got in self.answers if len(got) > 1),
-                "db_queries": len(self.query_times()),
-                "peak_in_flight": max(self.in_flight()[1]),
-                "expiries": len(self.expiries()),
-                "max_wait_s": max(waits, default=math.nan),
-                "mean_wait_ms": 1000 * sum(waits) / len(waits) if waits else math.nan,
-            }
-        return dict(self._memo["summary"])
+        return dict(self._once("summary", self._summary))
+
+    def _summary(self) -> dict:
+        waits = [got[0][0] - sent for sent, got in self.answers if got]
+        return {
+            "requests": len(self.answers),
+            "answered": sum(1 for _, got in self.answers if got),
+            "answered_twice": sum(1 for _, got in self.answers if len(got) > 1),
+            "db_queries": len(self.query_times()),
+            "peak_in_flight": max(self.in_flight()[1]),
+            "expiries": len(self.expiries()),
+            "max_wait_s": max(waits, default=math.nan),
+            "mean_wait_ms": 1000 * sum(waits) / len(waits) if waits else math.nan,
+        }
 
 
 def simulate_hot_key(app=None, *, servers: int = 4, rate_rps: float = 200.0, ttl_s: float = 5.0,
@@ -643,17 +628,13 @@ def plot_hot_key(runs, labels=None, title: str | None = None):
 
 
 @dataclass
-class RaceRun:
+class RaceRun(SimRun):
     """The result of `stale_set_race`: what each visitor saw, and the calls behind it (lesson 02)."""
 
     sim: Sim
     settings: dict = field(default_factory=dict)
     steps: list = field(default_factory=list, repr=False)   # (time_s, who, action, [answers])
     db: SlowDatabase | None = field(default=None, repr=False)
-
-    @property
-    def trace(self):
-        return self.sim.trace
 
     def stale_answers(self) -> list[tuple[float, object]]:
         """(time, value) of each visitor's answer older than what the database held when the read started."""

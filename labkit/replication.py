@@ -17,6 +17,7 @@ from labkit import validate
 from labkit.clock import Sim
 from labkit.db import ExponentialLag, ReplicaSet, UniformLag
 from labkit.plots import not_drawn_while_grading
+from labkit.trace import SimRun
 from labkit.workload import Op, Steady, Zipf, arrivals, drive_workload
 
 WHEN_ALL_LAGGING = ("primary", "least_behind")
@@ -107,7 +108,7 @@ class ReplicaRouter:
 
 
 @dataclass
-class ReplicasRun:
+class ReplicasRun(SimRun):
     """The result of `simulate_replicas`: the simulation, its replica set and router, and summaries read from the trace (lesson 01)."""
 
     sim: Sim
@@ -115,11 +116,6 @@ class ReplicasRun:
     router: object
     duration_s: float
     settings: dict = field(default_factory=dict)
-    _memo: dict = field(default_factory=dict, repr=False)
-
-    @property
-    def trace(self):
-        return self.sim.trace
 
     @property
     def node_names(self) -> list[str]:
@@ -128,9 +124,7 @@ class ReplicasRun:
     def series(self, bin_s: float = 0.5) -> dict:
         """Per-bin series: load per node (queries/s), each replica's lag (s), stale-read shares (%)."""
         key = ("series", bin_s)
-        if key not in self._memo:
-            self._memo[key] = self._series(bin_s)
-        return self._memo[key]
+        return self._once(key, lambda: self._series(bin_s))
 
     def _series(self, bin_s: float) -> dict:
         validate.number("bin_s", bin_s, lo=0, lo_open=True)
@@ -173,9 +167,7 @@ class ReplicasRun:
 
     def summary(self) -> dict:
         """The headline numbers a learner compares between runs."""
-        if "summary" not in self._memo:
-            self._memo["summary"] = self._summary()
-        return dict(self._memo["summary"])
+        return dict(self._once("summary", self._summary))
 
     def _summary(self) -> dict:
         per_s = self.series(1.0)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from labkit import validate
 from labkit.clock import Sim
 from labkit.service import Outage, Service
-from labkit.trace import bins, latency_summary, percentile, rate_per_s
+from labkit.trace import SimRun, bins, latency_summary, percentile, rate_per_s
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 STATES = (CLOSED, OPEN, HALF_OPEN)
@@ -106,25 +106,13 @@ class CircuitBreaker:
 
 
 @dataclass
-class CallsRun:
+class CallsRun(SimRun):
     """The result of `simulate_calls`: the simulation, its settings, and summaries read from the trace."""
 
     sim: Sim
     duration_s: float
     outage: tuple[float, float] | None
     settings: dict = field(default_factory=dict)
-    _memo: dict = field(default_factory=dict, repr=False)
-
-    def _once(self, key, compute):
-        # A run is immutable once simulated, so derived series are computed once and reused
-        # by the table, the title and the plot.
-        if key not in self._memo:
-            self._memo[key] = compute()
-        return self._memo[key]
-
-    @property
-    def trace(self):
-        return self.sim.trace
 
     def requests(self):
         return self._once("requests", lambda: self.trace.select("client", "request"))

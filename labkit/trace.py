@@ -73,6 +73,24 @@ class Trace:
         return [{"time_s": e.time_s, "component": e.component, "event": e.event, **e.fields} for e in self.events]
 
 
+class SimRun:
+    """Base of a simulation's result (a run): its trace, and what is derived from it, computed once.
+
+    A run does not change once simulated, so a series or summary that the table, the title
+    and the plot all ask for is computed on first use and kept (`_once`).
+    """
+
+    @property
+    def trace(self) -> Trace:
+        return self.sim.trace
+
+    def _once(self, key, compute):
+        memo = self.__dict__.setdefault("_memo", {})
+        if key not in memo:
+            memo[key] = compute()
+        return memo[key]
+
+
 def percentile(values: Iterable[float], q: float) -> float:
     """The q-th percentile (0..100) with linear interpolation; NaN for no values."""
     if not 0 <= q <= 100:
