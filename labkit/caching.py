@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -20,7 +21,7 @@ from labkit.clock import Sim
 from labkit.db import Database
 from labkit.plots import not_drawn_while_grading
 from labkit.trace import SimRun
-from labkit.workload import Op, Steady, Zipf, arrivals, drive_workload
+from labkit.workload import Steady, Zipf, arrivals, drive_workload, make_workload
 
 
 class DatabaseDown(RuntimeError):
@@ -145,16 +146,14 @@ class CachingRun(SimRun):
         n = max(1, math.ceil(self.duration_s / bin_s - 1e-9))
         served = {level: [0] * n for level in LEVELS}
         stale, writes = [0] * n, [0] * n
-        for e in self.trace.events:   # one pass: the app records one event per request
-            if e.component != "app":
-                continue
+        for e in self.trace.select("app", "read"):   # the app records one event per request
             i = int(e.time_s // bin_s)
-            if i >= n:
-                continue
-            if e.event == "read":
+            if i < n:
                 served[e.fields["level"]][i] += 1
                 stale[i] += e.fields["stale"]
-            else:
+        for e in self.trace.select("app", "write"):
+            i = int(e.time_s // bin_s)
+            if i < n:
                 writes[i] += 1
         reads = [sum(v) for v in zip(*served.values())]
         pct = lambda part: [100 * p / r if r else math.nan for p, r in zip(part, reads)]  # noqa: E731
@@ -204,26 +203,14 @@ class CachingRun(SimRun):
         return sum(LATENCY_MS[lv] for lv in LEVELS[:LEVELS.index(level) + 1] if present[lv])
 
 
-_ops_cache: dict = {}
+@functools.lru_cache(maxsize=32)
+def _caching_ops(seed, duration_s, rate_rps, n_keys, zipf_s, write_ratio) -> tuple:
+    """The run's reads and writes; they depend only on the traffic knobs, so a cache knob reuses them.
 
-
-def _caching_ops(seed, duration_s, rate_rps, n_keys, zipf_s, write_ratio) -> list:
-    """The run's reads and writes; they depend only on the traffic knobs, so a cache knob reuses them."""
-    key = (seed, duration_s, rate_rps, n_keys, zipf_s, write_ratio)
-    ops = _ops_cache.get(key)
-    if ops is None:
-        if len(_ops_cache) > 32:
-            _ops_cache.clear()
-        # Their own RNG: the caching run draws nothing, so cached or not, the numbers are the same.
-        rng = Sim(seed).rng
-        popular = Zipf(n_keys, zipf_s)
-        random, cdf = rng.random, popular._cdf
-        from bisect import bisect_right
-
-        ops = [Op(t, "write" if random() < write_ratio else "read", bisect_right(cdf, random()) + 1)
-               for t in arrivals(rng, Steady(rate_rps), 0.0, duration_s)]
-        _ops_cache[key] = ops
-    return ops
+    Drawn from their own Sim: the caching run draws nothing, so cached or not, the numbers are the same.
+    """
+    return tuple(make_workload(Sim(seed), duration_s=duration_s, rate=rate_rps, n_keys=n_keys, zipf_s=zipf_s,
+                               write_fraction=write_ratio))
 
 
 def simulate_caching(*, seed: int = 1, duration_s: float = 60.0, rate_rps: float = 50.0, n_keys: int = 1000,

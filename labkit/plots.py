@@ -59,13 +59,17 @@ def recycling(pool: dict):
         _recycled = saved
 
 
+def _added(ax) -> list:
+    """What plot functions add to an axes (data, texts, the legend), as opposed to the axes themselves."""
+    legend = ax.get_legend()
+    return [*ax.collections, *ax.patches, *ax.lines, *ax.texts, *ax.images, *([legend] if legend else [])]
+
+
 def _wipe(fig, axes) -> None:
     """Remove everything the plot functions add, keeping the axes, their ticks and their styling."""
     for ax in axes:
-        for artist in [*ax.lines, *ax.patches, *ax.collections, *ax.texts, *ax.images]:
+        for artist in _added(ax):
             artist.remove()
-        if ax.get_legend() is not None:
-            ax.get_legend().remove()
         ax.relim()
         ax.set_autoscale_on(True)
         ax.set_title("")
@@ -86,9 +90,8 @@ def new_figure(rows: int = 1, height_per_row: float = 2.0, width: float = 9.0):
     # nothing leaks between slider moves, and no backend or display is needed to draw a PNG.
     # Imported here, not at the top: matplotlib is most of `import labkit`'s time, and the
     # grader's sandboxed children never draw.
-    from matplotlib.figure import Figure
-
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     height = 0.7 + height_per_row * rows
     fig = Figure(figsize=(width, height), dpi=DPI)
@@ -200,10 +203,7 @@ def _top_layer(fig) -> list:
     """The artists drawn on every render, axes by axes in z-order, then the figure's texts."""
     out = []
     for ax in fig.axes:
-        mine = [*ax.collections, *ax.patches, *ax.lines, *ax.texts, *ax.images]
-        if ax.get_legend() is not None:
-            mine.append(ax.get_legend())
-        out += sorted(mine, key=lambda a: a.get_zorder())
+        out += sorted(_added(ax), key=lambda a: a.get_zorder())
     return out + list(fig.texts)
 
 

@@ -88,8 +88,7 @@ class WorkerPool:
 
     def admit(self, now: float, service_s: float) -> tuple[float, float]:
         """Queue a request that arrives at `now` and needs `service_s` of work; returns (start, end)."""
-        free = self._free_at[0]
-        start = free if free > now else now
+        start = self.next_start(now)
         end = start + service_s
         heapq.heapreplace(self._free_at, end)
         return start, end

@@ -544,7 +544,7 @@ def test_an_outage_refuses_every_call_and_changes_nothing():
 
 def test_playground_is_deterministic_and_the_ops_cache_changes_nothing():
     first = lk.caching_playground(write_ratio=0.2, l1_ttl_s=5.0)
-    caching._ops_cache.clear()
+    caching._caching_ops.cache_clear()
     again = lk.caching_playground(write_ratio=0.2, l1_ttl_s=5.0)
     assert first.trace.to_rows() == again.trace.to_rows()
     assert first.summary() == again.summary()
