@@ -344,7 +344,7 @@ def plot_caching(run: CachingRun, title: str | None = None):
     """
     from matplotlib.ticker import MaxNLocator, MultipleLocator
 
-    from labkit.plots import PALETTE, Chart, fmt, new_figure
+    from labkit.plots import PALETTE, Chart, fmt, new_figure, round_up
 
     if not isinstance(run, CachingRun):
         raise ValueError(f"run must be what simulate_caching returns, got {run!r}")
@@ -369,7 +369,7 @@ def plot_caching(run: CachingRun, title: str | None = None):
     handles, labels = ax.get_legend_handles_labels()
     ax.legend(handles[::-1], labels[::-1], loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
     ax.set_xlim(0, end)
-    ax.set_ylim(0, 1.1 * max(low))
+    ax.set_ylim(0, round_up(1.1 * max(low)))
     # Few ticks: each is a label, a tick line and a grid line to draw on every slider move.
     ax.xaxis.set_major_locator(MultipleLocator(20 if end > 40 else 10))
     ax.yaxis.set_major_locator(MaxNLocator(4))
@@ -582,7 +582,7 @@ def plot_hot_key(runs, labels=None, title: str | None = None):
     """Database queries in flight for the hot key over time, for one or more `simulate_hot_key` runs (lesson 02)."""
     from matplotlib.ticker import MaxNLocator
 
-    from labkit.plots import Chart, PALETTE, fmt, new_figure
+    from labkit.plots import Chart, PALETTE, fmt, new_figure, round_up
 
     runs = list(runs) if isinstance(runs, (list, tuple)) else [runs]
     for run in runs:
@@ -600,7 +600,7 @@ def plot_hot_key(runs, labels=None, title: str | None = None):
     for t in runs[0].expiries():
         ax.axvline(t, color=PALETTE[7], linestyle=":", linewidth=0.8)
     ax.set_xlim(0, end)
-    ax.set_ylim(0, max(2, 1.15 * max(run.summary()["peak_in_flight"] for run in runs)))
+    ax.set_ylim(0, round_up(max(2, 1.15 * max(run.summary()["peak_in_flight"] for run in runs))))
     ax.yaxis.set_major_locator(MaxNLocator(5, integer=True))
     ax.set_ylabel("database queries\nin flight for the key")
     ax.set_xlabel("time (s, simulated); dotted: a read found the entry expired" if runs[0].expiries()

@@ -96,7 +96,7 @@ def new_figure(rows: int = 1, height_per_row: float = 2.0, width: float = 9.0):
     height = 0.7 + height_per_row * rows
     fig = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(fig)  # its own Agg canvas, kept: png() reuses it and the axes layer it holds
-    fig.__dict__[_LAYERED] = None
+    fig.__dict__[_LAYERED] = {}
     # Fixed margins: constrained layout costs more than the drawing itself on every slider move.
     fig.subplots_adjust(left=0.1, right=0.98, bottom=0.45 / height, top=1 - 0.45 / height, hspace=0.12)
     axes = fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
@@ -155,8 +155,8 @@ def png(fig) -> bytes:
     Text is most of a redraw: tick labels, axis labels, legends, titles. A Play panel moves
     one knob at a time, so a figure made by `new_figure` is drawn in two layers: what
     depends only on the axes (frame, grid, ticks and their labels, axis labels), kept as
-    pixels while the axes' limits and labels stay the same, and the data, legends and
-    title on top, drawn every time. Text is unhinted (at 80 dpi it reads the same) and zlib
+    pixels for the last few limits and labels the axes had (see `round_up`), and the
+    data, legends and title on top, drawn every time. Text is unhinted (at 80 dpi it reads the same) and zlib
     runs at level 1; benchmarks/FINDINGS.md has the figures.
     """
     from matplotlib import rc_context
@@ -174,7 +174,8 @@ def png(fig) -> bytes:
     return buf.getvalue()
 
 
-_LAYERED = "_labkit_layers"  # on figures from new_figure: (axes signature, pixels of the axes layer) or None
+_LAYERED = "_labkit_layers"  # on figures from new_figure: {axes signature: pixels of the axes layer}
+KEPT_LAYERS = 4  # axes layers a figure keeps: a learner nudging a slider back and forth reuses them all
 
 
 def _draw_layers(fig):
@@ -182,8 +183,9 @@ def _draw_layers(fig):
     on_top = _top_layer(fig)
     signature = _axes_signature(fig)
     kept = fig.__dict__[_LAYERED]
-    if kept is not None and kept[0] == signature:
-        canvas.restore_region(kept[1])
+    if signature in kept:
+        canvas.restore_region(kept[signature])
+        kept[signature] = kept.pop(signature)  # most recently used last: the oldest goes first
     else:
         for artist in on_top:
             artist.set_animated(True)  # a figure's draw leaves out animated artists
@@ -192,7 +194,9 @@ def _draw_layers(fig):
         finally:
             for artist in on_top:
                 artist.set_animated(False)
-        fig.__dict__[_LAYERED] = (signature, canvas.copy_from_bbox(fig.bbox))
+        kept[signature] = canvas.copy_from_bbox(fig.bbox)
+        while len(kept) > KEPT_LAYERS:
+            del kept[next(iter(kept))]
     renderer = canvas.get_renderer()
     for artist in on_top:
         artist.draw(renderer)
@@ -214,6 +218,30 @@ def _axes_signature(fig) -> tuple:
                   tuple(ax.get_yticks()), ax.get_xlabel(), ax.get_ylabel(), ax.get_title(),
                   ax.get_xscale(), ax.get_yscale()) for ax in fig.axes)
     return (tuple(fig.get_size_inches()), fig.dpi, (sp.left, sp.right, sp.bottom, sp.top, sp.hspace), axes)
+
+
+_ROUND = (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10)
+
+
+def round_up(value: float) -> float:
+    """The smallest of 1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a power of ten at or above `value`.
+
+    Plots end their axes at round_up(highest value): a slider move that changes the data a
+    little keeps the same axes, so two settings are easy to compare by eye, and the figure's
+    axes layer is drawn once, not on every move (`png`).
+    """
+    if not value > 0 or not math.isfinite(value):
+        raise ValueError(f"value must be a positive finite number, got {value!r}")
+    k = math.floor(math.log10(value))
+    # Divided for negative powers: 3 / 10 is 0.3, where 3 * 0.1 is 0.30000000000000004.
+    scaled = [r * 10 ** k if k >= 0 else r / 10 ** -k for r in _ROUND]
+    # The tolerance absorbs float noise: round_up(300.0000000001) is 300, not 400.
+    return next(x for x in scaled if x >= value * (1 - 1e-9))
+
+
+def peak(series) -> float:
+    """The highest finite value in some series (NaN marks a bin with no data), or 1 if there is none."""
+    return max((v for values in series for v in values if math.isfinite(v) and v > 0), default=1.0)
 
 
 def fmt(value, digits: int = 0) -> str:
@@ -247,8 +275,12 @@ def plot_calls(runs, labels=None, title: str | None = None):
         time_series(ax_ok, s["time_s"], [100 * v for v in s["success_rate"]], label, i)
         time_series(ax_load, s["time_s"], s["service_load_rps"], label, i)
         time_series(ax_lat, s["time_s"], s["p99_ms"], label, i)
-    ax_ok.set_ylabel("callers' success (%)")
+    end = runs[0].duration_s
+    ax_lat.set_xlim(0, end)
     ax_ok.set_ylim(-5, 105)
+    ax_load.set_ylim(0, round_up(1.1 * peak(s["service_load_rps"] for s in (r.series() for r in runs))))
+    ax_lat.set_ylim(0, round_up(1.1 * peak(s["p99_ms"] for s in (r.series() for r in runs))))
+    ax_ok.set_ylabel("callers' success (%)")
     ax_load.set_ylabel("calls to service (/s)")
     ax_lat.set_ylabel("callers' p99 (ms)")
     ax_lat.set_xlabel("time (s, simulated)")
@@ -274,6 +306,9 @@ def plot_latency(run, title: str | None = None):
     latency_percentiles(ax_lat, lat["time_s"], lat["p50_ms"], lat["p95_ms"], lat["p99_ms"])
     ax_lat.legend(loc="upper left", fontsize=8)
     time_series(ax_load, s["time_s"], s["service_load_rps"], "calls to service", 1)
+    ax_load.set_xlim(0, run.duration_s)
+    ax_lat.set_ylim(0, round_up(1.1 * peak([lat["p99_ms"]])))
+    ax_load.set_ylim(0, round_up(1.1 * peak([s["service_load_rps"]])))
     ax_load.set_ylabel("calls (/s)")
     ax_load.set_xlabel("time (s, simulated)")
     if title is None:

@@ -358,7 +358,7 @@ def plot_replicas(run: ReplicasRun, title: str | None = None):
     """Load per node, replica lag, and stale reads over time for one `simulate_replicas` run (lesson 01)."""
     from matplotlib.ticker import MaxNLocator
 
-    from labkit.plots import PALETTE, Chart, fmt, new_figure, time_series
+    from labkit.plots import PALETTE, Chart, fmt, new_figure, round_up, time_series
 
     if not isinstance(run, ReplicasRun):
         raise ValueError(f"run must be what simulate_replicas returns, got {run!r}")
@@ -386,7 +386,7 @@ def plot_replicas(run: ReplicasRun, title: str | None = None):
     capacity = run.settings["node_capacity_qps"]
     ax_load.axhline(capacity, color=PALETTE[7], linestyle="--", linewidth=1, label="node capacity")
     ax_load.set_ylabel("load (queries/s)")
-    ax_load.set_ylim(0, max(1.3 * capacity, *(1.1 * max(v) for v in load.values())))
+    ax_load.set_ylim(0, round_up(max(1.3 * capacity, *(1.1 * max(v) for v in load.values()))))
     ax_load.yaxis.set_major_locator(MaxNLocator(4, steps=[1, 2, 2.5, 5, 10]))
     ax_load.legend(loc="upper left", fontsize=7, ncols=3, framealpha=0.9)
     lags = s["lag_s"]
@@ -402,7 +402,7 @@ def plot_replicas(run: ReplicasRun, title: str | None = None):
                         va="bottom")
     if lags and len(lags) <= 4:
         ax_lag.legend(loc="upper right", fontsize=7, ncols=4, framealpha=0.9)
-    ax_lag.set_ylim(0, max(1.25 * worst, 1.25 * (limit or 0), 0.5))
+    ax_lag.set_ylim(0, round_up(max(1.25 * worst, 1.25 * (limit or 0), 0.5)))
     ax_lag.set_ylabel("replica lag (s)")
     ax_lag.yaxis.set_major_locator(MaxNLocator(3))
     time_series(ax_stale, *steps(t, s["stale_pct"]), "all reads", 5)

@@ -1,4 +1,5 @@
 """labkit.widgets and labkit.plots: tables, Play panels and charts, all testable without a browser (lesson 00)."""
+import functools
 import math
 
 import ipywidgets as w
@@ -298,21 +299,48 @@ def test_a_redraw_that_keeps_the_axes_reuses_their_layer_and_draws_what_a_fresh_
     play = Play(lk.breaker_playground, lk.show_calls, failure_threshold=(1, 50, 1, 5))
     play.render()
     (fig, _), = play._figures.values()
-    kept = fig.__dict__[lk.plots._LAYERED]
+    (signature, pixels), = fig.__dict__[lk.plots._LAYERED].items()
     play.controls["failure_threshold"].value = 6   # same traffic: the same axes, another breaker
     _, redrawn = play.render()
-    assert fig.__dict__[lk.plots._LAYERED] is kept
+    assert fig.__dict__[lk.plots._LAYERED] == {signature: pixels}
     assert redrawn == lk.plots.png(lk.show_calls(lk.breaker_playground(failure_threshold=6))[1].fig)
     play.controls["failure_threshold"].value = 5
     assert play.render()[1] == lk.plots.png(lk.show_calls(lk.breaker_playground(failure_threshold=5))[1].fig)
 
 
-def test_a_redraw_whose_axes_change_draws_their_layer_again():
+def test_a_redraw_whose_axes_change_draws_another_layer_and_keeps_the_last_few():
     play = Play(lk.queue_playground, lk.show_latency, rate_rps=(100, 400, 100, 100))
     play.render()
     (fig, _), = play._figures.values()
     kept = fig.__dict__[lk.plots._LAYERED]
+    first = dict(kept)
     play.controls["rate_rps"].value = 400          # more load: taller axes, other tick labels
     _, redrawn = play.render()
-    assert fig.__dict__[lk.plots._LAYERED] is not kept
+    assert len(kept) == 2 and first.items() <= kept.items()
     assert redrawn == lk.plots.png(lk.show_latency(lk.queue_playground(rate_rps=400))[1].fig)
+    play.controls["rate_rps"].value = 100          # back: the first layer is reused, not redrawn
+    assert play.render()[1] == lk.plots.png(lk.show_latency(lk.queue_playground(rate_rps=100))[1].fig)
+    assert len(kept) == 2 and first.items() <= kept.items()
+    for latency in (20.0, 40.0, 80.0, 160.0, 320.0):  # each a different y-axis
+        play.run = functools.partial(lk.queue_playground, latency_ms=latency)
+        play.render()
+    assert len(kept) == lk.plots.KEPT_LAYERS and not first.items() <= kept.items()
+
+
+@pytest.mark.parametrize("value, expected", [(1, 1), (1.05, 1.2), (101, 120), (0.29, 0.3), (3.01, 4), (7, 8),
+                                             (8.5, 10), (300.0000000001, 300), (0.00042, 0.0005), (1234, 1500)])
+def test_round_up_picks_the_next_round_number(value, expected):
+    assert lk.plots.round_up(value) == expected
+
+
+@pytest.mark.parametrize("value", [0, -1, math.nan, math.inf])
+def test_round_up_refuses_what_has_no_round_number_above_it(value):
+    with pytest.raises(ValueError, match="value must be a positive finite number"):
+        lk.plots.round_up(value)
+
+
+def test_axes_end_at_round_numbers_so_a_small_move_keeps_them():
+    before = lk.show_calls(lk.breaker_playground(rate_rps=50))[1].fig
+    after = lk.show_calls(lk.breaker_playground(rate_rps=60))[1].fig
+    assert [ax.get_ylim() for ax in before.axes] == [ax.get_ylim() for ax in after.axes]
+    assert all(ax.get_xlim() == (0, 90) for ax in after.axes)
