@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from labkit import validate
 from labkit.clock import Sim
 from labkit.service import Outage, Service
-from labkit.trace import SimRun, bins, latency_summary, percentile, rate_per_s
+from labkit.trace import SimRun, bin_cuts, bins, latency_summary, percentile
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 STATES = (CLOSED, OPEN, HALF_OPEN)
@@ -122,26 +123,26 @@ class CallsRun(SimRun):
         return self._once(("series", bin_s), lambda: self._series(bin_s))
 
     def _binned(self, bin_s):
-        """Callers' requests by time bin, in one pass: (bin starts, sorted latencies in s, ok counts)."""
+        """Callers' requests by time bin: (bin starts, sorted latencies in s, ok counts)."""
 
         def compute():
             edges = bins(0, self.duration_s, bin_s)
-            latencies: list[list[float]] = [[] for _ in edges]
-            ok = [0] * len(edges)
-            for e in self.requests():
-                i = int(e.time_s // bin_s)
-                if 0 <= i < len(edges):
-                    latencies[i].append(e.fields["latency_s"])
-                    ok[i] += e.fields["outcome"] == "ok"
-            for group in latencies:
-                group.sort()
-            return edges, latencies, ok
+            reqs = self.requests()   # in time order, as the trace is
+            cuts = bin_cuts([e[0] for e in reqs], 0, bin_s, len(edges), len(edges) * bin_s)
+            latency = [e.fields["latency_s"] for e in reqs]
+            outcome = [e.fields["outcome"] for e in reqs]
+            pairs = list(zip(cuts, cuts[1:]))
+            return edges, [sorted(latency[a:b]) for a, b in pairs], [outcome[a:b].count("ok") for a, b in pairs]
 
         return self._once(("binned", bin_s), compute)
 
+    def _call_times(self) -> list[float]:
+        return self._once("call_times", lambda: [e[0] for e in self.trace.select("backend", "call")])
+
     def _series(self, bin_s):
         t, latencies, ok = self._binned(bin_s)
-        _, load = rate_per_s(self.trace.select("backend", "call"), 0, self.duration_s, bin_s)
+        cuts = bin_cuts(self._call_times(), 0, bin_s, len(t), self.duration_s)
+        load = [(b - a) / bin_s for a, b in zip(cuts, cuts[1:])]
         success = [k / len(g) if g else math.nan for k, g in zip(ok, latencies)]
         p99 = [percentile(g, 99) * 1000 if g else math.nan for g in latencies]
         return {"time_s": t, "success_rate": success, "service_load_rps": load, "p99_ms": p99}
@@ -195,21 +196,21 @@ class CallsRun(SimRun):
 
     def latency(self) -> dict:
         """Callers' p50/p95/p99 latency in ms over the whole run."""
-        return dict(self._once("latency", lambda: latency_summary(e.fields["latency_s"] for e in self.requests())))
+        return dict(self._once("latency", lambda: latency_summary([e.fields["latency_s"] for e in self.requests()])))
 
     def _summary(self) -> dict:
         reqs = self.requests()
         n = len(reqs) or 1
         outcomes = [e.fields["outcome"] for e in reqs]
-        calls = self.trace.select("backend", "call")
-        in_outage = [e for e in calls if self.outage and self.outage[0] <= e.time_s < self.outage[1]]
+        calls = self._call_times()
+        in_outage = bisect_left(calls, self.outage[1]) - bisect_left(calls, self.outage[0]) if self.outage else 0
         return {
             "requests": len(reqs),
             "success_rate": outcomes.count("ok") / n,
             "fallback_rate": outcomes.count("fallback") / n,
             "failed_rate": outcomes.count("failed") / n,
             "service_calls": len(calls),
-            "calls_during_outage": len(in_outage),
+            "calls_during_outage": in_outage,
             "p99_ms": self.latency()["p99_ms"],
             "recovery_s": self.recovery_s(),
         }
