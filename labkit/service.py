@@ -69,6 +69,9 @@ class Response(NamedTuple):
     error: str | None = None
 
 
+_response = tuple.__new__  # Response(...) without NamedTuple's Python-level __new__: one per simulated call
+
+
 class WorkerPool:
     """`workers` identical workers serving requests first come, first served (lesson 03).
 
@@ -131,13 +134,14 @@ class Service:
         """Send one request now; returns what the caller will see and after how long."""
         sim, rng = self.sim, self.sim.rng
         now = sim.now
-        start = self.pool.next_start(now)  # faults apply by when the work starts
+        pool = self.pool
+        start = pool.next_start(now)  # faults apply by when the work starts
         ok, error = True, None
         service_s = rng.lognormvariate(self._mu, self.latency_sigma) if self.latency_sigma else self.latency_s
         if self.error_rate and rng.random() < self.error_rate:
             ok, error = False, "error"
         for fault in self.faults:
-            if not fault.active(start):
+            if not fault.start_s <= start < fault.end_s:   # fault.active(start), inlined: once per call
                 continue
             if isinstance(fault, Outage):
                 ok, error, service_s = False, "outage", fault.hang_s
@@ -146,12 +150,12 @@ class Service:
                 ok, error = False, "error"
             elif isinstance(fault, LatencySpike):
                 service_s *= fault.factor
-        _, end = self.pool.admit(now, service_s)
+        _, end = pool.admit(now, service_s)
         sim.record(self.name, "call", ok=ok, queued_s=start - now, service_s=service_s)
         latency = end - now
         if timeout_s is not None and latency > timeout_s:
-            return Response(False, timeout_s, "timeout")
-        return Response(ok, latency, error)
+            return _response(Response, (False, timeout_s, "timeout"))
+        return _response(Response, (ok, latency, error))
 
     @property
     def capacity_rps(self) -> float:
