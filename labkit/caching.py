@@ -344,7 +344,7 @@ def plot_caching(run: CachingRun, title: str | None = None):
     """
     from matplotlib.ticker import MaxNLocator, MultipleLocator
 
-    from labkit.plots import PALETTE, Chart, fmt, new_figure, round_up
+    from labkit.plots import PALETTE, Chart, fmt, legend_outside, new_figure, round_up
 
     if not isinstance(run, CachingRun):
         raise ValueError(f"run must be what simulate_caching returns, got {run!r}")
@@ -367,7 +367,8 @@ def plot_caching(run: CachingRun, title: str | None = None):
         ax.fill_between(t, low, high, step="post", color=colour, alpha=0.85, linewidth=0, label=label)
         low = high
     handles, labels = ax.get_legend_handles_labels()
-    ax.legend(handles[::-1], labels[::-1], loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
+    legend_outside(ax, handles[::-1], labels[::-1], loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8,
+                   frameon=False)
     ax.set_xlim(0, end)
     ax.set_ylim(0, round_up(1.1 * max(low)))
     # Few ticks: each is a label, a tick line and a grid line to draw on every slider move.

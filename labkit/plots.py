@@ -65,6 +65,21 @@ def _added(ax) -> list:
     return [*ax.collections, *ax.patches, *ax.lines, *ax.texts, *ax.images, *([legend] if legend else [])]
 
 
+_OUTSIDE = "_labkit_outside"  # marks a legend made by legend_outside
+
+
+def legend_outside(ax, *args, **kwargs):
+    """`ax.legend(...)` for a legend placed outside the axes (`loc` and `bbox_to_anchor` say where).
+
+    No data is drawn under it, so `png` draws it with the axes layer: once per set of
+    labels, not on every slider move. Legends inside the axes sit over the data and are
+    redrawn every time, and they hide what is under them.
+    """
+    legend = ax.legend(*args, **kwargs)
+    legend.__dict__[_OUTSIDE] = True
+    return legend
+
+
 def _wipe(fig, axes) -> None:
     """Remove everything the plot functions add, keeping the axes, their ticks and their styling."""
     for ax in axes:
@@ -72,6 +87,7 @@ def _wipe(fig, axes) -> None:
             artist.remove()
         ax.relim()
         ax.set_autoscale_on(True)
+        ax.set_prop_cycle(None)  # the next unstyled line gets the first colour again, as on a fresh axes
         ax.set_title("")
         ax.set_xlabel("")
         ax.set_ylabel("")
@@ -156,8 +172,9 @@ def png(fig) -> bytes:
     one knob at a time, so a figure made by `new_figure` is drawn in two layers: what
     depends only on the axes (frame, grid, ticks and their labels, axis labels), kept as
     pixels for the last few limits and labels the axes had (see `round_up`), and the
-    data, legends and title on top, drawn every time. Text is unhinted (at 80 dpi it reads the same) and zlib
-    runs at level 1; benchmarks/FINDINGS.md has the figures.
+    data, legends and title on top, drawn every time; a legend outside the axes
+    (`legend_outside`) belongs to the axes layer. Text is unhinted (at 80 dpi it reads the
+    same) and zlib runs at level 1; benchmarks/FINDINGS.md has the figures.
     """
     from matplotlib import rc_context
 
@@ -167,8 +184,9 @@ def png(fig) -> bytes:
             from PIL import Image
 
             canvas = _draw_layers(fig)
+            # RGB: the figure is opaque, and a fourth channel is a third more bytes to compress.
             Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1) \
-                .save(buf, format="png", compress_level=1)
+                .convert("RGB").save(buf, format="png", compress_level=1)
         else:
             fig.savefig(buf, format="png", dpi=DPI, pil_kwargs={"compress_level": 1})
     return buf.getvalue()
@@ -207,7 +225,7 @@ def _top_layer(fig) -> list:
     """The artists drawn on every render, axes by axes in z-order, then the figure's texts."""
     out = []
     for ax in fig.axes:
-        out += sorted(_added(ax), key=lambda a: a.get_zorder())
+        out += sorted((a for a in _added(ax) if _OUTSIDE not in a.__dict__), key=lambda a: a.get_zorder())
     return out + list(fig.texts)
 
 
@@ -216,7 +234,7 @@ def _axes_signature(fig) -> tuple:
     sp = fig.subplotpars
     axes = tuple((ax.get_position().bounds, ax.get_xlim(), ax.get_ylim(), tuple(ax.get_xticks()),
                   tuple(ax.get_yticks()), ax.get_xlabel(), ax.get_ylabel(), ax.get_title(),
-                  ax.get_xscale(), ax.get_yscale()) for ax in fig.axes)
+                  ax.get_xscale(), ax.get_yscale(), _legend_signature(ax.get_legend())) for ax in fig.axes)
     return (tuple(fig.get_size_inches()), fig.dpi, (sp.left, sp.right, sp.bottom, sp.top, sp.hspace), axes)
 
 
@@ -242,6 +260,24 @@ def round_up(value: float) -> float:
 def peak(series) -> float:
     """The highest finite value in some series (NaN marks a bin with no data), or 1 if there is none."""
     return max((v for values in series for v in values if math.isfinite(v) and v > 0), default=1.0)
+
+
+def _legend_signature(legend) -> tuple:
+    """What an outside legend's pixels depend on: where it is, its labels and how each key is drawn."""
+    if legend is None or _OUTSIDE not in legend.__dict__:
+        return ()
+    keys = []
+    for handle in legend.legend_handles:
+        style = [type(handle).__name__]
+        for getter in ("get_color", "get_facecolor", "get_edgecolor", "get_linestyle", "get_linewidth", "get_alpha"):
+            if hasattr(handle, getter):
+                value = getattr(handle, getter)()
+                style.append(tuple(map(tuple, value)) if hasattr(value, "ndim") and value.ndim == 2
+                             else tuple(value) if hasattr(value, "ndim") else value)
+        keys.append(tuple(style))
+    anchor = legend.get_bbox_to_anchor()
+    return (legend._loc, anchor.bounds if anchor is not None else None,
+            tuple(t.get_text() for t in legend.texts), tuple(keys))
 
 
 def fmt(value, digits: int = 0) -> str:
@@ -284,9 +320,11 @@ def plot_calls(runs, labels=None, title: str | None = None):
     ax_load.set_ylabel("calls to service (/s)")
     ax_lat.set_ylabel("callers' p99 (ms)")
     ax_lat.set_xlabel("time (s, simulated)")
-    # One legend: the runs' colours and the bands mean the same in every panel, and each
-    # legend costs a slider move as much as a panel's data.
-    ax_ok.legend(loc="lower left", fontsize=8, ncols=3, framealpha=0.9)
+    # One legend, in a row above the panels: the runs' colours and the bands mean the same
+    # in every panel, and outside the axes it hides no data and is drawn with the axes layer.
+    fig.subplots_adjust(top=1 - 0.75 / fig.get_figheight())
+    legend_outside(ax_ok, loc="lower left", bbox_to_anchor=(0, 1.01), borderaxespad=0, fontsize=8,
+                   ncols=5, frameon=False, handlelength=1.5, columnspacing=1.2)
     if title is None:
         last = runs[-1].summary()
         rec = last["recovery_s"]
@@ -304,7 +342,9 @@ def plot_latency(run, title: str | None = None):
     lat = run.latency_series()
     fig, (ax_lat, ax_load) = new_figure(2, 1.9)
     latency_percentiles(ax_lat, lat["time_s"], lat["p50_ms"], lat["p95_ms"], lat["p99_ms"])
-    ax_lat.legend(loc="upper left", fontsize=8)
+    fig.subplots_adjust(top=1 - 0.75 / fig.get_figheight())
+    legend_outside(ax_lat, loc="lower left", bbox_to_anchor=(0, 1.01), borderaxespad=0, fontsize=8, ncols=3,
+                   frameon=False)
     time_series(ax_load, s["time_s"], s["service_load_rps"], "calls to service", 1)
     ax_load.set_xlim(0, run.duration_s)
     ax_lat.set_ylim(0, round_up(1.1 * peak([lat["p99_ms"]])))

@@ -358,7 +358,7 @@ def plot_replicas(run: ReplicasRun, title: str | None = None):
     """Load per node, replica lag, and stale reads over time for one `simulate_replicas` run (lesson 01)."""
     from matplotlib.ticker import MaxNLocator
 
-    from labkit.plots import PALETTE, Chart, fmt, new_figure, round_up, time_series
+    from labkit.plots import PALETTE, Chart, fmt, legend_outside, new_figure, round_up, time_series
 
     if not isinstance(run, ReplicasRun):
         raise ValueError(f"run must be what simulate_replicas returns, got {run!r}")
@@ -371,6 +371,8 @@ def plot_replicas(run: ReplicasRun, title: str | None = None):
 
     t = s["time_s"]
     fig, (ax_load, ax_lag, ax_stale) = new_figure(3, 1.55)
+    fig.subplots_adjust(right=0.8)   # legends beside the panels: they hide no data, and are drawn once
+    beside = dict(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False)
     # Text is most of a figure's drawing time: few ticks, short legends, nothing drawn
     # outside the axes. Round robin gives the replicas the same load, so they are one
     # line (their average) and a band (their range) rather than lines hiding each other.
@@ -388,7 +390,7 @@ def plot_replicas(run: ReplicasRun, title: str | None = None):
     ax_load.set_ylabel("load (queries/s)")
     ax_load.set_ylim(0, round_up(max(1.3 * capacity, *(1.1 * max(v) for v in load.values()))))
     ax_load.yaxis.set_major_locator(MaxNLocator(4, steps=[1, 2, 2.5, 5, 10]))
-    ax_load.legend(loc="upper left", fontsize=7, ncols=3, framealpha=0.9)
+    legend_outside(ax_load, **beside)
     lags = s["lag_s"]
     worst = max((max(v) for v in lags.values()), default=0.0)
     if len(lags) > 1 and all(v == next(iter(lags.values())) for v in lags.values()):
@@ -401,18 +403,18 @@ def plot_replicas(run: ReplicasRun, title: str | None = None):
         ax_lag.annotate("max_lag_s", (0, limit), xytext=(3, 2), textcoords="offset points", fontsize=7,
                         va="bottom")
     if lags and len(lags) <= 4:
-        ax_lag.legend(loc="upper right", fontsize=7, ncols=4, framealpha=0.9)
+        legend_outside(ax_lag, **beside)
     ax_lag.set_ylim(0, round_up(max(1.25 * worst, 1.25 * (limit or 0), 0.5)))
     ax_lag.set_ylabel("replica lag (s)")
     ax_lag.yaxis.set_major_locator(MaxNLocator(3))
     time_series(ax_stale, *steps(t, s["stale_pct"]), "all reads", 5)
-    time_series(ax_stale, *steps(t, s["own_stale_pct"]), "users re-reading their own save", 7)
+    time_series(ax_stale, *steps(t, s["own_stale_pct"]), "users re-reading\ntheir own save", 7)
     ax_stale.set_ylabel("stale reads (%)")
     ax_stale.set_ylim(-5, 105)
     ax_stale.set_yticks([0, 50, 100])
     ax_stale.set_xlabel("time (s, simulated)")
     ax_stale.set_xlim(0, run.duration_s)
-    ax_stale.legend(loc="upper left", fontsize=7, ncols=2, framealpha=0.9)
+    legend_outside(ax_stale, **beside)
     if title is None:
         sm = run.summary()
         n = run.settings["replicas"]

@@ -327,6 +327,37 @@ def test_a_redraw_whose_axes_change_draws_another_layer_and_keeps_the_last_few()
     assert len(kept) == lk.plots.KEPT_LAYERS and not first.items() <= kept.items()
 
 
+def test_a_legend_outside_the_axes_is_drawn_with_them_and_a_new_label_redraws_them():
+    play = Play(lk.breaker_playground, lk.show_calls, outage_s=(0, 60, 5, 30))
+    play.render()
+    (fig, _), = play._figures.values()
+    legend = fig.axes[0].get_legend()
+    assert legend not in lk.plots._top_layer(fig)
+    kept = fig.__dict__[lk.plots._LAYERED]
+    play.controls["outage_s"].value = 0            # no outage: the legend loses its "outage" entry
+    _, redrawn = play.render()
+    assert "outage" not in [t.get_text() for t in fig.axes[0].get_legend().texts]
+    assert len(kept) == 2
+    assert redrawn == lk.plots.png(lk.show_calls(lk.breaker_playground(outage_s=0))[1].fig)
+
+
+def test_an_outside_legend_whose_labels_change_redraws_the_axes_layer():
+    def draw(label, pool):
+        with lk.plots.recycling(pool):
+            fig, (ax,) = new_figure(1)
+            ax.plot([0, 1], [0, 1], label=label)
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+            lk.plots.legend_outside(ax, loc="center left", bbox_to_anchor=(1.01, 0.5))
+            return fig, lk.plots.png(fig)
+
+    pool: dict = {}
+    fig, _ = draw("first label", pool)
+    again, png = draw("second label", pool)     # the same axes, another legend
+    assert again is fig and len(fig.__dict__[lk.plots._LAYERED]) == 2
+    assert png == draw("second label", {})[1]
+
+
 @pytest.mark.parametrize("value, expected", [(1, 1), (1.05, 1.2), (101, 120), (0.29, 0.3), (3.01, 4), (7, 8),
                                              (8.5, 10), (300.0000000001, 300), (0.00042, 0.0005), (1234, 1500)])
 def test_round_up_picks_the_next_round_number(value, expected):
