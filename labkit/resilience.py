@@ -118,6 +118,16 @@ class CallsRun(SimRun):
     def requests(self):
         return self._once("requests", lambda: self.trace.select("client", "request"))
 
+    def _columns(self) -> dict:
+        """The requests' times, latencies (s) and outcomes as lists, read once for every summary and series."""
+
+        def compute():
+            fields = [e[3] for e in self.requests()]
+            return {"time_s": [e[0] for e in self.requests()], "latency_s": [f["latency_s"] for f in fields],
+                    "outcome": [f["outcome"] for f in fields]}
+
+        return self._once("columns", compute)
+
     def series(self, bin_s: float = 1.0) -> dict:
         """Per-bin time series: success rate, service load and p99 latency."""
         return self._once(("series", bin_s), lambda: self._series(bin_s))
@@ -127,10 +137,9 @@ class CallsRun(SimRun):
 
         def compute():
             edges = bins(0, self.duration_s, bin_s)
-            reqs = self.requests()   # in time order, as the trace is
-            cuts = bin_cuts([e[0] for e in reqs], 0, bin_s, len(edges), len(edges) * bin_s)
-            latency = [e.fields["latency_s"] for e in reqs]
-            outcome = [e.fields["outcome"] for e in reqs]
+            columns = self._columns()   # in time order, as the trace is
+            cuts = bin_cuts(columns["time_s"], 0, bin_s, len(edges), len(edges) * bin_s)
+            latency, outcome = columns["latency_s"], columns["outcome"]
             pairs = list(zip(cuts, cuts[1:]))
             return edges, [sorted(latency[a:b]) for a, b in pairs], [outcome[a:b].count("ok") for a, b in pairs]
 
@@ -196,16 +205,15 @@ class CallsRun(SimRun):
 
     def latency(self) -> dict:
         """Callers' p50/p95/p99 latency in ms over the whole run."""
-        return dict(self._once("latency", lambda: latency_summary([e.fields["latency_s"] for e in self.requests()])))
+        return dict(self._once("latency", lambda: latency_summary(self._columns()["latency_s"])))
 
     def _summary(self) -> dict:
-        reqs = self.requests()
-        n = len(reqs) or 1
-        outcomes = [e.fields["outcome"] for e in reqs]
+        outcomes = self._columns()["outcome"]
+        n = len(outcomes) or 1
         calls = self._call_times()
         in_outage = bisect_left(calls, self.outage[1]) - bisect_left(calls, self.outage[0]) if self.outage else 0
         return {
-            "requests": len(reqs),
+            "requests": len(outcomes),
             "success_rate": outcomes.count("ok") / n,
             "fallback_rate": outcomes.count("fallback") / n,
             "failed_rate": outcomes.count("failed") / n,
