@@ -311,8 +311,7 @@ def plot_calls(runs, labels=None, title: str | None = None):
         time_series(ax_ok, s["time_s"], [100 * v for v in s["success_rate"]], label, i)
         time_series(ax_load, s["time_s"], s["service_load_rps"], label, i)
         time_series(ax_lat, s["time_s"], s["p99_ms"], label, i)
-    end = runs[0].duration_s
-    ax_lat.set_xlim(0, end)
+    ax_lat.set_xlim(0, runs[0].duration_s)
     ax_ok.set_ylim(-5, 105)
     ax_load.set_ylim(0, round_up(1.1 * peak(s["service_load_rps"] for s in (r.series() for r in runs))))
     ax_lat.set_ylim(0, round_up(1.1 * peak(s["p99_ms"] for s in (r.series() for r in runs))))

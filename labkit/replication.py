@@ -373,9 +373,10 @@ def plot_replicas(run: ReplicasRun, title: str | None = None):
     fig, (ax_load, ax_lag, ax_stale) = new_figure(3, 1.55)
     fig.subplots_adjust(right=0.8)   # legends beside the panels: they hide no data, and are drawn once
     beside = dict(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False)
-    # Text is most of a figure's drawing time: few ticks, short legends, nothing drawn
-    # outside the axes. Round robin gives the replicas the same load, so they are one
-    # line (their average) and a band (their range) rather than lines hiding each other.
+    # Text is most of a figure's drawing time: few ticks, and legends outside the axes,
+    # where png() draws them with the axes layer. Round robin gives the replicas the same
+    # load, so they are one line (their average) and a band (their range) rather than
+    # lines hiding each other.
     load, ts = per_s["load_qps"], per_s["time_s"]
     time_series(ax_load, *steps(ts, load["primary"]), "primary", 0)
     replicas = [load[name] for name in run.node_names[1:]]
