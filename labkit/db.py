@@ -11,6 +11,7 @@ SQL. Keep written SQL deterministic (no `random()`, no `datetime('now')`), or re
 from __future__ import annotations
 
 import re
+import weakref
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -100,6 +101,21 @@ def _run(conn, statements) -> None:
     conn.execute("COMMIT")
 
 
+def _arrive(replica_ref, position: int) -> None:
+    """A shipped log entry lands. The event queue holds the replica weakly: a pending arrival
+    must not keep a finished run's replica (and through it the Sim) alive in a cycle."""
+    replica = replica_ref()
+    if replica is not None:
+        replica._arrive(position)
+
+
+class _Itself:
+    """A class attribute that reads as the instance itself; an instance attribute of the same name wins."""
+
+    def __get__(self, obj, owner=None):
+        return self if obj is None else obj
+
+
 class Database:
     """One SQLite database node with a change log and a traced key-value table (lessons 01, 02).
 
@@ -110,6 +126,11 @@ class Database:
     skipping the log). Every read and write is recorded in the trace
     with the node's name as the component.
     """
+
+    # The node whose log decides what "stale" means: a primary is its own, a Replica stores
+    # its primary. Not `self.primary = self`: that reference cycle kept every finished run's
+    # database, simulation and trace in memory until the garbage collector's next pass.
+    primary = _Itself()
 
     def __init__(self, sim: Sim, name: str = "db", *, path: str | None = None, table: str = "users"):
         import sqlite_utils  # imported here: it is slow to import and only data lessons need it
@@ -127,10 +148,11 @@ class Database:
         self._columns = set(self.db[table].columns_dict)
         self._read_sql = f"SELECT * FROM [{table}] WHERE id = ?"
         self._conn = self.db.conn  # the hot paths skip sqlite-utils' wrapper
-        self.primary = self      # the node whose log decides what "stale" means
         self.position = 0        # the last log position applied here
         self.log: list[LogEntry] = []
-        self._replicas: list[Replica] = []
+        # Weak: a replica points at its primary, and the reverse as well would be a reference
+        # cycle holding the Sim (see `primary`). The ReplicaSet keeps its replicas alive.
+        self._replicas: list[weakref.ref] = []
         self._last_write: dict = {}  # (table, key) -> position of the last write to it
         self._waiters: list[list] = []
 
@@ -173,8 +195,10 @@ class Database:
             if key is not None:
                 last[table, key] = position
         self.sim.record(self.name, "write", table=table, key=key, position=position)
-        for replica in self._replicas:
-            replica._ship(entry)
+        for ref in self._replicas:
+            replica = ref()
+            if replica is not None:
+                replica._ship(entry)
         return position
 
     def _check_writable(self) -> None:
@@ -285,7 +309,8 @@ class Replica(Database):
         self.is_up = True
         self._received = 0     # the highest position that has arrived here
         self._last_due = 0.0   # arrival time of the last shipped entry; arrivals stay in order
-        primary._replicas.append(self)
+        self._ref = weakref.ref(self)
+        primary._replicas.append(self._ref)
 
     def _sample_lag(self) -> float:
         lag = self.lag if isinstance(self.lag, float) else self.lag.sample(self.sim.rng)
@@ -295,7 +320,7 @@ class Replica(Database):
     def _ship(self, entry: LogEntry) -> None:
         due = max(self.sim.now + self._sample_lag(), self._last_due)
         self._last_due = due
-        self.sim.at(due, self._arrive, entry.position)
+        self.sim.at(due, _arrive, self._ref, entry.position)
 
     def _arrive(self, position: int) -> None:
         # While down, arrivals are lost; up() asks for everything again.
@@ -324,7 +349,7 @@ class Replica(Database):
         self.sim.record(self.name, "up", position=self.position)
         due = max(self.sim.now + self._sample_lag(), self._last_due)
         self._last_due = due
-        self.sim.at(due, self._arrive, self.primary.position)
+        self.sim.at(due, _arrive, self._ref, self.primary.position)
 
     def _check_writable(self) -> None:
         raise RuntimeError(f"{self.name} is a read-only replica: send writes to the primary")

@@ -295,10 +295,15 @@ def simulate_replicas(*, seed: int = 1, duration_s: float = 30.0, replicas: int 
     def monitor():
         for r in rs.replicas:
             record("monitor", "status", node=r.name, position=r.position, lag_s=r.lag_s)
-        if sim.now + bin_s <= duration_s + 1e-9:
-            sim.after(bin_s, monitor, priority=-1)
 
-    sim.at(0.0, monitor, priority=-1)
+    # Every sample scheduled up front (a closure that re-schedules itself is a reference
+    # cycle holding the Sim), at the times repeated `after(bin_s)` calls would give.
+    t = 0.0
+    while True:
+        sim.at(t, monitor, priority=-1)
+        if not t + bin_s <= duration_s + 1e-9:
+            break
+        t += bin_s
     drive_workload(sim, ops, handle)
     sim.run(until=duration_s)
     settings = dict(seed=seed, replicas=replicas, lag_s=lag_s, read_rate_rps=read_rate_rps,

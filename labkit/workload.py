@@ -188,14 +188,24 @@ def drive_workload(sim: Sim, ops, handler) -> None:
     Only the next op sits in the event queue at any moment, so a long workload costs
     one heap entry, not one per op.
     """
-    it = iter(ops)
-
-    def fire(op):
-        handler(op)
-        nxt = next(it, None)
-        if nxt is not None:
-            sim.at(nxt.time_s, fire, nxt)
-
-    first = next(it, None)
+    feed = _Feed(sim, iter(ops), handler)
+    first = next(feed.ops, None)
     if first is not None:
-        sim.at(first.time_s, fire, first)
+        sim.at(first.time_s, feed.fire, first)
+
+
+class _Feed:
+    """`drive_workload`'s state. A method, not a closure that schedules itself: that closure
+    would be a reference cycle holding the Sim, keeping each finished run in memory until
+    the garbage collector's next pass."""
+
+    __slots__ = ("sim", "ops", "handler")
+
+    def __init__(self, sim, ops, handler):
+        self.sim, self.ops, self.handler = sim, ops, handler
+
+    def fire(self, op):
+        self.handler(op)
+        nxt = next(self.ops, None)
+        if nxt is not None:
+            self.sim.at(nxt.time_s, self.fire, nxt)
