@@ -14,7 +14,7 @@ from pathlib import Path
 
 from benchmarks import ORDER
 from benchmarks.harness import (ERROR, FAIL, Context, Outcome, Row, load_average, log, machine,
-                                results_markdown, text_table)
+                                results_markdown, speed_probe, text_table)
 
 HERE = Path(__file__).resolve().parent
 
@@ -53,7 +53,9 @@ def main(argv=None) -> int:
         if profiler is not None:
             profiler.stop()
             print(profiler.output_text(unicode=True, color=False), file=sys.stderr)
-        log(f"[{name}] done in {time.perf_counter() - started:.0f} s")
+        probe = speed_probe()
+        info[f"speed probe after {name}"] = probe
+        log(f"[{name}] done in {time.perf_counter() - started:.0f} s (speed probe {probe})")
         rows += outcome.rows
         details[f"{name} ({module.TITLE})"] = outcome.details
     elapsed = time.perf_counter() - t0

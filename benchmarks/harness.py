@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -118,6 +119,19 @@ def load_average() -> str:
         return "n/a"
 
 
+def speed_probe() -> str:
+    """The same pure-Python loop, timed: this machine's speed drifts by up to 1.5x within minutes,
+    and a probe before and after each benchmark says how fast it was while that one ran."""
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i
+        times.append(time.perf_counter() - start)
+    return f"{1000 * sorted(times)[1]:.0f} ms"
+
+
 def git_revision() -> str:
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
@@ -157,6 +171,7 @@ def machine() -> dict:
         "OS": f"{platform.system()} {platform.release()}",
         "git": git_revision(),
         "load average at start (1/5/15 min)": load_average(),
+        "speed probe at start (a 1M-step Python loop; lower is faster)": speed_probe(),
         **{f"{k}": v for k, v in package_versions().items()},
     }
 
