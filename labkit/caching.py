@@ -310,11 +310,7 @@ def summarize_caching(runs: dict):
     """A table comparing `simulate_caching` runs side by side, one column per label (lesson 02)."""
     from labkit.widgets import Table
 
-    if not isinstance(runs, dict) or not runs:
-        raise ValueError(f"runs must be a non-empty dict of label -> run, got {runs!r}")
-    for run in runs.values():
-        if not isinstance(run, CachingRun):
-            raise ValueError(f"runs must map labels to what simulate_caching returns, got {run!r}")
+    validate.runs(runs, CachingRun, "simulate_caching")
     sums = {label: run.summary() for label, run in runs.items()}
     values = list(sums.values())
     rows = {
@@ -357,8 +353,7 @@ def plot_caching(run: CachingRun, title: str | None = None):
         return [*values, values[-1]]
 
     # One panel: every text and tick costs drawing time on each slider move.
-    fig, (ax,) = new_figure(1, 2.6)
-    fig.subplots_adjust(right=0.82)   # room for the legend beside the bands, which fill the axes
+    fig, (ax,) = new_figure(1, 2.6, right=0.82)   # room for the legend beside the bands, which fill the axes
     bands = (("db", "database\n(and all writes)", PALETTE[5]), ("l2", "L2 (shared)", PALETTE[0]),
              ("l1", "L1 (own server)", PALETTE[2]))
     low = [0.0] * len(t)
@@ -560,11 +555,7 @@ def summarize_hot_key(runs: dict):
     """A table comparing `simulate_hot_key` runs side by side, one column per label (lesson 02)."""
     from labkit.widgets import Table
 
-    if not isinstance(runs, dict) or not runs:
-        raise ValueError(f"runs must be a non-empty dict of label -> run, got {runs!r}")
-    for run in runs.values():
-        if not isinstance(run, HotKeyRun):
-            raise ValueError(f"runs must map labels to what simulate_hot_key returns, got {run!r}")
+    validate.runs(runs, HotKeyRun, "simulate_hot_key")
     sums = [run.summary() for run in runs.values()]
     rows = {
         "requests for the hot key": [s["requests"] for s in sums],

@@ -95,9 +95,14 @@ def _wipe(fig, axes) -> None:
         fig._suptitle.set_text("")
 
 
-def new_figure(rows: int = 1, height_per_row: float = 2.0, width: float = 9.0):
-    """A matplotlib Figure (not registered with pyplot, so nothing leaks) and its axes."""
-    layout = (rows, height_per_row, width)
+def new_figure(rows: int = 1, height_per_row: float = 2.0, width: float = 9.0, *, right: float = 0.98,
+               top_in: float = 0.45):
+    """A matplotlib Figure (not registered with pyplot, so nothing leaks) and its axes.
+
+    `right` is where the panels end (a fraction of the width: less leaves room for legends
+    beside them); `top_in` is the inches above the top panel (the title, and a legend row).
+    """
+    layout = (rows, height_per_row, width, right, top_in)
     if _recycled is not None and layout in _recycled:
         fig, axes = _recycled[layout]
         _wipe(fig, axes)
@@ -114,7 +119,7 @@ def new_figure(rows: int = 1, height_per_row: float = 2.0, width: float = 9.0):
     FigureCanvasAgg(fig)  # its own Agg canvas, kept: png() reuses it and the axes layer it holds
     fig.__dict__[_LAYERED] = {}
     # Fixed margins: constrained layout costs more than the drawing itself on every slider move.
-    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.45 / height, top=1 - 0.45 / height, hspace=0.12)
+    fig.subplots_adjust(left=0.1, right=right, bottom=0.45 / height, top=1 - top_in / height, hspace=0.12)
     axes = fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
     for ax in axes:
         ax.grid(alpha=0.3, linewidth=0.6)
@@ -297,7 +302,7 @@ def plot_calls(runs, labels=None, title: str | None = None):
     labels = list(labels) if labels else [f"run {i + 1}" for i in range(len(runs))]
     if len(labels) != len(runs):
         raise ValueError(f"labels must have one entry per run ({len(runs)}), got {len(labels)}")
-    fig, (ax_ok, ax_load, ax_lat) = new_figure(3, 1.7)
+    fig, (ax_ok, ax_load, ax_lat) = new_figure(3, 1.7, top_in=0.75)   # a legend row above the panels
     seen: set = set()
     for ax in (ax_ok, ax_load, ax_lat):
         if runs[0].outage:
@@ -321,7 +326,6 @@ def plot_calls(runs, labels=None, title: str | None = None):
     ax_lat.set_xlabel("time (s, simulated)")
     # One legend, in a row above the panels: the runs' colours and the bands mean the same
     # in every panel, and outside the axes it hides no data and is drawn with the axes layer.
-    fig.subplots_adjust(top=1 - 0.75 / fig.get_figheight())
     legend_outside(ax_ok, loc="lower left", bbox_to_anchor=(0, 1.01), borderaxespad=0, fontsize=8,
                    ncols=5, frameon=False, handlelength=1.5, columnspacing=1.2)
     if title is None:
@@ -339,9 +343,8 @@ def plot_latency(run, title: str | None = None):
     """Callers' p50/p95/p99 latency and the service's load over time for one run (lesson 00)."""
     s = run.series()
     lat = run.latency_series()
-    fig, (ax_lat, ax_load) = new_figure(2, 1.9)
+    fig, (ax_lat, ax_load) = new_figure(2, 1.9, top_in=0.75)   # a legend row above the panels
     latency_percentiles(ax_lat, lat["time_s"], lat["p50_ms"], lat["p95_ms"], lat["p99_ms"])
-    fig.subplots_adjust(top=1 - 0.75 / fig.get_figheight())
     legend_outside(ax_lat, loc="lower left", bbox_to_anchor=(0, 1.01), borderaxespad=0, fontsize=8, ncols=3,
                    frameon=False)
     time_series(ax_load, s["time_s"], s["service_load_rps"], "calls to service", 1)

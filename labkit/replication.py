@@ -337,8 +337,7 @@ def summarize_replicas(runs: dict):
     """A table comparing `simulate_replicas` runs side by side, one column per label (lesson 01)."""
     from labkit.widgets import Table
 
-    if not isinstance(runs, dict) or not runs:
-        raise ValueError(f"runs must be a non-empty dict of label -> run, got {runs!r}")
+    validate.runs(runs, ReplicasRun, "simulate_replicas")
     sums = {label: run.summary() for label, run in runs.items()}
 
     def util(mean, peak):
@@ -375,8 +374,8 @@ def plot_replicas(run: ReplicasRun, title: str | None = None):
         return [*times, end], [*values, values[-1]]
 
     t = s["time_s"]
-    fig, (ax_load, ax_lag, ax_stale) = new_figure(3, 1.55)
-    fig.subplots_adjust(right=0.8)   # legends beside the panels: they hide no data, and are drawn once
+    # Legends beside the panels: they hide no data, and are drawn once.
+    fig, (ax_load, ax_lag, ax_stale) = new_figure(3, 1.55, right=0.8)
     beside = dict(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False)
     # Text is most of a figure's drawing time: few ticks, and legends outside the axes,
     # where png() draws them with the axes layer. Round robin gives the replicas the same

@@ -228,6 +228,7 @@ def summarize_calls(runs: dict):
     """A table comparing `simulate_calls` runs side by side, one column per label (lesson 03)."""
     from labkit.widgets import Table
 
+    validate.runs(runs, CallsRun, "simulate_calls")
     sums = {label: run.summary() for label, run in runs.items()}
     pct = lambda v: f"{100 * v:.1f} %"  # noqa: E731
     secs = lambda v: "not yet" if math.isinf(v) else "no outage" if math.isnan(v) else f"{v:.0f} s"  # noqa: E731

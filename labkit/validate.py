@@ -34,3 +34,13 @@ def choice(name: str, value, allowed):
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
     return value
+
+
+def runs(value, run_type: type, made_by: str) -> dict:
+    """Return `value` if it is a non-empty dict of label -> run of `run_type` (what `made_by` returns)."""
+    if not isinstance(value, dict) or not value:
+        raise ValueError(f"runs must be a non-empty dict of label -> run, got {value!r}")
+    for run in value.values():
+        if not isinstance(run, run_type):
+            raise ValueError(f"runs must map labels to what {made_by} returns, got {run!r}")
+    return value

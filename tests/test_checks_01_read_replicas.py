@@ -473,6 +473,7 @@ def test_a_custom_router_can_drive_the_simulation():
      "when_all_lagging must be one of 'primary', 'least_behind'; got 'random'"),
     (lambda: lk.ReplicaRouter(lk.ReplicaSet(lk.Sim(0)), max_lag_s=-1), "max_lag_s must be > 0, got -1"),
     (lambda: lk.summarize_replicas({}), "runs must be a non-empty dict"),
+    (lambda: lk.summarize_replicas({"x": lk.replicas_playground}), "runs must map labels to what simulate_replicas"),
     (lambda: lk.plot_replicas("run"), "run must be what simulate_replicas returns"),
 ])
 def test_bad_arguments_name_the_parameter_and_range(call, message):

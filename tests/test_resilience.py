@@ -337,3 +337,12 @@ def test_breaker_playground_baseline_is_a_plain_simulate_calls_run():
     runs = breaker_playground(rate_rps=20, outage_s=10, retries=2, seed=12)
     fresh = simulate_calls(seed=12, rate_rps=20, outage_s=10, retries=2)
     assert runs["without breaker"].trace.to_rows() == fresh.trace.to_rows()
+
+
+@pytest.mark.parametrize("runs, message", [
+    ({}, "runs must be a non-empty dict of label -> run"),
+    ({"no breaker": lk.breaker_playground}, "runs must map labels to what simulate_calls returns"),
+])
+def test_summarize_calls_names_what_it_needs(runs, message):
+    with pytest.raises(ValueError, match=message):
+        lk.summarize_calls(runs)
