@@ -148,6 +148,7 @@ class Database:
         self._columns = set(self.db[table].columns_dict)
         self._read_sql = f"SELECT * FROM [{table}] WHERE id = ?"
         self._conn = self.db.conn  # the hot paths skip sqlite-utils' wrapper
+        self._record_read_event = sim.trace.recorder(name, "read")  # once per read: the fast path
         self.position = 0        # the last log position applied here
         self.log: list[LogEntry] = []
         # Weak: a replica points at its primary, and the reverse as well would be a reference
@@ -236,8 +237,9 @@ class Database:
         # Stale: this node has not applied the last write to what was read that committed
         # on the primary before this read.
         wanted = self.primary._last_write.get((table, key), 0)
-        self.sim.record(self.name, "read", table=table, key=key, position=self.position,
-                        stale=self.position < wanted)
+        position = self.position
+        self._record_read_event(self.sim.now, {"table": table, "key": key, "position": position,
+                                               "stale": position < wanted})
 
     # -- replication progress -------------------------------------------------------
     @property

@@ -327,12 +327,14 @@ class _Callers:
     garbage collector's next pass (a 50-90 ms pause in the middle of a slider move).
     """
 
-    __slots__ = ("sim", "service", "rate_rps", "until_s", "timeout_s", "retries", "breaker", "last_state")
+    __slots__ = ("sim", "service", "rate_rps", "until_s", "timeout_s", "retries", "breaker", "last_state",
+                 "record_request")
 
     def __init__(self, sim, service, rate_rps, until_s, timeout_s, retries, breaker):
         self.sim, self.service, self.rate_rps, self.until_s = sim, service, rate_rps, until_s
         self.timeout_s, self.retries, self.breaker = timeout_s, retries, breaker
         self.last_state = getattr(breaker, "state", None)
+        self.record_request = sim.trace.recorder("client", "request")
 
     def note_state(self):
         state = self.breaker.state
@@ -341,8 +343,8 @@ class _Callers:
             self.sim.record("breaker", "state", state=state)
 
     def finish(self, started, outcome, attempts):
-        sim = self.sim
-        sim.record("client", "request", outcome=outcome, latency_s=sim.now - started, attempts=attempts)
+        now = self.sim.now
+        self.record_request(now, {"outcome": outcome, "latency_s": now - started, "attempts": attempts})
 
     def attempt(self, started, attempts):
         breaker = self.breaker

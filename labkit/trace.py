@@ -45,6 +45,22 @@ class Trace:
         else:
             kind.append(e)
 
+    def recorder(self, component: str, event: str):
+        """`append` for one kind of event, bound once: `rec(time_s, fields)`.
+
+        For a component that records an event on every simulated call (a service, the
+        callers): it skips building and hashing the (component, event) key each time.
+        """
+        events_append = self.events.append
+        kind_append = self._kinds.setdefault((component, event), []).append
+
+        def rec(time_s: float, fields: dict) -> None:
+            e = _new_event(Event, (time_s, component, event, fields))
+            events_append(e)
+            kind_append(e)
+
+        return rec
+
     def __len__(self) -> int:
         return len(self.events)
 

@@ -1,5 +1,6 @@
 """labkit.service: the downstream mock with a FIFO worker pool, errors and scheduled faults (lesson 03)."""
 import math
+import random
 import statistics
 
 import pytest
@@ -172,6 +173,14 @@ def test_lognormal_service_times_have_the_configured_median():
     assert statistics.median(times) == pytest.approx(0.05, rel=0.05)
     assert statistics.fmean(times) == pytest.approx(0.05 * math.exp(0.5 ** 2 / 2), rel=0.05)
     assert len(set(times)) == len(times)
+
+
+def test_service_times_are_the_random_modules_lognormal_draws_to_the_last_bit():
+    # Service.call inlines random.lognormvariate for speed; it must draw exactly what it would.
+    sim, svc = service(seed=9, latency_s=0.05, latency_sigma=0.7, max_concurrency=100_000)
+    calls_at(sim, svc, [0] * 500)
+    reference = random.Random(9)
+    assert sim.trace.values("service_s") == [reference.lognormvariate(math.log(0.05), 0.7) for _ in range(500)]
 
 
 def test_same_seed_same_latencies():

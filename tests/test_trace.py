@@ -53,6 +53,24 @@ def test_to_rows_flattens_fields(trace):
     assert [e.time_s for e in trace] == [r["time_s"] for r in rows]
 
 
+def test_a_recorder_appends_like_append_in_one_order_with_the_rest(trace):
+    rec = trace.recorder("backend", "call")
+    rec(3.0, {"ok": True})
+    trace.append(3.5, "client", "request", {"outcome": "ok", "latency_s": 0.2})
+    rec(4.0, {"ok": False})
+    assert [e.time_s for e in trace] == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0]
+    assert [(e.time_s, e.ok) for e in trace.select("backend", "call")] == [(1.0, True), (2.0, False), (3.0, True),
+                                                                          (4.0, False)]
+    assert trace.select("backend", "call")[-1] == Event(4.0, "backend", "call", {"ok": False})
+    assert trace.count("client") == 4
+
+
+def test_a_recorder_of_a_kind_never_recorded_selects_nothing():
+    t = Trace()
+    t.recorder("cache", "hit")
+    assert t.select("cache", "hit") == [] and t.count("cache") == 0 and len(t) == 0
+
+
 def test_event_fields_read_as_attributes_but_tuple_fields_win():
     e = Event(1.0, "client", "request", {"outcome": "ok", "time_s": 99})
     assert e.outcome == "ok"
