@@ -247,7 +247,7 @@ def summarize_calls(runs: dict):
 _baseline_cache: dict = {}
 
 
-def breaker_playground(*, rate_rps: float = 50.0, outage_s: float = 30.0, retries: int = 3,
+def breaker_playground(*, rate_rps: float = 25.0, outage_s: float = 30.0, retries: int = 3,
                        failure_threshold: int = 5, recovery_timeout_s: float = 5.0,
                        success_threshold: int = 1, half_open_max_calls: int = 1, seed: int = 1) -> dict:
     """The same outage without and with labkit's breaker, for the Play widget (lesson 03).
@@ -276,10 +276,10 @@ def show_calls(runs: dict):
     return summarize_calls(runs), plot_calls(list(runs.values()), list(runs))
 
 
-def simulate_calls(*, seed: int = 1, duration_s: float = 90.0, rate_rps: float = 50.0,
+def simulate_calls(*, seed: int = 1, duration_s: float = 90.0, rate_rps: float = 25.0,
                    outage_start_s: float = 20.0, outage_s: float = 30.0, timeout_s: float = 1.0,
                    retries: int = 0, breaker=None, latency_s: float = 0.05,
-                   error_rate: float = 0.0, max_concurrency: int = 20, faults=None) -> CallsRun:
+                   error_rate: float = 0.0, max_concurrency: int = 10, faults=None) -> CallsRun:
     """Callers at `rate_rps` hit a service that dies for `outage_s`; returns the run (lesson 03).
 
     `breaker` is a factory called with the simulation's clock (for example
