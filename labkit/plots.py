@@ -65,26 +65,61 @@ def _added(ax) -> list:
     return [*ax.collections, *ax.patches, *ax.lines, *ax.texts, *ax.images, *([legend] if legend else [])]
 
 
-_OUTSIDE = "_labkit_outside"  # marks a legend made by legend_outside
+_OUTSIDE = "_labkit_outside"  # on a legend made by legend_outside: what it was made from
+_STALE = "_labkit_stale"      # on a kept outside legend that the current redraw has not asked for
 
 
 def legend_outside(ax, *args, **kwargs):
     """`ax.legend(...)` for a legend placed outside the axes (`loc` and `bbox_to_anchor` say where).
 
-    No data is drawn under it, so `png` draws it with the axes layer: once per set of
-    labels, not on every slider move. Legends inside the axes sit over the data and are
-    redrawn every time, and they hide what is under them.
+    `args` are `handles, labels` as `ax.legend` takes them, or nothing for the axes' labelled
+    artists. No data is drawn under the legend, so `png` draws it with the axes layer: once
+    per set of labels, not on every slider move. On a recycled figure, a legend with the
+    same labels, keys and settings as the last redraw's is kept rather than built again
+    (building one is a few ms). Legends inside the axes sit over the data, are redrawn every
+    time, and hide what is under them.
     """
-    legend = ax.legend(*args, **kwargs)
-    legend.__dict__[_OUTSIDE] = True
+    handles, labels = args if args else ax.get_legend_handles_labels()
+    made_from = (tuple(labels), tuple(_key_style(h) for h in handles), repr(sorted(kwargs.items())))
+    kept = ax.get_legend()
+    if kept is not None and kept.__dict__.get(_OUTSIDE) == made_from:
+        kept.__dict__.pop(_STALE, None)
+        return kept
+    if kept is not None:
+        kept.remove()
+    legend = ax.legend(handles, labels, **kwargs)
+    legend.__dict__[_OUTSIDE] = made_from
     return legend
+
+
+def _key_style(handle) -> tuple:
+    """How a legend key for `handle` looks: its type, colours, line and marker styles."""
+    style = [type(handle).__name__]
+    for getter in ("get_color", "get_facecolor", "get_edgecolor", "get_linestyle", "get_linewidth", "get_alpha",
+                   "get_marker", "get_drawstyle", "get_hatch"):
+        if hasattr(handle, getter):
+            value = getattr(handle, getter)()
+            style.append(tuple(map(tuple, value)) if hasattr(value, "ndim") and value.ndim == 2
+                         else tuple(value) if hasattr(value, "ndim") else value)
+    return tuple(style)
+
+
+def _drop_stale_legends(fig) -> None:
+    """Remove the kept outside legends that this redraw's plot did not ask for again."""
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is not None and legend.__dict__.pop(_STALE, False):
+            legend.remove()
 
 
 def _wipe(fig, axes) -> None:
     """Remove everything the plot functions add, keeping the axes, their ticks and their styling."""
     for ax in axes:
         for artist in _added(ax):
-            artist.remove()
+            if _OUTSIDE in artist.__dict__:
+                artist.__dict__[_STALE] = True  # kept for now: the plot may ask for the same legend again
+            else:
+                artist.remove()
         ax.relim()
         ax.set_autoscale_on(True)
         ax.set_prop_cycle(None)  # the next unstyled line gets the first colour again, as on a fresh axes
@@ -184,6 +219,7 @@ def png(fig) -> bytes:
     from matplotlib import rc_context
 
     buf = io.BytesIO()
+    _drop_stale_legends(fig)
     with rc_context({"text.hinting": "no_hinting"}):
         if _LAYERED in fig.__dict__:
             from PIL import Image
@@ -271,18 +307,9 @@ def _legend_signature(legend) -> tuple:
     """What an outside legend's pixels depend on: where it is, its labels and how each key is drawn."""
     if legend is None or _OUTSIDE not in legend.__dict__:
         return ()
-    keys = []
-    for handle in legend.legend_handles:
-        style = [type(handle).__name__]
-        for getter in ("get_color", "get_facecolor", "get_edgecolor", "get_linestyle", "get_linewidth", "get_alpha"):
-            if hasattr(handle, getter):
-                value = getattr(handle, getter)()
-                style.append(tuple(map(tuple, value)) if hasattr(value, "ndim") and value.ndim == 2
-                             else tuple(value) if hasattr(value, "ndim") else value)
-        keys.append(tuple(style))
     anchor = legend.get_bbox_to_anchor()
     return (legend._loc, anchor.bounds if anchor is not None else None,
-            tuple(t.get_text() for t in legend.texts), tuple(keys))
+            tuple(t.get_text() for t in legend.texts), tuple(_key_style(h) for h in legend.legend_handles))
 
 
 def fmt(value, digits: int = 0) -> str:

@@ -358,6 +358,35 @@ def test_an_outside_legend_whose_labels_change_redraws_the_axes_layer():
     assert png == draw("second label", {})[1]
 
 
+def _draw_with_legend(pool, colour="C0", legend=True):
+    with lk.plots.recycling(pool):
+        fig, (ax,) = new_figure(1)
+        ax.plot([0, 1], [0, 1], label="a line", color=colour)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        made = lk.plots.legend_outside(ax, loc="center left", bbox_to_anchor=(1.01, 0.5)) if legend else None
+        return fig, made, lk.plots.png(fig)
+
+
+def test_a_recycled_figure_keeps_an_outside_legend_asked_for_again_and_rebuilds_a_changed_one():
+    pool: dict = {}
+    _, first, _ = _draw_with_legend(pool)
+    _, again, png = _draw_with_legend(pool)
+    assert again is first                                   # same labels, keys and settings: kept
+    assert png == _draw_with_legend({})[2]
+    _, recoloured, png = _draw_with_legend(pool, colour="C3")
+    assert recoloured is not first                          # another key colour: built again
+    assert png == _draw_with_legend({}, colour="C3")[2]
+
+
+def test_a_redraw_that_asks_for_no_legend_shows_none():
+    pool: dict = {}
+    _draw_with_legend(pool)
+    fig, _, png = _draw_with_legend(pool, legend=False)
+    assert fig.axes[0].get_legend() is None
+    assert png == _draw_with_legend({}, legend=False)[2]
+
+
 @pytest.mark.parametrize("value, expected", [(1, 1), (1.05, 1.2), (101, 120), (0.29, 0.3), (3.01, 4), (7, 8),
                                              (8.5, 10), (300.0000000001, 300), (0.00042, 0.0005), (1234, 1500)])
 def test_round_up_picks_the_next_round_number(value, expected):
