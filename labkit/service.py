@@ -137,8 +137,10 @@ class Service:
         """Send one request now; returns what the caller will see and after how long."""
         sim, rng = self.sim, self.sim.rng
         now = sim.now
-        pool = self.pool
-        start = pool.next_start(now)  # faults apply by when the work starts
+        # self.pool.next_start(now) and .admit(now, service_s), inlined (three calls saved on each
+        # simulated call): the earliest free worker takes it. Faults apply by when the work starts.
+        free_at = self.pool._free_at
+        start = free_at[0] if free_at[0] > now else now
         ok, error = True, None
         sigma = self.latency_sigma
         if sigma:
@@ -166,7 +168,8 @@ class Service:
                 ok, error = False, "error"
             elif isinstance(fault, LatencySpike):
                 service_s *= fault.factor
-        _, end = pool.admit(now, service_s)
+        end = start + service_s
+        heapq.heapreplace(free_at, end)
         self._record(now, {"ok": ok, "queued_s": start - now, "service_s": service_s})
         latency = end - now
         if timeout_s is not None and latency > timeout_s:
