@@ -133,24 +133,31 @@ class ReplicasRun(SimRun):
         reads = {name: [0] * n for name in names}
         lag = {name: [0.0] * n for name in names[1:]}
         writes, stale, total, own, own_stale = [0] * n, [0] * n, [0] * n, [0] * n, [0] * n
-        for e in self.trace.events:   # one pass: a select() per node would scan the trace once each
-            i = int(e.time_s // bin_s)
-            kind = e.event
-            if kind == "status":
-                # The monitor's samples fall on bin edges: one belongs to the bins on both sides.
-                for j in {min(i, n - 1), min(max(math.ceil(e.time_s / bin_s) - 1, 0), n - 1)}:
-                    lag[e.fields["node"]][j] = max(lag[e.fields["node"]][j], e.fields["lag_s"])
-            elif i >= n:
-                continue
-            elif kind == "read":
-                reads[e.component][i] += 1
-                total[i] += 1
-                stale[i] += e.fields["stale"]
-            elif kind == "write":
-                writes[i] += 1
-            elif kind == "own_read":
+        trace = self.trace
+        # Kind by kind, from the trace's columns: no Event is built for the tens of thousands of reads.
+        for node in trace.components("read"):
+            served = reads[node]
+            for t, f in zip(trace.times(node, "read"), trace.fields(node, "read")):
+                i = int(t // bin_s)
+                if i < n:
+                    served[i] += 1
+                    total[i] += 1
+                    stale[i] += f["stale"]
+        for writer in trace.components("write"):
+            for t in trace.times(writer, "write"):
+                i = int(t // bin_s)
+                if i < n:
+                    writes[i] += 1
+        for t, f in zip(trace.times("app", "own_read"), trace.fields("app", "own_read")):
+            i = int(t // bin_s)
+            if i < n:
                 own[i] += 1
-                own_stale[i] += e.fields["stale"]
+                own_stale[i] += f["stale"]
+        for t, f in zip(trace.times("monitor", "status"), trace.fields("monitor", "status")):
+            # The monitor's samples fall on bin edges: one belongs to the bins on both sides.
+            i = int(t // bin_s)
+            for j in {min(i, n - 1), min(max(math.ceil(t / bin_s) - 1, 0), n - 1)}:
+                lag[f["node"]][j] = max(lag[f["node"]][j], f["lag_s"])
         # A replica replays every write. Applying is instant in the simulation, so a backlog
         # would land as one impossible burst; counting each write when it commits gives the
         # steady replay load a real replica carries instead.
@@ -172,31 +179,33 @@ class ReplicasRun(SimRun):
     def _summary(self) -> dict:
         per_s = self.series(1.0)
         capacity = self.settings["node_capacity_qps"]
-        events = self.trace.events
-        reads = [e for e in events if e.event == "read"]
-        own = [e for e in events if e.event == "own_read"]
+        trace = self.trace
         names = self.node_names
         served = {name: 0 for name in names}
-        for e in reads:
-            served[e.component] += 1
-        writes = sum(1 for e in events if e.event == "write")
+        stale_reads = 0
+        for node in trace.components("read"):
+            stale_reads += sum(f["stale"] for f in trace.fields(node, "read"))
+            served[node] += trace.count(node, "read")
+        reads = sum(served.values())
+        own = trace.fields("app", "own_read")
+        writes = sum(trace.count(writer, "write") for writer in trace.components("write"))
         mean = {name: (served[name] + writes) / self.duration_s / capacity for name in names}
         peak = {name: max(v) / capacity for name, v in per_s["load_qps"].items()}
         busiest = max(names[1:], key=lambda name: (mean[name], peak[name])) if names[1:] else None
-        lags = [e.fields["lag_s"] for e in events if e.event == "status"]
+        lags = [f["lag_s"] for f in trace.fields("monitor", "status")]
         return {
-            "reads": len(reads),
+            "reads": reads,
             "writes": writes,
-            "primary_read_share": served["primary"] / (len(reads) or 1),
+            "primary_read_share": served["primary"] / (reads or 1),
             "primary_utilisation": mean["primary"],
             "primary_peak_utilisation": peak["primary"],
             "busiest_replica": busiest,
             "replica_utilisation": mean[busiest] if busiest else math.nan,
             "replica_peak_utilisation": peak[busiest] if busiest else math.nan,
-            "stale_share": sum(e.fields["stale"] for e in reads) / (len(reads) or 1),
+            "stale_share": stale_reads / (reads or 1),
             "own_reads": len(own),
-            "own_stale": sum(e.fields["stale"] for e in own),
-            "degraded_reads": sum(1 for e in events if e.component == "router" and e.event == "degraded"),
+            "own_stale": sum(f["stale"] for f in own),
+            "degraded_reads": trace.count("router", "degraded"),
             "max_lag_s": max(lags, default=0.0),
         }
 
@@ -274,7 +283,7 @@ def simulate_replicas(*, seed: int = 1, duration_s: float = 30.0, replicas: int 
                            read_your_writes=read_your_writes, sticky_s=sticky_s)
     else:
         rt = router(rs)
-    trace_events, record = sim.trace.events, sim.record
+    trace, record = sim.trace, sim.record
     saved = [0]
 
     def handle(op):
@@ -282,13 +291,13 @@ def simulate_replicas(*, seed: int = 1, duration_s: float = 30.0, replicas: int 
             saved[0] += 1
             rt.write(op.key, user=op.key, bio=f"v{saved[0]}")
         elif op.after_write:
-            before = len(trace_events)
+            before = len(trace)
             rt.read(op.key, user=op.key)
             # The node's read event says where it went and whether it missed a write;
             # the owner is the only writer of their profile, so stale means "my own save".
-            done = [e for e in trace_events[before:] if e.event == "read"]
-            if done:
-                record("app", "own_read", node=done[-1].component, stale=done[-1].fields["stale"])
+            done = trace.last("read", since=before)
+            if done is not None:
+                record("app", "own_read", node=done.component, stale=done.fields["stale"])
         else:
             rt.read(op.key)
 

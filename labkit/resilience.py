@@ -122,8 +122,8 @@ class CallsRun(SimRun):
         """The requests' times, latencies (s) and outcomes as lists, read once for every summary and series."""
 
         def compute():
-            fields = [e[3] for e in self.requests()]
-            return {"time_s": [e[0] for e in self.requests()], "latency_s": [f["latency_s"] for f in fields],
+            fields = self.trace.fields("client", "request")
+            return {"time_s": self.trace.times("client", "request"), "latency_s": [f["latency_s"] for f in fields],
                     "outcome": [f["outcome"] for f in fields]}
 
         return self._once("columns", compute)
@@ -146,7 +146,7 @@ class CallsRun(SimRun):
         return self._once(("binned", bin_s), compute)
 
     def _call_times(self) -> list[float]:
-        return self._once("call_times", lambda: [e[0] for e in self.trace.select("backend", "call")])
+        return self._once("call_times", lambda: self.trace.times("backend", "call"))
 
     def _series(self, bin_s):
         t, latencies, ok = self._binned(bin_s)

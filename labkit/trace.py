@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import operator
 from bisect import bisect_left
+from collections.abc import Sequence
 from typing import Callable, Iterable, NamedTuple
 
 
@@ -23,63 +24,150 @@ class Event(NamedTuple):
             raise AttributeError(name) from None
 
 
-_new_event = tuple.__new__  # Event(...) without NamedTuple's Python-level __new__: one record per simulated call
+_new_event = tuple.__new__  # Event(...) without NamedTuple's Python-level __new__: one per event read
+
+
+class _Kind:
+    """The events of one (component, event) kind as columns: their times and their fields."""
+
+    __slots__ = ("index", "component", "event", "times", "fields", "events")
+
+    def __init__(self, index: int, component: str, event: str):
+        self.index, self.component, self.event = index, component, event
+        self.times: list[float] = []
+        self.fields: list[dict] = []
+        self.events: list[Event] = []  # Events built so far, on demand (see Trace.select)
+
+    def built(self) -> list[Event]:
+        """Every event of this kind as an Event, building the ones recorded since last asked."""
+        events, n = self.events, len(self.events)
+        if n < len(self.times):
+            c, e = self.component, self.event
+            events.extend([_new_event(Event, (t, c, e, f)) for t, f in zip(self.times[n:], self.fields[n:])])
+        return events
 
 
 class Trace:
-    """An append-only list of events. Plots, widgets and checks all read it (lesson 00)."""
+    """An append-only list of events. Plots, widgets and checks all read it (lesson 00).
+
+    Stored as columns per (component, event) kind, plus the order of kinds: a run records
+    tens of thousands of events, and a tuple each would be an object for Python's garbage
+    collector to scan once after the run (4-5 ms of a breaker redraw), while floats and dicts
+    of plain values are not its business. `Event`s are built when someone reads them
+    (`select`, `events`, iteration); `times` and `fields` read a kind's columns without.
+    """
 
     def __init__(self):
-        self.events: list[Event] = []
-        # The same events grouped by (component, event), in time order: plots and checks select
-        # one kind many times per run, and a scan of the whole trace each time dominated redraws.
-        self._kinds: dict[tuple[str, str], list[Event]] = {}
+        self._kinds: dict[tuple[str, str], _Kind] = {}
+        self._by_index: list[_Kind] = []
+        self._order: list[int] = []      # the kind index of each event, in recording order
+        self._all: list[Event] = []      # `events`, built on demand
+        self._taken: list[int] = []      # per kind: how many of its events `_all` holds
+
+    def _kind(self, component: str, event: str) -> _Kind:
+        kind = self._kinds.get((component, event))
+        if kind is None:
+            kind = self._kinds[component, event] = _Kind(len(self._by_index), component, event)
+            self._by_index.append(kind)
+            self._taken.append(0)
+        return kind
 
     def append(self, time_s: float, component: str, event: str, fields: dict) -> None:
         """Record an event (components call `sim.record`, which stamps the time)."""
-        e = _new_event(Event, (time_s, component, event, fields))
-        self.events.append(e)
-        kind = self._kinds.get((component, event))
-        if kind is None:
-            self._kinds[component, event] = [e]
-        else:
-            kind.append(e)
+        kind = self._kinds.get((component, event)) or self._kind(component, event)
+        kind.times.append(time_s)
+        kind.fields.append(fields)
+        self._order.append(kind.index)
 
     def recorder(self, component: str, event: str):
         """`append` for one kind of event, bound once: `rec(time_s, fields)`.
 
         For a component that records an event on every simulated call (a service, the
-        callers): it skips building and hashing the (component, event) key each time.
+        callers): it skips finding the (component, event) kind each time.
         """
-        events_append = self.events.append
-        kind_append = self._kinds.setdefault((component, event), []).append
+        kind = self._kind(component, event)
+        times_append, fields_append, order_append, index = (kind.times.append, kind.fields.append,
+                                                            self._order.append, kind.index)
 
         def rec(time_s: float, fields: dict) -> None:
-            e = _new_event(Event, (time_s, component, event, fields))
-            events_append(e)
-            kind_append(e)
+            times_append(time_s)
+            fields_append(fields)
+            order_append(index)
 
         return rec
 
+    @property
+    def events(self) -> "_Events":
+        """Every event in recording order: a live, read-only list (it grows as the run records)."""
+        return _Events(self)
+
+    def _built(self) -> list[Event]:
+        """`events` as a list, building the Events recorded since it was last asked for."""
+        out, order = self._all, self._order
+        if len(out) < len(order):
+            kinds, taken = self._by_index, self._taken
+            built = {}
+            for k in order[len(out):]:
+                if k not in built:
+                    built[k] = kinds[k].built()
+                i = taken[k]
+                out.append(built[k][i])
+                taken[k] = i + 1
+        return out
+
     def __len__(self) -> int:
-        return len(self.events)
+        return len(self._order)
 
     def __iter__(self):
-        return iter(self.events)
+        return iter(self._built())
 
     def select(self, component: str | None = None, event: str | None = None, **where) -> list[Event]:
         """The events of one component and/or kind whose fields equal `where`."""
         if component is not None and event is not None:
-            found = self._kinds.get((component, event), [])
+            kind = self._kinds.get((component, event))
+            found = kind.built() if kind is not None else []
         else:
-            found = [e for e in self.events
+            found = [e for e in self._built()
                      if (component is None or e.component == component) and (event is None or e.event == event)]
         if not where:
             return list(found)
         return [e for e in found if all(e.fields.get(k) == v for k, v in where.items())]
 
+    def last(self, event: str, since: int = 0) -> Event | None:
+        """The last `event` (of any component) recorded at position `since` or later, or None.
+
+        `since` is a `len(trace)` taken earlier: "what did that call record?" without building
+        every Event recorded since.
+        """
+        order, kinds = self._order, self._by_index
+        later = [0] * len(kinds)  # per kind: its events after the one looked at
+        for k in reversed(order[since:]):
+            kind = kinds[k]
+            later[k] += 1
+            if kind.event == event:
+                i = len(kind.times) - later[k]
+                return _new_event(Event, (kind.times[i], kind.component, event, kind.fields[i]))
+        return None
+
+    def components(self, event: str) -> list[str]:
+        """The components that recorded `event`, in the order they first did."""
+        return [k.component for k in self._by_index if k.event == event and k.times]
+
+    def times(self, component: str, event: str) -> list[float]:
+        """The times of one kind's events, in order, without building an Event each."""
+        kind = self._kinds.get((component, event))
+        return list(kind.times) if kind is not None else []
+
+    def fields(self, component: str, event: str) -> list[dict]:
+        """The fields of one kind's events, in order, without building an Event each (do not modify them)."""
+        kind = self._kinds.get((component, event))
+        return list(kind.fields) if kind is not None else []
+
     def count(self, component: str | None = None, event: str | None = None, **where) -> int:
         """How many events match, as `select` would find them."""
+        if component is not None and event is not None and not where:
+            kind = self._kinds.get((component, event))
+            return len(kind.times) if kind is not None else 0
         return len(self.select(component, event, **where))
 
     def values(self, field: str, component: str | None = None, event: str | None = None, **where) -> list:
@@ -88,7 +176,31 @@ class Trace:
 
     def to_rows(self) -> list[dict]:
         """Every event as a flat dict, ready for a table or JSON."""
-        return [{"time_s": e.time_s, "component": e.component, "event": e.event, **e.fields} for e in self.events]
+        return [{"time_s": e.time_s, "component": e.component, "event": e.event, **e.fields} for e in self._built()]
+
+
+class _Events(Sequence):
+    """`Trace.events`: the trace's events in recording order, read-only and always current."""
+
+    __slots__ = ("_trace",)
+
+    def __init__(self, trace: Trace):
+        self._trace = trace
+
+    def __len__(self) -> int:
+        return len(self._trace)
+
+    def __getitem__(self, index):
+        return self._trace._built()[index]
+
+    def __iter__(self):
+        return iter(self._trace._built())
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, (Sequence, list)) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} trace events>"
 
 
 class SimRun:

@@ -65,6 +65,34 @@ def test_a_recorder_appends_like_append_in_one_order_with_the_rest(trace):
     assert trace.count("client") == 4
 
 
+def test_events_is_a_live_read_only_view_in_recording_order(trace):
+    events = trace.events
+    assert len(events) == 5 and events[0] == Event(0.5, "client", "request", {"outcome": "ok", "latency_s": 0.1})
+    trace.append(3.0, "backend", "call", {"ok": True})
+    assert len(events) == 6 and events[-1].time_s == 3.0 and [e.time_s for e in events[4:]] == [2.5, 3.0]
+    assert events == list(trace) and list(events) == trace.select()
+    with pytest.raises(TypeError):
+        events[0] = None
+
+
+def test_times_and_fields_read_one_kinds_columns(trace):
+    assert trace.times("client", "request") == [0.5, 1.5, 2.5]
+    assert [f["outcome"] for f in trace.fields("client", "request")] == ["ok", "failed", "ok"]
+    assert trace.times("nobody", "call") == [] and trace.fields("nobody", "call") == []
+    trace.times("client", "request").append(99.0)   # a copy: the trace is unchanged
+    assert trace.count("client", "request") == 3
+
+
+def test_last_finds_the_latest_event_of_a_name_recorded_since_a_position(trace):
+    before = len(trace)
+    assert trace.last("request", since=before) is None
+    trace.append(3.0, "replica-1", "read", {"stale": True})
+    trace.append(3.0, "backend", "call", {"ok": True})
+    assert trace.last("read", since=before) == Event(3.0, "replica-1", "read", {"stale": True})
+    assert trace.last("request") == Event(2.5, "client", "request", {"outcome": "ok", "latency_s": 0.3})
+    assert trace.last("call", since=before).fields == {"ok": True}
+
+
 def test_a_recorder_of_a_kind_never_recorded_selects_nothing():
     t = Trace()
     t.recorder("cache", "hit")
@@ -195,3 +223,38 @@ def test_time_series_counts_every_event_inside_the_window_exactly_once(times, wi
     edges, counts = time_series([ev(t) for t in times], 0, 10, width)
     assert sum(counts) == sum(1 for t in times if 0 <= t < 10)
     assert len(edges) == len(counts) == 10 / width
+
+
+_KINDS = [("client", "request"), ("backend", "call"), ("replica-1", "read"), ("primary", "read")]
+
+
+@given(st.lists(st.tuples(st.sampled_from(range(len(_KINDS))), st.booleans(), st.integers(0, 3)), max_size=60),
+       st.integers(0, 60))
+def test_the_columnar_trace_reads_like_a_plain_list_of_events(steps, since):
+    """However events are recorded (append or a recorder, kinds interleaved, read in between),
+    every way of reading the trace agrees with a plain list of Events."""
+    trace, reference = Trace(), []
+    recorders = {}
+    for i, (k, through_recorder, value) in enumerate(steps):
+        component, event = _KINDS[k]
+        fields = {"value": value, "i": i}
+        if through_recorder:
+            recorders.setdefault(k, trace.recorder(component, event))(float(i), fields)
+        else:
+            trace.append(float(i), component, event, fields)
+        reference.append(Event(float(i), component, event, fields))
+        if value == 0:   # read half-way: Events built so far must stay right as the trace grows
+            assert list(trace.events) == reference
+    assert list(trace) == list(trace.events) == reference and len(trace) == len(reference)
+    for component, event in _KINDS:
+        mine = [e for e in reference if (e.component, e.event) == (component, event)]
+        assert trace.select(component, event) == mine
+        assert trace.select(component, event, value=1) == [e for e in mine if e.fields["value"] == 1]
+        assert trace.times(component, event) == [e.time_s for e in mine]
+        assert trace.fields(component, event) == [e.fields for e in mine]
+        assert trace.count(component, event) == len(mine)
+    assert trace.select(event="read") == [e for e in reference if e.event == "read"]
+    later = [e for e in reference[since:] if e.event == "read"]
+    assert trace.last("read", since=since) == (later[-1] if later else None)
+    assert trace.to_rows() == [{"time_s": e.time_s, "component": e.component, "event": e.event, **e.fields}
+                               for e in reference]
