@@ -167,24 +167,34 @@ def new_figure(rows: int = 1, height_per_row: float = 2.0, width: float = 9.0, *
 def shade(ax, intervals, colours: dict | None = None, label_once: set | None = None, alpha: float = 0.25) -> None:
     """Shade (start_s, end_s, name) intervals behind a plot; names without a colour are left clear.
 
-    One collection per colour, not one axvspan per interval: a flapping breaker has dozens of
-    intervals, and each axvspan is a patch to build and draw on every slider move.
+    A name's colour is a colour, or (colour, alpha) to override `alpha`. Later intervals are
+    drawn over earlier ones. One collection for them all, each box its own colour, not an
+    axvspan per interval: a flapping breaker has dozens of intervals, and each artist is
+    something to build and draw on every slider move. With `label_once`, a name not in it
+    yet gets a legend key (an empty patch: a collection has only one label) and joins it.
     """
     from matplotlib.collections import PolyCollection
+    from matplotlib.colors import to_rgba
+    from matplotlib.patches import Rectangle
 
     colours = STATE_COLOURS if colours is None else colours
-    spans: dict[str, list] = {}
+    rgba = {name: to_rgba(*c) if isinstance(c, tuple) else to_rgba(c, alpha)
+            for name, c in colours.items() if c is not None}
+    boxes, faces, keys = [], [], []
     for start, end, name in intervals:
-        if colours.get(name) is not None:
-            spans.setdefault(name, []).append([(start, 0), (start, 1), (end, 1), (end, 0)])
-    for name, boxes in spans.items():
-        label = None
-        if label_once is not None and name not in label_once:
-            label_once.add(name)
-            label = f"breaker {name.replace('_', '-')}" if name in STATE_COLOURS else name
+        if name in rgba:
+            boxes.append([(start, 0), (start, 1), (end, 1), (end, 0)])
+            faces.append(rgba[name])
+            if label_once is not None and name not in label_once:
+                label_once.add(name)
+                keys.append(name)
+    if boxes:
         # x in data units, y from the bottom (0) to the top (1) of the axes, whatever its limits.
-        ax.add_collection(PolyCollection(boxes, transform=ax.get_xaxis_transform(), facecolors=colours[name],
-                                         alpha=alpha, linewidths=0, label=label, zorder=0.5), autolim=False)
+        ax.add_collection(PolyCollection(boxes, transform=ax.get_xaxis_transform(), facecolors=faces,
+                                         linewidths=0, zorder=0.5), autolim=False)
+    for name in keys:
+        label = f"breaker {name.replace('_', '-')}" if name in STATE_COLOURS else name
+        ax.add_artist(Rectangle((0, 0), 0, 0, facecolor=rgba[name], linewidth=0, label=label))
 
 
 def time_series(ax, t, values, label: str, colour_index: int = 0, **kwargs) -> None:
@@ -330,14 +340,11 @@ def plot_calls(runs, labels=None, title: str | None = None):
     if len(labels) != len(runs):
         raise ValueError(f"labels must have one entry per run ({len(runs)}), got {len(labels)}")
     fig, (ax_ok, ax_load, ax_lat) = new_figure(3, 1.7, top_in=0.75)   # a legend row above the panels
-    seen: set = set()
+    # The outage under the breaker's states, one collection per panel; the legend keys on the top one.
+    bands = ([(*runs[0].outage, "outage")] if runs[0].outage else []) + [i for r in runs for i in r.state_intervals()]
+    colours = {"outage": (OUTAGE_COLOUR, 0.15), **STATE_COLOURS}
     for ax in (ax_ok, ax_load, ax_lat):
-        if runs[0].outage:
-            start, end = runs[0].outage
-            shade(ax, [(start, end, "outage")], {"outage": OUTAGE_COLOUR},
-                  label_once=seen if ax is ax_ok else None, alpha=0.15)
-        for run in runs:
-            shade(ax, run.state_intervals(), label_once=seen if ax is ax_ok else None)
+        shade(ax, bands, colours, label_once=set() if ax is ax_ok else None)
     for i, (run, label) in enumerate(zip(runs, labels)):
         s = run.series()
         time_series(ax_ok, s["time_s"], [100 * v for v in s["success_rate"]], label, i)

@@ -358,6 +358,20 @@ def test_an_outside_legend_whose_labels_change_redraws_the_axes_layer():
     assert png == draw("second label", {})[1]
 
 
+def test_the_breaker_figure_legend_keys_the_outage_and_the_breaker_states_in_their_colours():
+    from matplotlib.colors import to_rgba
+
+    fig = lk.show_calls(lk.breaker_playground())[1].fig
+    legend = fig.axes[0].get_legend()
+    keys = {t.get_text(): h for t, h in zip(legend.texts, legend.legend_handles)}
+    assert list(keys) == ["outage", "breaker open", "breaker half-open", "without breaker", "with breaker"]
+    assert keys["outage"].get_visible() and keys["breaker open"].get_visible()
+    assert keys["outage"].get_facecolor() == to_rgba(lk.plots.OUTAGE_COLOUR, 0.15)
+    assert keys["breaker open"].get_facecolor() == to_rgba(lk.plots.STATE_COLOURS["open"], 0.25)
+    bands = [c for c in fig.axes[1].collections if len(c.get_paths()) > 1]
+    assert len(bands) == 1   # the outage and every state interval: one collection per panel
+
+
 def _draw_with_legend(pool, colour="C0", legend=True):
     with lk.plots.recycling(pool):
         fig, (ax,) = new_figure(1)
