@@ -146,10 +146,10 @@ class Service:
         if sigma:
             # rng.lognormvariate(self._mu, sigma), inlined (the same draws, the same result to the
             # last bit; a test compares them): it is two Python calls deep, once per simulated call.
-            random = rng.random
+            uniform = rng.random
             while True:
-                u1 = random()
-                u2 = 1.0 - random()
+                u1 = uniform()
+                u2 = 1.0 - uniform()
                 z = _NV_MAGICCONST * (u1 - 0.5) / u2
                 if z * z / 4.0 <= -_log(u2):
                     break
