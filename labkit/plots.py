@@ -167,18 +167,19 @@ def new_figure(rows: int = 1, height_per_row: float = 2.0, width: float = 9.0, *
 def shade(ax, intervals, colours: dict | None = None, label_once: set | None = None, alpha: float = 0.25) -> None:
     """Shade (start_s, end_s, name) intervals behind a plot; names without a colour are left clear.
 
-    A name's colour is a colour, or (colour, alpha) to override `alpha`. Later intervals are
-    drawn over earlier ones. One collection for them all, each box its own colour, not an
-    axvspan per interval: a flapping breaker has dozens of intervals, and each artist is
-    something to build and draw on every slider move. With `label_once`, a name not in it
-    yet gets a legend key (an empty patch: a collection has only one label) and joins it.
+    A name's colour is any matplotlib colour, or a pair (colour, alpha) that overrides
+    `alpha`. Later intervals are drawn over earlier ones. One collection for them all, each
+    box its own colour, not an axvspan per interval: a flapping breaker has dozens of
+    intervals, and each artist is something to build and draw on every slider move. With
+    `label_once`, a name not in it yet gets a legend key (an empty patch: a collection has
+    only one label) and joins it.
     """
     from matplotlib.collections import PolyCollection
     from matplotlib.colors import to_rgba
     from matplotlib.patches import Rectangle
 
     colours = STATE_COLOURS if colours is None else colours
-    rgba = {name: to_rgba(*c) if isinstance(c, tuple) else to_rgba(c, alpha)
+    rgba = {name: to_rgba(*c) if isinstance(c, tuple) and len(c) == 2 else to_rgba(c, alpha)
             for name, c in colours.items() if c is not None}
     boxes, faces, keys = [], [], []
     for start, end, name in intervals:

@@ -372,6 +372,16 @@ def test_the_breaker_figure_legend_keys_the_outage_and_the_breaker_states_in_the
     assert len(bands) == 1   # the outage and every state interval: one collection per panel
 
 
+def test_shade_takes_any_matplotlib_colour_or_a_colour_with_its_own_alpha():
+    from matplotlib.colors import to_rgba
+
+    fig, (ax,) = new_figure(1)
+    lk.plots.shade(ax, [(0, 1, "rgb"), (1, 2, "pair"), (2, 3, "clear")],
+                   {"rgb": (0.1, 0.2, 0.3), "pair": ("#D55E00", 0.5), "clear": None}, alpha=0.25)
+    (bands,) = ax.collections
+    assert [tuple(c) for c in bands.get_facecolor()] == [to_rgba((0.1, 0.2, 0.3), 0.25), to_rgba("#D55E00", 0.5)]
+
+
 def _draw_with_legend(pool, colour="C0", legend=True):
     with lk.plots.recycling(pool):
         fig, (ax,) = new_figure(1)
