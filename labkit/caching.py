@@ -147,7 +147,7 @@ class CachingRun(SimRun):
         served = {level: [0] * n for level in LEVELS}
         stale, writes = [0] * n, [0] * n
         trace = self.trace   # the app records one event per request; its columns, no Event built each
-        for t, f in zip(trace.times("app", "read"), trace.fields("app", "read")):
+        for t, f in trace.timed("app", "read"):
             i = int(t // bin_s)
             if i < n:
                 served[f["level"]][i] += 1

@@ -8,6 +8,7 @@ router; `ReplicasRun` reads per-node load, replica lag and stale reads from the 
 """
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 import numbers
@@ -137,7 +138,7 @@ class ReplicasRun(SimRun):
         # Kind by kind, from the trace's columns: no Event is built for the tens of thousands of reads.
         for node in trace.components("read"):
             served = reads[node]
-            for t, f in zip(trace.times(node, "read"), trace.fields(node, "read")):
+            for t, f in trace.timed(node, "read"):
                 i = int(t // bin_s)
                 if i < n:
                     served[i] += 1
@@ -148,12 +149,12 @@ class ReplicasRun(SimRun):
                 i = int(t // bin_s)
                 if i < n:
                     writes[i] += 1
-        for t, f in zip(trace.times("app", "own_read"), trace.fields("app", "own_read")):
+        for t, f in trace.timed("app", "own_read"):
             i = int(t // bin_s)
             if i < n:
                 own[i] += 1
                 own_stale[i] += f["stale"]
-        for t, f in zip(trace.times("monitor", "status"), trace.fields("monitor", "status")):
+        for t, f in trace.timed("monitor", "status"):
             # The monitor's samples fall on bin edges: one belongs to the bins on both sides.
             i = int(t // bin_s)
             for j in {min(i, n - 1), min(max(math.ceil(t / bin_s) - 1, 0), n - 1)}:
@@ -210,32 +211,25 @@ class ReplicasRun(SimRun):
         }
 
 
-_ops_cache: dict = {}
-
-
-def _workload(seed, duration_s, read_rate_rps, write_ratio, n_users, zipf_s, reread_after_s) -> list:
+@functools.lru_cache(maxsize=32)
+def _workload(seed, duration_s, read_rate_rps, write_ratio, n_users, zipf_s, reread_after_s: tuple) -> tuple:
     """Visitors' reads of Zipf-popular profiles, users saving their own profile, and their re-reads."""
     # The ops depend only on the traffic knobs, so a Play panel that moves a replication
     # knob reuses them; they come from their own Sim so the replication run draws from an
     # RNG in the same state whether or not the ops were cached.
-    key = (seed, duration_s, read_rate_rps, write_ratio, n_users, zipf_s, reread_after_s)
-    if key not in _ops_cache:
-        if len(_ops_cache) > 32:
-            _ops_cache.clear()
-        rng = Sim(seed).rng
-        popular = Zipf(n_users, zipf_s)
-        ops, follow = [], []
-        for t in arrivals(rng, Steady(read_rate_rps / (1 - write_ratio)), 0.0, duration_s):
-            if rng.random() < write_ratio:
-                # Anyone may save their profile, popular or not; popularity shapes the reads.
-                user = rng.randint(1, n_users)
-                ops.append(Op(t, "write", user))
-                follow += [Op(t + d, "read", user, True) for d in reread_after_s if t + d < duration_s]
-            else:
-                ops.append(Op(t, "read", popular.sample(rng)))
-        follow.sort(key=lambda op: op.time_s)
-        _ops_cache[key] = list(heapq.merge(ops, follow, key=lambda op: op.time_s))
-    return _ops_cache[key]
+    rng = Sim(seed).rng
+    popular = Zipf(n_users, zipf_s)
+    ops, follow = [], []
+    for t in arrivals(rng, Steady(read_rate_rps / (1 - write_ratio)), 0.0, duration_s):
+        if rng.random() < write_ratio:
+            # Anyone may save their profile, popular or not; popularity shapes the reads.
+            user = rng.randint(1, n_users)
+            ops.append(Op(t, "write", user))
+            follow += [Op(t + d, "read", user, True) for d in reread_after_s if t + d < duration_s]
+        else:
+            ops.append(Op(t, "read", popular.sample(rng)))
+    follow.sort(key=lambda op: op.time_s)
+    return tuple(heapq.merge(ops, follow, key=lambda op: op.time_s))
 
 
 def simulate_replicas(*, seed: int = 1, duration_s: float = 30.0, replicas: int = 3, lag_s=0.2,

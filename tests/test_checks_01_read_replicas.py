@@ -407,7 +407,7 @@ def test_reference_router_reads_your_writes(mode):
 
 def test_playground_is_deterministic_and_the_ops_cache_changes_nothing():
     first = lk.replicas_playground(lag_s=0.8, read_your_writes="sticky")
-    replication._ops_cache.clear()
+    replication._workload.cache_clear()
     again = lk.replicas_playground(lag_s=0.8, read_your_writes="sticky")
     assert first.trace.to_rows() == again.trace.to_rows()
     assert first.summary() == again.summary()

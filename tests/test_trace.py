@@ -252,6 +252,7 @@ def test_the_columnar_trace_reads_like_a_plain_list_of_events(steps, since):
         assert trace.select(component, event, value=1) == [e for e in mine if e.fields["value"] == 1]
         assert trace.times(component, event) == [e.time_s for e in mine]
         assert trace.fields(component, event) == [e.fields for e in mine]
+        assert list(trace.timed(component, event)) == [(e.time_s, e.fields) for e in mine]
         assert trace.count(component, event) == len(mine)
     assert trace.select(event="read") == [e for e in reference if e.event == "read"]
     later = [e for e in reference[since:] if e.event == "read"]
