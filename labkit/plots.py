@@ -1,4 +1,4 @@
-"""Plot helpers: time series with state bands and latency percentiles, in a colour-blind-safe palette (lesson 00)."""
+"""Plot helpers every lesson draws with: figures that redraw fast, bands, series, a colour-blind-safe palette (lesson 00)."""
 from __future__ import annotations
 
 import contextlib
@@ -8,8 +8,6 @@ import math
 
 # Okabe & Ito's palette: distinguishable with every common colour-vision deficiency.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
-STATE_COLOURS = {"open": "#D55E00", "half_open": "#F0E442", "closed": None}
-OUTAGE_COLOUR = "#999999"
 
 
 class Chart:
@@ -33,7 +31,7 @@ def not_drawn_while_grading(plot):
 
     @functools.wraps(plot)
     def draw(*args, **kwargs):
-        from labkit.checking import grading_child
+        from labkit.mode import grading_child
 
         return Chart(None) if grading_child() else plot(*args, **kwargs)
 
@@ -164,7 +162,8 @@ def new_figure(rows: int = 1, height_per_row: float = 2.0, width: float = 9.0, *
     return fig, list(axes)
 
 
-def shade(ax, intervals, colours: dict | None = None, label_once: set | None = None, alpha: float = 0.25) -> None:
+def shade(ax, intervals, colours: dict, label_once: set | None = None, alpha: float = 0.25,
+          labels: dict | None = None) -> None:
     """Shade (start_s, end_s, name) intervals behind a plot; names without a colour are left clear.
 
     A name's colour is any matplotlib colour, or a pair (colour, alpha) that overrides
@@ -172,13 +171,12 @@ def shade(ax, intervals, colours: dict | None = None, label_once: set | None = N
     box its own colour, not an axvspan per interval: a flapping breaker has dozens of
     intervals, and each artist is something to build and draw on every slider move. With
     `label_once`, a name not in it yet gets a legend key (an empty patch: a collection has
-    only one label) and joins it.
+    only one label), labelled `labels[name]` (default: the name), and joins it.
     """
     from matplotlib.collections import PolyCollection
     from matplotlib.colors import to_rgba
     from matplotlib.patches import Rectangle
 
-    colours = STATE_COLOURS if colours is None else colours
     rgba = {name: to_rgba(*c) if isinstance(c, tuple) and len(c) == 2 else to_rgba(c, alpha)
             for name, c in colours.items() if c is not None}
     boxes, faces, keys = [], [], []
@@ -194,8 +192,7 @@ def shade(ax, intervals, colours: dict | None = None, label_once: set | None = N
         ax.add_collection(PolyCollection(boxes, transform=ax.get_xaxis_transform(), facecolors=faces,
                                          linewidths=0, zorder=0.5), autolim=False)
     for name in keys:
-        label = f"breaker {name.replace('_', '-')}" if name in STATE_COLOURS else name
-        ax.add_artist(Rectangle((0, 0), 0, 0, facecolor=rgba[name], linewidth=0, label=label))
+        ax.add_artist(Rectangle((0, 0), 0, 0, facecolor=rgba[name], linewidth=0, label=(labels or {}).get(name, name)))
 
 
 def time_series(ax, t, values, label: str, colour_index: int = 0, **kwargs) -> None:
@@ -330,66 +327,3 @@ def fmt(value, digits: int = 0) -> str:
     if isinstance(value, float) and math.isnan(value):
         return "n/a"
     return f"{value:,.{digits}f}"
-
-
-@not_drawn_while_grading
-def plot_calls(runs, labels=None, title: str | None = None):
-    """Callers' success rate, load on the service and p99 latency over time, for one or more
-    `simulate_calls` runs, with the outage and the breaker's states shaded (lesson 03)."""
-    runs = list(runs) if isinstance(runs, (list, tuple)) else [runs]
-    labels = list(labels) if labels else [f"run {i + 1}" for i in range(len(runs))]
-    if len(labels) != len(runs):
-        raise ValueError(f"labels must have one entry per run ({len(runs)}), got {len(labels)}")
-    fig, (ax_ok, ax_load, ax_lat) = new_figure(3, 1.7, top_in=0.75)   # a legend row above the panels
-    # The outage under the breaker's states, one collection per panel; the legend keys on the top one.
-    bands = ([(*runs[0].outage, "outage")] if runs[0].outage else []) + [i for r in runs for i in r.state_intervals()]
-    colours = {"outage": (OUTAGE_COLOUR, 0.15), **STATE_COLOURS}
-    for ax in (ax_ok, ax_load, ax_lat):
-        shade(ax, bands, colours, label_once=set() if ax is ax_ok else None)
-    for i, (run, label) in enumerate(zip(runs, labels)):
-        s = run.series()
-        time_series(ax_ok, s["time_s"], [100 * v for v in s["success_rate"]], label, i)
-        time_series(ax_load, s["time_s"], s["service_load_rps"], label, i)
-        time_series(ax_lat, s["time_s"], s["p99_ms"], label, i)
-    ax_lat.set_xlim(0, runs[0].duration_s)
-    ax_ok.set_ylim(-5, 105)
-    ax_load.set_ylim(0, round_up(1.1 * peak(s["service_load_rps"] for s in (r.series() for r in runs))))
-    ax_lat.set_ylim(0, round_up(1.1 * peak(s["p99_ms"] for s in (r.series() for r in runs))))
-    ax_ok.set_ylabel("callers' success (%)")
-    ax_load.set_ylabel("calls to service (/s)")
-    ax_lat.set_ylabel("callers' p99 (ms)")
-    ax_lat.set_xlabel("time (s, simulated)")
-    # One legend, in a row above the panels: the runs' colours and the bands mean the same
-    # in every panel, and outside the axes it hides no data and is drawn with the axes layer.
-    legend_outside(ax_ok, loc="lower left", bbox_to_anchor=(0, 1.01), borderaxespad=0, fontsize=8,
-                   ncols=5, frameon=False, handlelength=1.5, columnspacing=1.2)
-    if title is None:
-        last = runs[-1].summary()
-        rec = last["recovery_s"]
-        recovered = ("no outage" if math.isnan(rec) else "callers had not recovered when the run ended"
-                     if math.isinf(rec) else f"callers recovered {fmt(rec)} s after it came back")
-        title = f"{labels[-1]}: {fmt(last['service_calls'])} calls reached the service; {recovered}"
-    fig.suptitle(title, fontsize=11)
-    return Chart(fig)
-
-
-@not_drawn_while_grading
-def plot_latency(run, title: str | None = None):
-    """Callers' p50/p95/p99 latency and the service's load over time for one run (lesson 00)."""
-    s = run.series()
-    lat = run.latency_series()
-    fig, (ax_lat, ax_load) = new_figure(2, 1.9, top_in=0.75)   # a legend row above the panels
-    latency_percentiles(ax_lat, lat["time_s"], lat["p50_ms"], lat["p95_ms"], lat["p99_ms"])
-    legend_outside(ax_lat, loc="lower left", bbox_to_anchor=(0, 1.01), borderaxespad=0, fontsize=8, ncols=3,
-                   frameon=False)
-    time_series(ax_load, s["time_s"], s["service_load_rps"], "calls to service", 1)
-    ax_load.set_xlim(0, run.duration_s)
-    ax_lat.set_ylim(0, round_up(1.1 * peak([lat["p99_ms"]])))
-    ax_load.set_ylim(0, round_up(1.1 * peak([s["service_load_rps"]])))
-    ax_load.set_ylabel("calls (/s)")
-    ax_load.set_xlabel("time (s, simulated)")
-    if title is None:
-        p99 = run.summary()["p99_ms"]
-        title = f"{fmt(run.settings['rate_rps'])} requests/s: callers' p99 latency is {fmt(p99)} ms"
-    fig.suptitle(title, fontsize=11)
-    return Chart(fig)

@@ -135,7 +135,7 @@ def play(run, show, **knobs) -> None:
     A knob is (min, max, step, default) for a slider, a list of options (first is the
     default) for a dropdown, a bool for a checkbox, or any ipywidgets value widget.
     """
-    from labkit.checking import grading_child
+    from labkit.mode import grading_child
 
     if not grading_child():
         Play(run, show, **knobs).display()
@@ -146,7 +146,8 @@ def hints(exercise_id: str):
     import ipywidgets as w
     from IPython.display import display
 
-    from labkit.checking import get, grading_child
+    from labkit.checking import get
+    from labkit.mode import grading_child
 
     if grading_child():
         return

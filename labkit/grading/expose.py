@@ -6,7 +6,8 @@ so each attribute read or method call comes back to the grader as a request. The
 serves only the names listed here: nothing
 starting with `_`, no classes, modules or functions, and no writes, so a notebook cannot
 walk from the clock to `os.system` in the grader's process. A lesson whose scenarios pass
-a new kind of object adds one `expose(...)` line here.
+a new kind of object says what of it learner code may use with `expose(...)` lines at the
+top of its own `exercises.py` (they run before any scenario does).
 """
 from __future__ import annotations
 
@@ -43,33 +44,3 @@ def _names_of(cls: type) -> frozenset[str]:
 
 # The clock a breaker, a cache TTL or a scaler reads. Not run/advance: time is the scenario's.
 expose(Sim, "now", "seed", "pending", "at", "after")
-
-
-def _lesson_01() -> None:
-    # A router reads and writes rows through the nodes. Never `execute`/`query` (raw SQL runs
-    # in the grader: SQLite's ATTACH and VACUUM INTO write files), `db` (the connection),
-    # `down`/`up` (the scenario's faults) or `sim`.
-    from labkit.db import Database, Replica, ReplicaSet
-
-    expose(ReplicaSet, "primary", "replicas", "nodes", "position", "node", "write", "read", "caught_up")
-    expose(Database, "name", "table", "position", "primary", "read", "write", "lag_s", "lag_positions",
-           "wait_for_position")
-    expose(Replica, "is_up", "lag")
-
-
-_lesson_01()
-
-
-def _lesson_02() -> None:
-    # Caches and the slow database a cache class is built around. Not `client` or `namespace`
-    # (a raw Redis connection), `flush`, `outages` (the scenario's faults) or `sim`.
-    from labkit.cache import LRUCache, RedisCache
-    from labkit.caching import SlowDatabase
-
-    expose(SlowDatabase, "query_s", "is_up", "load", "write_many", "queries", "round_trips")
-    expose(RedisCache, "name", "get", "set", "delete", "set_if_newer", "get_or_lease", "set_with_lease",
-           "hits", "misses", "hit_ratio", "default_ttl_s", "lease_ttl_s")
-    expose(LRUCache, "name", "get", "set", "delete", "hits", "misses", "hit_ratio", "max_items", "ttl_s", "keys")
-
-
-_lesson_02()

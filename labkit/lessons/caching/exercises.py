@@ -9,26 +9,23 @@ proxy, so the scenarios only construct the answer and call its methods.
 from __future__ import annotations
 
 from labkit.cache import LRUCache, RedisCache
-from labkit.caching import CacheAside, SlowDatabase, simulate_hot_key, stale_set_race
-from labkit.checking import Exercise, Fail, judge_choice, register
+from labkit.checking import Exercise, Fail, construct, judge_choice, refuse_reference, register
+from labkit.grading.expose import expose
+from labkit.lessons.caching.model import CacheAside, SlowDatabase, simulate_hot_key, stale_set_race
 from labkit.clock import Sim
+
+# What a learner's cache class may use of the grader's caches and database. Not `client` or
+# `namespace` (a raw Redis connection), `flush`, `outages` (the scenario's faults) or `sim`.
+expose(SlowDatabase, "query_s", "is_up", "load", "write_many", "queries", "round_trips")
+expose(RedisCache, "name", "get", "set", "delete", "set_if_newer", "get_or_lease", "set_with_lease",
+       "hits", "misses", "hit_ratio", "default_ttl_s", "lease_ttl_s")
+expose(LRUCache, "name", "get", "set", "delete", "hits", "misses", "hit_ratio", "max_items", "ttl_s", "keys")
 
 L1_TTL_S, L2_TTL_S = 5.0, 60.0
 
 
 def _refuse_labkit(Answer) -> None:
-    if isinstance(Answer, type) and issubclass(Answer, CacheAside):
-        raise Fail("This is labkit's own CacheAside (lk.CacheAside), the plain version the lesson breaks: "
-                   "write your own class.")
-
-
-def _construct(Answer, args, kwargs, shown: str):
-    try:
-        return Answer(*args, **kwargs)
-    except TypeError as exc:
-        name = getattr(Answer, "__name__", "your class")
-        raise Fail(f"Could not create your class as {name}({shown}):\n  {exc}\n"
-                   "Keep the parameter names of the starter cell.") from None
+    refuse_reference(Answer, CacheAside, "lk.caching.CacheAside", "CacheAside", note="the plain version the lesson breaks")
 
 
 def _none_stored(exc) -> bool:
@@ -58,7 +55,7 @@ class _Servers:
         for key in range(1, 11):
             self.db.write(key, name=f"user {key}", plan="free")
         self.l1s = [LRUCache(self.sim, 100, ttl_s=L1_TTL_S, name=f"server {i} L1") for i in (1, 2)]
-        self.apps = [_construct(Answer, (l1, self.l2, self.db), {}, "l1, l2, db") for l1 in self.l1s]
+        self.apps = [construct(Answer, l1, self.l2, self.db, shown="l1, l2, db") for l1 in self.l1s]
         self.events = self.sim.trace.events
 
     def close(self) -> None:
@@ -272,7 +269,7 @@ def _app(Answer, ttl_s):
     _refuse_labkit(Answer)
 
     def make(cache, db, clock, ttl_s=ttl_s):
-        return _construct(Answer, (cache, db, clock), {"ttl_s": ttl_s}, f"cache, db, clock, ttl_s={ttl_s:g}")
+        return construct(Answer, cache, db, clock, ttl_s=ttl_s, shown=f"cache, db, clock, ttl_s={ttl_s:g}")
 
     make.__name__ = getattr(Answer, "__name__", "your class")
     return make
@@ -539,8 +536,8 @@ class _WriteBehindRun:
         self.sim = sim = Sim(seed)
         self.cache = RedisCache(sim, "cache")
         self.db = _RecordingDatabase(sim)
-        self.wb = _construct(Answer, (self.cache, self.db), {"batch_size": BATCH_SIZE},
-                             f"cache, db, batch_size={BATCH_SIZE}")
+        self.wb = construct(Answer, self.cache, self.db, batch_size=BATCH_SIZE,
+                            shown=f"cache, db, batch_size={BATCH_SIZE}")
         self.latest: dict = {}      # key -> fields of the last acknowledged write
         self.write_errors: list = []
         self.flush_errors = 0

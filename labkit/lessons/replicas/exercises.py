@@ -9,15 +9,19 @@ from __future__ import annotations
 import itertools
 import math
 
-from labkit.checking import Exercise, Fail, register
+from labkit.checking import Exercise, Fail, clock_hint, construct, refuse_reference, register
 from labkit.clock import Sim
-from labkit.db import LagSpike, ReplicaDown, ReplicaSet, UniformLag
-from labkit.replication import ReplicaRouter
+from labkit.db import Database, LagSpike, Replica, ReplicaDown, ReplicaSet, UniformLag
+from labkit.grading.expose import expose
+from labkit.lessons.replicas.model import ReplicaRouter
 
-
-def _refuse_labkit_router(Router) -> None:
-    if isinstance(Router, type) and issubclass(Router, ReplicaRouter):
-        raise Fail("This is labkit's own router (lk.ReplicaRouter), not yours: write your own class.")
+# What a learner's router may use of the grader's objects. Never `execute`/`query` (raw SQL runs
+# in the grader: SQLite's ATTACH and VACUUM INTO write files), `db` (the connection),
+# `down`/`up` (the scenario's faults) or `sim`.
+expose(ReplicaSet, "primary", "replicas", "nodes", "position", "node", "write", "read", "caught_up")
+expose(Database, "name", "table", "position", "primary", "read", "write", "lag_s", "lag_positions",
+       "wait_for_position")
+expose(Replica, "is_up", "lag")
 
 
 class _Bench:
@@ -25,7 +29,7 @@ class _Bench:
 
     def __init__(self, Router, *, clock: bool = False, replicas: int = 3, lag=0.1, spikes=(), seed: int = 0,
                  **settings):
-        _refuse_labkit_router(Router)
+        refuse_reference(Router, ReplicaRouter, "lk.replicas.ReplicaRouter", "router")
         self.sim = Sim(seed)
         self.rs = ReplicaSet(self.sim, replicas=replicas, lag=lag, spikes=spikes)
         # The bench keeps its own lists: a router that edits replica_set.replicas in place must
@@ -34,11 +38,7 @@ class _Bench:
         self.replicas = self.nodes[1:]
         args = (self.rs, self.sim) if clock else (self.rs,)
         shown = ", ".join(["replica_set", *(["clock"] if clock else []), *(f"{k}={v!r}" for k, v in settings.items())])
-        try:
-            self.router = Router(*args, **settings)
-        except TypeError as exc:
-            raise Fail(f"Could not create your router as {Router.__name__}({shown}):\n  {exc}\n"
-                       "Keep the parameter names of the starter cell.") from None
+        self.router = construct(Router, *args, shown=shown, **settings)
         self.events = self.sim.trace.events
 
     def node(self, name: str):
@@ -511,14 +511,6 @@ def _own_writes(Router, ctx):
     return "; ".join(notes)
 
 
-def _wall_clock_note(ctx) -> str:
-    if getattr(ctx, "wall_clock_reads", 0):
-        return (f" Your code read the wall clock {ctx.wall_clock_reads} times: in a simulation seconds pass in "
-                "microseconds of real time, so a window measured with time.time() never ends. Read the time "
-                "from self.clock.now.")
-    return ""
-
-
 @ryw.scenario("other reads still go to the replicas")
 def _not_all_on_primary(Router, ctx):
     run = _SessionRun(Router, lag=0.3, seed=21)
@@ -526,7 +518,7 @@ def _not_all_on_primary(Router, ctx):
     on_primary = run.by_node["primary"]
     visitors = sum(run.visitor_by_node.values())
     if on_primary > 0.5 * total:
-        clock = _wall_clock_note(ctx)
+        clock = clock_hint(ctx, ask=False)
         raise Fail(f"The primary served {on_primary:,} of {total:,} reads ({100 * on_primary / total:.0f} %), "
                    f"including {run.visitor_by_node['primary']:,} of {visitors:,} visitors' reads. That is the "
                    "load the replicas were added to take away. Only the user who just saved needs the primary "
@@ -536,7 +528,7 @@ def _not_all_on_primary(Router, ctx):
         raise Fail(f"Users who had saved their profile more than 8 s earlier still had {primary_after} of "
                    f"{primary_after + replicas_after} reads served by the primary, long after every replica "
                    "had their save. Send a user back to the replicas once a replica can serve them."
-                   + _wall_clock_note(ctx))
+                   + clock_hint(ctx, ask=False))
     return f"the primary served {100 * on_primary / total:.0f} % of reads"
 
 

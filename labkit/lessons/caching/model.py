@@ -1,10 +1,10 @@
-"""Multi-level caching: a slow database, the Play panel, a hot key's stampede and the stale-set race (lesson 02).
+"""Lesson 02's model: a slow database, L1s and a shared L2, a hot key's stampede and the stale-set race.
 
 - `SlowDatabase` is a `Database` whose queries take `query_s` of virtual time when asked
   through `load(key, callback)`, that writes batches in one round trip (`write_many`), and
   that can be down for a while (its calls then raise `DatabaseDown`).
-- `simulate_caching` runs read/write traffic through app servers that each have an
-  in-process L1 and share an L2; `caching_playground` / `show_caching` are the Play panel.
+- `simulate` runs read/write traffic through app servers that each have an
+  in-process L1 and share an L2 (the Play panel's model).
 - `simulate_hot_key` sends a hot key's traffic through app servers built from any class
   with the lesson's `get(key, reply)` protocol; `CacheAside` is the plain version whose
   expiry stampedes. `stale_set_race` scripts the cache-aside race on the virtual clock.
@@ -19,9 +19,19 @@ from labkit import validate
 from labkit.cache import LRUCache, RedisCache
 from labkit.clock import Sim
 from labkit.db import Database
+from labkit.knobs import Knob, Knobs
 from labkit.plots import not_drawn_while_grading
-from labkit.trace import SimRun
+from labkit.run import Run, as_runs
 from labkit.workload import Steady, Zipf, arrivals, drive_workload, make_workload
+
+KNOBS = Knobs(
+    Knob("ttl_s", 1.0, 120.0, 1.0, 30.0, unit="s", label="L2 ttl s"),
+    Knob("l1_items", 0, 500, 10, 50, label="L1 items"),
+    Knob("l1_ttl_s", 0.5, 30.0, 0.5, 2.0, unit="s", label="L1 ttl s"),
+    Knob("zipf_s", 0.0, 1.6, 0.1, 1.0),
+    Knob("write_ratio", 0.0, 0.5, 0.05, 0.05),
+    Knob("servers", 1, 16, 1, 4),
+)
 
 
 class DatabaseDown(RuntimeError):
@@ -128,8 +138,8 @@ LEVELS = ("l1", "l2", "db")
 
 
 @dataclass
-class CachingRun(SimRun):
-    """The result of `simulate_caching`: the simulation, its settings, and summaries read from the trace (lesson 02)."""
+class CachingRun(Run):
+    """The result of `lk.caching.simulate`: the simulation, its settings, and summaries read from the trace (lesson 02)."""
 
     sim: Sim
     duration_s: float
@@ -142,26 +152,17 @@ class CachingRun(SimRun):
         return self._once(key, lambda: self._series(bin_s))
 
     def _series(self, bin_s: float) -> dict:
-        validate.number("bin_s", bin_s, lo=0, lo_open=True)
-        n = max(1, math.ceil(self.duration_s / bin_s - 1e-9))
-        served = {level: [0] * n for level in LEVELS}
-        stale, writes = [0] * n, [0] * n
-        trace = self.trace   # the app records one event per request; its columns, no Event built each
-        for t, f in trace.timed("app", "read"):
-            i = int(t // bin_s)
-            if i < n:
-                served[f["level"]][i] += 1
-                stale[i] += f["stale"]
-        for t in trace.times("app", "write"):
-            i = int(t // bin_s)
-            if i < n:
-                writes[i] += 1
+        # The app records one event per request: per bin, who served each read, and how many were stale.
+        levels = self.per_bin("app", "read", bin_s, "level", reduce=list)
+        served = {level: [group.count(level) for group in levels] for level in LEVELS}
+        stale = self.per_bin("app", "read", bin_s, "stale")
+        writes = self.per_bin("app", "write", bin_s)
         reads = [sum(v) for v in zip(*served.values())]
         pct = lambda part: [100 * p / r if r else math.nan for p, r in zip(part, reads)]  # noqa: E731
         # Per second: the database answers its reads and every write.
         rps = {"l1": served["l1"], "l2": served["l2"], "db": [r + w for r, w in zip(served["db"], writes)]}
         return {
-            "time_s": [i * bin_s for i in range(n)],
+            "time_s": self.bin_starts(bin_s),
             "served_pct": {lv: pct(served[lv]) for lv in LEVELS},
             "served_rps": {lv: [v / bin_s for v in rps[lv]] for lv in LEVELS},
             # The database runs every read that missed both caches, and every write.
@@ -214,7 +215,8 @@ def _caching_ops(seed, duration_s, rate_rps, n_keys, zipf_s, write_ratio) -> tup
                                write_fraction=write_ratio))
 
 
-def simulate_caching(*, seed: int = 1, duration_s: float = 60.0, rate_rps: float = 50.0, n_keys: int = 1000,
+@KNOBS.validates
+def simulate(*, seed: int = 1, duration_s: float = 60.0, rate_rps: float = 50.0, n_keys: int = 1000,
                      zipf_s: float = 1.0, write_ratio: float = 0.05, servers: int = 4, l1_items: int = 50,
                      l1_ttl_s: float = 2.0, l2: bool = True, ttl_s: float = 30.0, l2_backend: str = "model",
                      bin_s: float = 2.0) -> CachingRun:
@@ -236,12 +238,6 @@ def simulate_caching(*, seed: int = 1, duration_s: float = 60.0, rate_rps: float
     validate.number("duration_s", duration_s, lo=1, hi=600)
     validate.number("rate_rps", rate_rps, lo=1, hi=2000)
     validate.number("n_keys", n_keys, lo=1, hi=100_000, integer=True)
-    validate.number("zipf_s", zipf_s, lo=0, hi=3)
-    validate.number("write_ratio", write_ratio, lo=0, hi=1)
-    validate.number("servers", servers, lo=1, hi=32, integer=True)
-    validate.number("l1_items", l1_items, lo=0, hi=100_000, integer=True)
-    validate.number("l1_ttl_s", l1_ttl_s, lo=0, lo_open=True)
-    validate.number("ttl_s", ttl_s, lo=0, lo_open=True)
     validate.choice("l2_backend", l2_backend, ("model", "redis"))
     validate.number("bin_s", bin_s, lo=0.1, hi=duration_s)
     ops = _caching_ops(seed, float(duration_s), float(rate_rps), n_keys, float(zipf_s), float(write_ratio))
@@ -303,107 +299,6 @@ def simulate_caching(*, seed: int = 1, duration_s: float = 60.0, rate_rps: float
     return CachingRun(sim, float(duration_s), settings)
 
 
-def _pct(value: float, digits: int = 0) -> str:
-    return "n/a" if value != value else f"{100 * value:.{digits}f} %"
-
-
-def summarize_caching(runs: dict):
-    """A table comparing `simulate_caching` runs side by side, one column per label (lesson 02)."""
-    from labkit.widgets import Table
-
-    validate.runs(runs, CachingRun, "simulate_caching")
-    sums = {label: run.summary() for label, run in runs.items()}
-    values = list(sums.values())
-    rows = {
-        "L1 hit ratio (each server's own)": [_pct(s["l1_hit_ratio"]) for s in values],
-        "... if it held just the most popular keys": [_pct(s["ideal_l1_hit_ratio"]) if run.settings["l1_items"]
-                                                      else "n/a" for run, s in zip(runs.values(), values)],
-        "L2 hit ratio (of L1 misses)": [_pct(s["l2_hit_ratio"]) for s in values],
-        "reads served by L1 / L2 / database": [" / ".join(_pct(s[f"{lv}_share"]) for lv in LEVELS) for s in values],
-        "database load (mean)": [f"{s['db_qps']:,.0f} queries/s" for s in values],
-        "database load (busiest second)": [f"{s['db_peak_qps']:,.0f} queries/s" for s in values],
-        "database load without caches": [f"{s['uncached_qps']:,.0f} queries/s" for s in values],
-        "L2 load (gets, fills, deletes)": ["n/a" if not run.settings["l2"] else f"{s['l2_ops_per_s']:,.0f} requests/s"
-                                           for run, s in zip(runs.values(), values)],
-        "stale reads (an L1 held an old version)": [_pct(s["stale_share"], 1) for s in values],
-        "mean read latency": [f"{s['mean_latency_ms']:.2f} ms" for s in values],
-    }
-    return Table(rows, columns=list(runs))
-
-
-@not_drawn_while_grading
-def plot_caching(run: CachingRun, title: str | None = None):
-    """Requests per second answered by each level (L1, L2, the database) over time, for one run (lesson 02).
-
-    The bands are stacked with the database at the bottom, so its band's height is the
-    database's load (its reads and every write) and the top of the stack the load it
-    would carry without caches.
-    """
-    from matplotlib.ticker import MaxNLocator, MultipleLocator
-
-    from labkit.plots import PALETTE, Chart, fmt, legend_outside, new_figure, round_up
-
-    if not isinstance(run, CachingRun):
-        raise ValueError(f"run must be what simulate_caching returns, got {run!r}")
-    s = run.series()
-    end = run.duration_s
-    t = [*s["time_s"], end]
-
-    def steps(values):
-        # A step plot ends where its last bin starts; repeat the last value so it reaches the end.
-        return [*values, values[-1]]
-
-    # One panel: every text and tick costs drawing time on each slider move.
-    fig, (ax,) = new_figure(1, 2.6, right=0.82)   # room for the legend beside the bands, which fill the axes
-    bands = (("db", "database\n(and all writes)", PALETTE[5]), ("l2", "L2 (shared)", PALETTE[0]),
-             ("l1", "L1 (own server)", PALETTE[2]))
-    low = [0.0] * len(t)
-    for level, label, colour in bands:
-        high = [a + b for a, b in zip(low, steps(s["served_rps"][level]))]
-        ax.fill_between(t, low, high, step="post", color=colour, alpha=0.85, linewidth=0, label=label)
-        low = high
-    handles, labels = ax.get_legend_handles_labels()
-    legend_outside(ax, handles[::-1], labels[::-1], loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8,
-                   frameon=False)
-    ax.set_xlim(0, end)
-    ax.set_ylim(0, round_up(1.1 * max(low)))
-    # Few ticks: each is a label, a tick line and a grid line to draw on every slider move.
-    ax.xaxis.set_major_locator(MultipleLocator(20 if end > 40 else 10))
-    ax.yaxis.set_major_locator(MaxNLocator(4))
-    ax.set_ylabel("requests/s answered by")
-    ax.set_xlabel("time (s, simulated)")
-    if title is None:
-        sm = run.summary()
-        shares = ", ".join(f"{name} {fmt(100 * sm[f'{lv}_share'])} %" for lv, name in
-                           (("l1", "L1"), ("l2", "L2"), ("db", "the database")))
-        title = (f"Reads served by {shares}: {fmt(sm['db_qps'])} queries/s instead of "
-                 f"{fmt(sm['uncached_qps'])}")
-        if sm["stale_share"] >= 0.0005:
-            title += f"; {fmt(100 * sm['stale_share'], 1)} % stale"
-    fig.suptitle(title, fontsize=10)
-    return Chart(fig)
-
-
-def caching_playground(*, ttl_s: float = 30.0, l1_items: int = 50, l1_ttl_s: float = 2.0, zipf_s: float = 1.0,
-                       write_ratio: float = 0.05, servers: int = 4, seed: int = 1) -> CachingRun:
-    """Lesson 02's Play panel: a minute of profile traffic through L1s on `servers` app servers and a shared L2."""
-    validate.number("ttl_s", ttl_s, lo=0, lo_open=True, hi=600)
-    validate.number("l1_items", l1_items, lo=0, hi=1000, integer=True)
-    validate.number("l1_ttl_s", l1_ttl_s, lo=0, lo_open=True, hi=600)
-    validate.number("zipf_s", zipf_s, lo=0, hi=2)
-    validate.number("write_ratio", write_ratio, lo=0, hi=0.5)
-    validate.number("servers", servers, lo=1, hi=16, integer=True)
-    run = simulate_caching(seed=seed, ttl_s=ttl_s, l1_items=l1_items, l1_ttl_s=l1_ttl_s, zipf_s=zipf_s,
-                           write_ratio=write_ratio, servers=servers)
-    run.summary()
-    return run
-
-
-def show_caching(run: CachingRun):
-    """(table, chart) for one run: what lesson 02's Play panel displays."""
-    return summarize_caching({"this run": run}), plot_caching(run)
-
-
 # --------------------------------------------------------------------------------------------
 # Break it: the lesson's protocol, the hot-key stampede and the stale-set race
 #
@@ -457,7 +352,7 @@ def _app_factory(app):
 
 
 @dataclass
-class HotKeyRun(SimRun):
+class HotKeyRun(Run):
     """The result of `simulate_hot_key`: the simulation, its settings, and what the trace shows (lesson 02)."""
 
     sim: Sim
@@ -551,11 +446,11 @@ def simulate_hot_key(app=None, *, servers: int = 4, rate_rps: float = 200.0, ttl
     return HotKeyRun(sim, settings, answers)
 
 
-def summarize_hot_key(runs: dict):
+def summarize_hot_key(runs):
     """A table comparing `simulate_hot_key` runs side by side, one column per label (lesson 02)."""
     from labkit.widgets import Table
 
-    validate.runs(runs, HotKeyRun, "simulate_hot_key")
+    runs = as_runs(runs, HotKeyRun, "lk.caching.simulate_hot_key")
     sums = [run.summary() for run in runs.values()]
     rows = {
         "requests for the hot key": [s["requests"] for s in sums],
@@ -570,19 +465,18 @@ def summarize_hot_key(runs: dict):
 
 
 @not_drawn_while_grading
-def plot_hot_key(runs, labels=None, title: str | None = None):
-    """Database queries in flight for the hot key over time, for one or more `simulate_hot_key` runs (lesson 02)."""
+def plot_hot_key(runs, title: str | None = None):
+    """Database queries in flight for the hot key over time, one line per run: a run, or a dict of label -> run (lesson 02).
+
+    A single run is labelled with the name of its app class."""
     from matplotlib.ticker import MaxNLocator
 
     from labkit.plots import Chart, PALETTE, fmt, new_figure, round_up
 
-    runs = list(runs) if isinstance(runs, (list, tuple)) else [runs]
-    for run in runs:
-        if not isinstance(run, HotKeyRun):
-            raise ValueError(f"runs must be what simulate_hot_key returns, got {run!r}")
-    labels = list(labels) if labels else [run.settings["app"] for run in runs]
-    if len(labels) != len(runs):
-        raise ValueError(f"labels must have one entry per run ({len(runs)}), got {len(labels)}")
+    if isinstance(runs, HotKeyRun):
+        runs = {runs.settings["app"]: runs}
+    runs = validate.runs(runs, HotKeyRun, "lk.caching.simulate_hot_key")
+    labels, runs = list(runs), list(runs.values())
     fig, (ax,) = new_figure(1, 2.4)
     end = max(run.settings["duration_s"] for run in runs)
     for i, (run, label) in enumerate(zip(runs, labels)):
@@ -607,7 +501,7 @@ def plot_hot_key(runs, labels=None, title: str | None = None):
 
 
 @dataclass
-class RaceRun(SimRun):
+class RaceRun(Run):
     """The result of `stale_set_race`: what each visitor saw, and the calls behind it (lesson 02)."""
 
     sim: Sim

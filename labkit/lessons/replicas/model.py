@@ -1,9 +1,9 @@
-"""Read/write splitting over a primary and its replicas, and the Play panel of lesson 01.
+"""Lesson 01's model: read/write splitting over a primary and its replicas.
 
 `ReplicaRouter` is labkit's reference router: writes and strong reads go to the primary,
 other reads rotate over the replicas that are up and not too far behind, and a user's
 own writes can be made visible to them (a sticky window or a session token).
-`simulate_replicas` runs a read-heavy profile service on a `ReplicaSet` through a
+`simulate` runs a read-heavy profile service on a `ReplicaSet` through a
 router; `ReplicasRun` reads per-node load, replica lag and stale reads from the trace.
 """
 from __future__ import annotations
@@ -17,9 +17,18 @@ from dataclasses import dataclass, field
 from labkit import validate
 from labkit.clock import Sim
 from labkit.db import ExponentialLag, ReplicaSet, UniformLag
-from labkit.plots import not_drawn_while_grading
-from labkit.trace import SimRun
+from labkit.knobs import Choice, Knob, Knobs
+from labkit.run import Run
 from labkit.workload import Op, Steady, Zipf, arrivals, drive_workload
+
+KNOBS = Knobs(
+    Knob("replicas", 0, 6, 1, 3),
+    Knob("lag_s", 0.0, 3.0, 0.1, 0.2, unit="s"),
+    Knob("write_ratio", 0.0, 0.3, 0.02, 0.1),
+    Knob("read_rate_rps", 50.0, 400.0, 25.0, 200.0, unit="reads/s"),
+    Knob("max_lag_s", 0.1, 5.0, 0.1, 1.0, unit="s"),
+    Choice("read_your_writes", {"off": None, "sticky": "sticky", "token": "token"}),
+)
 
 WHEN_ALL_LAGGING = ("primary", "least_behind")
 READ_YOUR_WRITES = (None, "sticky", "token")
@@ -109,8 +118,8 @@ class ReplicaRouter:
 
 
 @dataclass
-class ReplicasRun(SimRun):
-    """The result of `simulate_replicas`: the simulation, its replica set and router, and summaries read from the trace (lesson 01)."""
+class ReplicasRun(Run):
+    """The result of `lk.replicas.simulate`: the simulation, its replica set and router, and summaries read from the trace (lesson 01)."""
 
     sim: Sim
     replica_set: ReplicaSet
@@ -128,32 +137,21 @@ class ReplicasRun(SimRun):
         return self._once(key, lambda: self._series(bin_s))
 
     def _series(self, bin_s: float) -> dict:
-        validate.number("bin_s", bin_s, lo=0, lo_open=True)
-        n = max(1, math.ceil(self.duration_s / bin_s - 1e-9))
+        n = len(self.bin_starts(bin_s))
         names = self.node_names
-        reads = {name: [0] * n for name in names}
-        lag = {name: [0.0] * n for name in names[1:]}
-        writes, stale, total, own, own_stale = [0] * n, [0] * n, [0] * n, [0] * n, [0] * n
         trace = self.trace
-        # Kind by kind, from the trace's columns: no Event is built for the tens of thousands of reads.
+        reads = {name: [0] * n for name in names}
+        stale, total = [0] * n, [0] * n
         for node in trace.components("read"):
-            served = reads[node]
-            for t, f in trace.timed(node, "read"):
-                i = int(t // bin_s)
-                if i < n:
-                    served[i] += 1
-                    total[i] += 1
-                    stale[i] += f["stale"]
+            served = self.per_bin(node, "read", bin_s)
+            reads[node] = [a + b for a, b in zip(reads[node], served)]
+            total = [a + b for a, b in zip(total, served)]
+            stale = [a + b for a, b in zip(stale, self.per_bin(node, "read", bin_s, "stale"))]
+        writes = [0] * n
         for writer in trace.components("write"):
-            for t in trace.times(writer, "write"):
-                i = int(t // bin_s)
-                if i < n:
-                    writes[i] += 1
-        for t, f in trace.timed("app", "own_read"):
-            i = int(t // bin_s)
-            if i < n:
-                own[i] += 1
-                own_stale[i] += f["stale"]
+            writes = [a + b for a, b in zip(writes, self.per_bin(writer, "write", bin_s))]
+        own, own_stale = self.per_bin("app", "own_read", bin_s), self.per_bin("app", "own_read", bin_s, "stale")
+        lag = {name: [0.0] * n for name in names[1:]}
         for t, f in trace.timed("monitor", "status"):
             # The monitor's samples fall on bin edges: one belongs to the bins on both sides.
             i = int(t // bin_s)
@@ -232,7 +230,7 @@ def _workload(seed, duration_s, read_rate_rps, write_ratio, n_users, zipf_s, rer
     return tuple(heapq.merge(ops, follow, key=lambda op: op.time_s))
 
 
-def simulate_replicas(*, seed: int = 1, duration_s: float = 30.0, replicas: int = 3, lag_s=0.2,
+def simulate(*, seed: int = 1, duration_s: float = 30.0, replicas: int = 3, lag_s=0.2,
                       read_rate_rps: float = 200.0, write_ratio: float = 0.1, n_users: int = 10_000,
                       zipf_s: float = 1.0, reread_after_s=(0.5,), spikes=(), max_lag_s: float | None = None,
                       when_all_lagging: str = "primary", read_your_writes: str | None = None,
@@ -250,9 +248,13 @@ def simulate_replicas(*, seed: int = 1, duration_s: float = 30.0, replicas: int 
     """
     validate.number("seed", seed, integer=True)
     validate.number("duration_s", duration_s, lo=1, hi=600)
-    validate.number("replicas", replicas, lo=0, hi=8, integer=True)
-    validate.number("read_rate_rps", read_rate_rps, lo=1, hi=5000)
-    validate.number("write_ratio", write_ratio, lo=0, hi=0.9)
+    for name, value in (("replicas", replicas), ("read_rate_rps", read_rate_rps), ("write_ratio", write_ratio)):
+        KNOBS[name].check(value)
+    read_your_writes = KNOBS["read_your_writes"].check(read_your_writes)   # "off" means None
+    if max_lag_s is not None:
+        KNOBS["max_lag_s"].check(max_lag_s)
+    if not isinstance(lag_s, (ExponentialLag, UniformLag)):
+        KNOBS["lag_s"].check(lag_s)
     validate.number("n_users", n_users, lo=1, hi=1_000_000, integer=True)
     validate.number("zipf_s", zipf_s, lo=0, hi=5)
     if router is not None and not callable(router):
@@ -267,7 +269,7 @@ def simulate_replicas(*, seed: int = 1, duration_s: float = 30.0, replicas: int 
     if isinstance(lag_s, (ExponentialLag, UniformLag)):
         lag = lag_s
     else:
-        lag = float(validate.number("lag_s", lag_s, lo=0, hi=60))
+        lag = float(lag_s)
     ops = _workload(seed, float(duration_s), float(read_rate_rps), float(write_ratio), n_users,
                     float(zipf_s), reread_after_s)
     sim = Sim(seed)
@@ -314,128 +316,3 @@ def simulate_replicas(*, seed: int = 1, duration_s: float = 30.0, replicas: int 
                     read_your_writes=read_your_writes, sticky_s=sticky_s,
                     node_capacity_qps=node_capacity_qps, bin_s=bin_s, spikes=tuple(spikes))
     return ReplicasRun(sim, rs, rt, float(duration_s), settings)
-
-
-def replicas_playground(*, replicas: int = 3, lag_s: float = 0.2, write_ratio: float = 0.1,
-                        read_rate_rps: float = 200.0, max_lag_s: float = 1.0, read_your_writes: str = "off",
-                        seed: int = 1) -> ReplicasRun:
-    """The profile service for lesson 01's Play panel: 12 s of traffic through labkit's router."""
-    validate.number("replicas", replicas, lo=0, hi=6, integer=True)
-    validate.number("lag_s", lag_s, lo=0, hi=10)
-    validate.number("write_ratio", write_ratio, lo=0, hi=0.3)
-    validate.number("read_rate_rps", read_rate_rps, lo=10, hi=400)
-    validate.number("max_lag_s", max_lag_s, lo=0, lo_open=True, hi=60)
-    validate.choice("read_your_writes", read_your_writes, ("off", "sticky", "token"))
-    return simulate_replicas(seed=seed, duration_s=12.0, replicas=replicas, lag_s=lag_s,
-                             read_rate_rps=read_rate_rps, write_ratio=write_ratio, max_lag_s=max_lag_s,
-                             read_your_writes=None if read_your_writes == "off" else read_your_writes,
-                             node_capacity_qps=150.0)
-
-
-def _pct(value: float) -> str:
-    return "n/a" if value != value else f"{100 * value:.1f} %"
-
-
-def summarize_replicas(runs: dict):
-    """A table comparing `simulate_replicas` runs side by side, one column per label (lesson 01)."""
-    from labkit.widgets import Table
-
-    validate.runs(runs, ReplicasRun, "simulate_replicas")
-    sums = {label: run.summary() for label, run in runs.items()}
-
-    def util(mean, peak):
-        return "n/a" if mean != mean else f"{100 * mean:.0f} % (peak {100 * peak:.0f} %)"
-
-    rows = {
-        "reads served by the primary": [_pct(s["primary_read_share"]) for s in sums.values()],
-        "primary load (of capacity)": [util(s["primary_utilisation"], s["primary_peak_utilisation"])
-                                       for s in sums.values()],
-        "busiest replica load": [util(s["replica_utilisation"], s["replica_peak_utilisation"])
-                                 for s in sums.values()],
-        "stale reads (of all reads)": [_pct(s["stale_share"]) for s in sums.values()],
-        "users who saw their old profile": [f"{s['own_stale']:,} of {s['own_reads']:,}" for s in sums.values()],
-        "reads while every replica lagged": [s["degraded_reads"] for s in sums.values()],
-        "worst replica lag": [f"{s['max_lag_s']:.1f} s" for s in sums.values()],
-    }
-    return Table(rows, columns=list(runs))
-
-
-@not_drawn_while_grading
-def plot_replicas(run: ReplicasRun, title: str | None = None):
-    """Load per node, replica lag, and stale reads over time for one `simulate_replicas` run (lesson 01)."""
-    from matplotlib.ticker import MaxNLocator
-
-    from labkit.plots import PALETTE, Chart, fmt, legend_outside, new_figure, round_up, time_series
-
-    if not isinstance(run, ReplicasRun):
-        raise ValueError(f"run must be what simulate_replicas returns, got {run!r}")
-    s, per_s = run.series(0.5), run.series(1.0)   # load is counted per second: steadier
-    end = run.duration_s
-
-    def steps(times, values):
-        # A step plot ends where its last bin starts; repeat the last value so it reaches the end.
-        return [*times, end], [*values, values[-1]]
-
-    t = s["time_s"]
-    # Legends beside the panels: they hide no data, and are drawn once.
-    fig, (ax_load, ax_lag, ax_stale) = new_figure(3, 1.55, right=0.8)
-    beside = dict(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False)
-    # Text is most of a figure's drawing time: few ticks, and legends outside the axes,
-    # where png() draws them with the axes layer. Round robin gives the replicas the same
-    # load, so they are one line (their average) and a band (their range) rather than
-    # lines hiding each other.
-    load, ts = per_s["load_qps"], per_s["time_s"]
-    time_series(ax_load, *steps(ts, load["primary"]), "primary", 0)
-    replicas = [load[name] for name in run.node_names[1:]]
-    if replicas:
-        low, high = [min(v) for v in zip(*replicas)], [max(v) for v in zip(*replicas)]
-        ax_load.fill_between(*steps(ts, low), steps(ts, high)[1], step="post", color=PALETTE[1], alpha=0.3,
-                             linewidth=0)
-        time_series(ax_load, *steps(ts, [sum(v) / len(v) for v in zip(*replicas)]),
-                    "each replica" if len(replicas) > 1 else "replica", 1)
-    capacity = run.settings["node_capacity_qps"]
-    ax_load.axhline(capacity, color=PALETTE[7], linestyle="--", linewidth=1, label="node capacity")
-    ax_load.set_ylabel("load (queries/s)")
-    ax_load.set_ylim(0, round_up(max(1.3 * capacity, *(1.1 * max(v) for v in load.values()))))
-    ax_load.yaxis.set_major_locator(MaxNLocator(4, steps=[1, 2, 2.5, 5, 10]))
-    legend_outside(ax_load, **beside)
-    lags = s["lag_s"]
-    worst = max((max(v) for v in lags.values()), default=0.0)
-    if len(lags) > 1 and all(v == next(iter(lags.values())) for v in lags.values()):
-        lags = {"every replica": next(iter(lags.values()))}   # one line, not several on top of each other
-    for i, (name, values) in enumerate(lags.items()):
-        time_series(ax_lag, *steps(t, values), name, 2 + i)
-    limit = run.settings.get("max_lag_s")
-    if limit is not None and run.replica_set.replicas:
-        ax_lag.axhline(limit, color=PALETTE[7], linestyle=":", linewidth=1)
-        ax_lag.annotate("max_lag_s", (0, limit), xytext=(3, 2), textcoords="offset points", fontsize=7,
-                        va="bottom")
-    if lags and len(lags) <= 4:
-        legend_outside(ax_lag, **beside)
-    ax_lag.set_ylim(0, round_up(max(1.25 * worst, 1.25 * (limit or 0), 0.5)))
-    ax_lag.set_ylabel("replica lag (s)")
-    ax_lag.yaxis.set_major_locator(MaxNLocator(3))
-    time_series(ax_stale, *steps(t, s["stale_pct"]), "all reads", 5)
-    time_series(ax_stale, *steps(t, s["own_stale_pct"]), "users re-reading\ntheir own save", 7)
-    ax_stale.set_ylabel("stale reads (%)")
-    ax_stale.set_ylim(-5, 105)
-    ax_stale.set_yticks([0, 50, 100])
-    ax_stale.set_xlabel("time (s, simulated)")
-    ax_stale.set_xlim(0, run.duration_s)
-    legend_outside(ax_stale, **beside)
-    if title is None:
-        sm = run.summary()
-        n = run.settings["replicas"]
-        where = f"{n} replica{'s' if n != 1 else ''}"
-        head = f"{where}: primary peaked at {fmt(100 * sm['primary_peak_utilisation'])} % of capacity"
-        if n:
-            head += f", busiest replica at {fmt(100 * sm['replica_peak_utilisation'])} %"
-        title = f"{head}; {sm['own_stale']:,} of {sm['own_reads']:,} users saw their old profile"
-    fig.suptitle(title, fontsize=11)
-    return Chart(fig)
-
-
-def show_replicas(run: ReplicasRun):
-    """(table, chart) for one run: what lesson 01's Play panel displays."""
-    return summarize_replicas({"this run": run}), plot_replicas(run)
-

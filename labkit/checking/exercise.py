@@ -1,4 +1,4 @@
-"""Exercise checks: run a learner's answer in fresh seeded scenarios and judge what it does (lesson 00).
+"""Exercises: run a learner's answer in fresh seeded scenarios and judge what it does (lesson 00).
 
 A scenario is a function `fn(answer, ctx)` that drives the answer through its public
 interface only (construct it, call its methods, read its attributes) and either
@@ -13,89 +13,12 @@ import os
 import threading
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
-PASSED, FAILED, NOT_ATTEMPTED, ERROR = "passed", "failed", "not attempted", "error"
-_LABKIT_DIR = os.path.dirname(os.path.abspath(__file__))
+from labkit.checking.verdicts import ERROR, FAILED, NOT_ATTEMPTED, PASSED, Fail, Report, Result
 
-
-class Fail(Exception):
-    """Raised by a scenario: the answer did something observably wrong; the text says what."""
-
-
-@dataclass(frozen=True)
-class Result:
-    """The verdict of one scenario group: what the grader stores and the learner reads."""
-
-    exercise: str
-    scenario: str
-    status: str
-    points: float
-    max_points: float
-    message: str = ""
-    hidden: bool = False
-
-    @property
-    def passed(self) -> bool:
-        return self.status == PASSED
-
-
-@dataclass
-class Report:
-    """Every scenario result of one exercise; prints as the verdict a learner sees."""
-
-    exercise: str
-    title: str
-    results: list[Result] = field(default_factory=list)
-
-    @property
-    def score(self) -> float:
-        return sum(r.points for r in self.results)
-
-    @property
-    def max_score(self) -> float:
-        return sum(r.max_points for r in self.results)
-
-    @property
-    def status(self) -> str:
-        statuses = {r.status for r in self.results}
-        if statuses == {PASSED}:
-            return PASSED
-        if statuses == {NOT_ATTEMPTED}:
-            return NOT_ATTEMPTED
-        return ERROR if ERROR in statuses else FAILED
-
-    def to_dict(self) -> dict:
-        """Plain data for JSON: the report and each result."""
-        return {"exercise": self.exercise, "title": self.title, "status": self.status,
-                "score": self.score, "max_score": self.max_score,
-                "results": [asdict(r) for r in self.results]}
-
-    def text(self) -> str:
-        """The verdict as plain text, one line per scenario group."""
-        head = f"Exercise {self.exercise}: {self.title}"
-        if self.status == NOT_ATTEMPTED:
-            return f"{head}\n  - not attempted yet: {self.results[0].message}"
-        lines = [f"{head}: {self.score:g}/{self.max_score:g} points"]
-        mark = {PASSED: "✔", FAILED: "✘", ERROR: "!", NOT_ATTEMPTED: "-"}
-        for r in self.results:
-            lines.append(f"  {mark[r.status]} {r.scenario}" + (" (hidden)" if r.hidden else ""))
-            if r.message and r.status != PASSED:
-                lines.extend("      " + line for line in r.message.splitlines())
-        if self.status == PASSED:
-            lines.append("  All checks passed, hidden ones included." if any(r.hidden for r in self.results)
-                         else "  All checks passed. Hidden checks, if any, run when your work is graded.")
-        return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return self.text()
-
-    def _repr_html_(self) -> str:
-        import html
-        colour = {PASSED: "#1b7837", FAILED: "#b2182b", ERROR: "#b2182b", NOT_ATTEMPTED: "#555"}[self.status]
-        return (f'<pre style="border-left: 4px solid {colour}; padding-left: 8px; white-space: pre-wrap">'
-                f"{html.escape(self.text())}</pre>")
+_LABKIT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @dataclass
@@ -172,17 +95,6 @@ def _describe_exception(exc: BaseException) -> tuple[str, str]:
     return ERROR, f"The checker itself failed ({what}). This is a labkit bug: please report it."
 
 
-def judge_choice(answer, choices: dict) -> str:
-    """A multiple-choice answer ('b', 'B' or '(b)') against {letter: (right, feedback)}; a wrong one raises Fail."""
-    choice = str(answer).strip().lower().strip("()")
-    if choice not in choices:
-        raise Fail(f"ANSWER should be one of {', '.join(map(repr, choices))}; got {answer!r}.")
-    right, feedback = choices[choice]
-    if not right:
-        raise Fail(feedback)
-    return feedback
-
-
 def is_stub(answer) -> bool:
     """True for an untouched starter: `...`, a dict with `...` values, or a class/function whose bodies are all `...`."""
     if answer is ...:
@@ -236,42 +148,3 @@ class LocalContext:
         for name, real in self._saved.items():
             setattr(time, name, real)
         return False
-
-
-_REGISTRY: dict[str, Exercise] = {}
-
-
-def register(exercise: Exercise) -> Exercise:
-    """Add an exercise to the registry that `check` looks ids up in."""
-    _REGISTRY[exercise.id] = exercise
-    return exercise
-
-
-def get(exercise_id: str) -> Exercise:
-    """The registered exercise with this id (lesson exercise modules are imported on first use)."""
-    from labkit import exercises  # noqa: F401 - importing registers every lesson's exercises
-
-    try:
-        return _REGISTRY[exercise_id]
-    except KeyError:
-        known = ", ".join(sorted(_REGISTRY))
-        raise ValueError(f"exercise_id must be one of {known}; got {exercise_id!r}") from None
-
-
-def all_exercises() -> list[Exercise]:
-    """Every registered exercise, in id order."""
-    from labkit import exercises  # noqa: F401
-
-    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
-
-
-def grading_child() -> bool:
-    """True inside the batch grader's sandboxed child, where checks, plots and widgets are skipped."""
-    return os.environ.get("LABKIT_GRADING_CHILD") == "1"
-
-
-def check(exercise_id: str, answer) -> Report | None:
-    """Check a learner's answer in fresh seeded scenarios and return the verdict (lesson 00)."""
-    if grading_child():
-        return None  # the grader judges in its own process; running the checks here would only cost time
-    return get(exercise_id).run(answer)

@@ -1,9 +1,9 @@
-"""Exercise of lesson 00, start here: Little's law, checked against a simulation."""
+"""Exercise of lesson 00, start here (queueing): Little's law, checked against a simulation."""
 from __future__ import annotations
 
 from labkit.checking import Exercise, Fail, register
 from labkit.clock import Sim
-from labkit.resilience import drive_traffic
+from labkit.traffic import drive_traffic
 from labkit.service import Service
 
 littles_law = register(Exercise(

@@ -3,24 +3,21 @@ from __future__ import annotations
 
 import math
 
-from labkit.checking import Exercise, Fail, judge_choice, register
+from labkit.checking import Exercise, Fail, clock_hint, construct, judge_choice, refuse_reference, register
 from labkit.clock import Sim
-from labkit.resilience import STATES, CircuitBreaker, simulate_calls
+from labkit.lessons.breaker.model import simulate
+from labkit.resilience import STATES, CircuitBreaker
 
 
 class _Bench:
     """A scripted caller: sends calls at chosen virtual times with chosen outcomes to one breaker."""
 
     def __init__(self, Breaker, seed: int = 0, **settings):
-        _refuse_labkit_breaker(Breaker)
+        refuse_reference(Breaker, CircuitBreaker, "lk.CircuitBreaker", "breaker")
         self.sim = Sim(seed)
         self.settings = settings
         call = ", ".join(f"{k}={v!r}" for k, v in settings.items())
-        try:
-            self.breaker = Breaker(self.sim, **settings)
-        except TypeError as exc:
-            raise Fail(f"Could not create your breaker as {Breaker.__name__}(clock, {call}):\n"
-                       f"  {exc}\nKeep the parameter names of the starter cell.") from None
+        self.breaker = construct(Breaker, self.sim, shown=f"clock, {call}", **settings)
         self.reached = 0
         self.opened_at: float | None = None
 
@@ -60,20 +57,6 @@ class _Bench:
                        f"(failure_threshold={self.settings['failure_threshold']}) your breaker was "
                        f"{self.state!r}, not 'open'. Exercise 1's checks say more.")
         return self.opened_at if self.opened_at is not None else self.sim.now
-
-
-def _refuse_labkit_breaker(Breaker) -> None:
-    if isinstance(Breaker, type) and issubclass(Breaker, CircuitBreaker):
-        raise Fail("This is labkit's own breaker (lk.CircuitBreaker), not yours: write your own class.")
-
-
-def _clock_hint(ctx) -> str:
-    if getattr(ctx, "wall_clock_reads", 0):
-        return ("\nYour code read the wall clock (time.time(), time.monotonic() or similar) "
-                f"{ctx.wall_clock_reads} times. In a simulation only clock.now moves: those seconds "
-                "passed in microseconds of real time. Read the time from self.clock.now.")
-    return ("\nDoes it read the time from the clock it was given (self.clock.now)? "
-            "time.time() and datetime.now() do not move in a simulation.")
 
 
 state_machine = register(Exercise(
@@ -144,7 +127,7 @@ def _half_opens(Breaker, ctx):
                    "the moment it opened?")
     raise Fail("1000 s after opening (recovery_timeout_s=10) your breaker still refused every call: it "
                "would stay open forever. The first call after recovery_timeout_s should get through as a "
-               "trial, in state 'half_open'." + _clock_hint(ctx))
+               "trial, in state 'half_open'." + clock_hint(ctx))
 
 
 @state_machine.scenario("closes after success_threshold successful trials")
@@ -156,7 +139,7 @@ def _closes(Breaker, ctx):
         if not bench.call(ok=True):
             raise Fail(f"Trial {n} after recovery_timeout_s was refused; in 'half_open' the breaker should "
                        "let trials through until success_threshold=2 have succeeded."
-                       + ("" if n == 2 else _clock_hint(ctx)))
+                       + ("" if n == 2 else clock_hint(ctx)))
         bench.wait(0.2)
         expected = "half_open" if n == 1 else "closed"
         if bench.state != expected:
@@ -177,7 +160,7 @@ def _reopens(Breaker, ctx):
     bench.wait(opened + 10.5 - bench.sim.now)
     if not bench.call(ok=False):
         raise Fail("The first call after recovery_timeout_s was refused: it should go through as a trial."
-                   + _clock_hint(ctx))
+                   + clock_hint(ctx))
     bench.wait(0.2)
     if bench.state != "open":
         admitted = bench.call(ok=True)
@@ -229,7 +212,7 @@ def _stampede(Breaker, ctx):
                        "Refuse calls beyond the permitted trials until their outcomes arrive.")
         if trials == 0:
             raise Fail("When recovery_timeout_s ended, your breaker refused every call: no trial got "
-                       "through, so it can never close." + _clock_hint(ctx))
+                       "through, so it can never close." + clock_hint(ctx))
         if trials < max_calls:
             raise Fail(f"With half_open_max_calls={max_calls}, your breaker let only {trials} trial(s) "
                        "through when 20 calls arrived together.")
@@ -258,7 +241,7 @@ def _late_success(Breaker, ctx):
 def _releases(Breaker, ctx):
     bench = _trial_bench(Breaker, max_calls=1, success_threshold=2)
     if not bench.call(ok=True, duration_s=0.1):
-        raise Fail("The first call after recovery_timeout_s was refused." + _clock_hint(ctx))
+        raise Fail("The first call after recovery_timeout_s was refused." + clock_hint(ctx))
     bench.wait(0.2)
     if not bench.call(ok=True, duration_s=0.1):
         raise Fail("Your breaker let one trial through (half_open_max_calls=1), it succeeded, and then the "
@@ -312,11 +295,11 @@ def _simulate_tuned(tuning_answer):
     runs = []
     for seed, outage_s in zip((11, 12, 13), t["outages_s"]):
         try:
-            run = simulate_calls(seed=seed, duration_s=t["duration_s"], rate_rps=t["rate_rps"],
+            run = simulate(seed=seed, duration_s=t["duration_s"], rate_rps=t["rate_rps"],
                                  error_rate=t["error_rate"], outage_start_s=t["outage_start_s"],
                                  outage_s=outage_s,
                                  breaker=lambda clock: CircuitBreaker(clock, **tuning_answer))
-        except ValueError as exc:
+        except (TypeError, ValueError) as exc:
             raise Fail(f"labkit's breaker rejected your TUNING: {exc}") from None
         runs.append(run)
     return runs

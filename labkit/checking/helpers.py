@@ -1,0 +1,49 @@
+"""What many exercises' scenarios need: build the answer or fail, refuse labkit's own class, judge a choice."""
+from __future__ import annotations
+
+from labkit.checking.verdicts import Fail
+
+
+def judge_choice(answer, choices: dict) -> str:
+    """A multiple-choice answer ('b', 'B' or '(b)') against {letter: (right, feedback)}; a wrong one raises Fail."""
+    choice = str(answer).strip().lower().strip("()")
+    if choice not in choices:
+        raise Fail(f"ANSWER should be one of {', '.join(map(repr, choices))}; got {answer!r}.")
+    right, feedback = choices[choice]
+    if not right:
+        raise Fail(feedback)
+    return feedback
+
+
+def construct(Answer, *args, shown: str | None = None, **kwargs):
+    """`Answer(*args, **kwargs)`, or a Fail that shows the call (`shown`: how to spell the arguments)."""
+    name = getattr(Answer, "__name__", "your class")
+    if not callable(Answer):
+        raise Fail(f"Expected a class here, got {type(Answer).__name__} {Answer!r}: define a class in the "
+                   "cell above and pass the class itself (its name, without calling it).")
+    if shown is None:
+        shown = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
+    try:
+        return Answer(*args, **kwargs)
+    except TypeError as exc:
+        raise Fail(f"Could not create your class as {name}({shown}):\n  {exc}\n"
+                   "Keep the parameter names of the starter cell.") from None
+
+
+def refuse_reference(Answer, reference: type, spelled: str, what: str, note: str = "not yours") -> None:
+    """Fail if the answer is labkit's own reference class (or a subclass of it) handed in as the learner's."""
+    if isinstance(Answer, type) and issubclass(Answer, reference):
+        raise Fail(f"This is labkit's own {what} ({spelled}), {note}: write your own class.")
+
+
+def clock_hint(ctx, *, ask: bool = True) -> str:
+    """A nudge about time: the wall clock was read (said with the count), or, if `ask`, a question about it."""
+    reads = getattr(ctx, "wall_clock_reads", 0)
+    if reads:
+        return ("\nYour code read the wall clock (time.time(), time.monotonic() or similar) "
+                f"{reads} times. In a simulation only clock.now moves: those seconds "
+                "passed in microseconds of real time. Read the time from self.clock.now.")
+    if not ask:
+        return ""
+    return ("\nDoes it read the time from the clock it was given (self.clock.now)? "
+            "time.time() and datetime.now() do not move in a simulation.")
