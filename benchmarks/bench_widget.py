@@ -1,11 +1,13 @@
 """Widget response: a knob changes -> the simulation re-runs -> the figure is rendered to PNG (Agg).
 
-That is exactly `labkit.widgets.Play(run, show, **knobs).render()` after setting a control's
-value, for every `lk.play(...)` call in `solutions/*.ipynb` (found with `ast`). Nothing is
-displayed; no browser, no comm round trip: this is the kernel's share of a slider move.
+That is exactly what a lesson's `play()` panel does: `labkit.widgets.Play(PANEL.runs,
+PANEL.show, **widgets).render()` after setting a control's value, for every lesson found by
+discovery (`labkit.lessons.discover()`), with the knobs, their steps and their extreme
+settings taken from the lesson's knob declarations. Nothing is displayed; no browser, no
+comm round trip: this is the kernel's share of a slider move.
 
-Caches. A run function may memoise part of its work (breaker_playground keeps the
-no-breaker baseline per traffic setting). A knob whose move adds a cache entry is "part of
+Caches. A panel may memoise part of its work (the breaker panel keeps the no-breaker
+baseline per traffic setting). A knob whose move adds a cache entry is "part of
 the cache key": moving it is a miss in real use, so every sample of it starts from empty
 caches. A knob whose move adds no entry reuses what the default run cached, a legitimate hit
 in real use (the panel always renders the defaults first), so its samples run warm. When
@@ -22,7 +24,7 @@ import sys
 import time
 
 from benchmarks.harness import Outcome, Row, Stats, log, ms, spread_ms, verdict
-from benchmarks.notebooks import SOLUTIONS, find_play_calls, kernel_env, namespace_for
+from benchmarks.notebooks import kernel_env
 
 NAME = "widget"
 TITLE = "Widget response (knob change -> re-run -> PNG)"
@@ -35,14 +37,15 @@ WORST_BUDGET_S = 0.300  # p95 at a knob's most expensive setting (its min or max
 
 
 def _caches(namespace: dict) -> list:
-    """Module-level memo dicts (named *cache*) and functools caches in labkit and the notebook."""
+    """Module-level memo dicts (named *cache*), functools caches and Play panels (which keep a baseline) in labkit."""
     found, seen = [], set()
     scopes = [vars(m) for name, m in list(sys.modules.items())
               if m is not None and (name == "labkit" or name.startswith("labkit."))] + [namespace]
     for scope in scopes:
         for attr, obj in list(scope.items()):
             is_dict = isinstance(obj, dict) and "cache" in attr.lower()
-            is_lru = callable(getattr(obj, "cache_clear", None)) and callable(getattr(obj, "cache_info", None))
+            is_lru = (not isinstance(obj, type) and callable(getattr(obj, "cache_clear", None))
+                      and callable(getattr(obj, "cache_info", None)))
             if (is_dict or is_lru) and id(obj) not in seen:
                 seen.add(id(obj))
                 found.append(obj)
@@ -59,35 +62,6 @@ def _clear(caches) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Knob values
-
-
-def _step(spec, default):
-    """A value one step from the default: up if the range allows, else down."""
-    if isinstance(spec, tuple) and len(spec) == 4:
-        lo, hi, step, _ = spec
-        return default + step if default + step <= hi else default - step
-    if isinstance(spec, list):
-        return spec[1] if len(spec) > 1 else spec[0]
-    if isinstance(spec, bool):
-        return not default
-    return default
-
-
-def _ends(spec, default) -> list:
-    """The settings to try for the most expensive case: a slider's min and max, every option, both bools."""
-    if isinstance(spec, tuple) and len(spec) == 4:
-        ends = [spec[0], spec[1]]
-    elif isinstance(spec, list):
-        ends = list(spec)
-    elif isinstance(spec, bool):
-        ends = [True, False]
-    else:
-        ends = []
-    return [v for v in dict.fromkeys(ends) if v != default]
-
-
-# ---------------------------------------------------------------------------------------------
 
 
 def _timed_render(play, caches, cold: bool, cpu: list) -> float:
@@ -101,23 +75,17 @@ def _timed_render(play, caches, cold: bool, cpu: list) -> float:
     return wall
 
 
-def measure_call(call, n_step: int, n_end: int) -> dict:
-    """Every knob of one Play call: is it part of a cache key, its ±1-step timings, its min/max timings."""
+def measure_panel(panel, label: str, n_step: int, n_end: int) -> dict:
+    """Every knob of one lesson's panel: is it part of a cache key, its ±1-step timings, its min/max timings."""
     from labkit.widgets import Play
 
-    ns = namespace_for(call)
-    run, show = eval(call.run_src, ns), eval(call.show_src, ns)  # noqa: S307 - the course's own notebooks
-    specs = dict(call.knobs)
-    specs.update({name: eval(src, ns) for name, src in call.knob_src.items()})  # noqa: S307
-    play = Play(run, show, **specs)
-    defaults = play.values()
-    caches = _caches(ns)
+    play = Play(panel.runs, panel.show, **{k.name: k.widget() for k in panel.knobs})
+    caches = _caches({})
     play.render()  # warm up: imports, font cache, first figure
     knobs = {}
-    for name, spec in specs.items():
-        control = play.controls[name]
-        default = defaults[name]
-        step = _step(spec, default) if name in call.knobs else default
+    for knob in panel.knobs:
+        name, control, default = knob.name, play.controls[knob.name], knob.default
+        step = knob.neighbour(default)
         # Is this knob part of a cache key? Render the defaults from empty caches, then the step.
         _clear(caches)
         control.value = default
@@ -137,7 +105,7 @@ def measure_call(call, n_step: int, n_end: int) -> dict:
                 control.value = (step, default)[i % 2]
                 samples.append(_timed_render(play, caches, keyed, cpu))
         ends, ends_cpu = {}, {}
-        for value in (_ends(spec, default) if name in call.knobs else []):
+        for value in [v for v in knob.ends if v != default]:
             control.value = value
             gc.collect()
             end_cpu: list = []
@@ -148,7 +116,7 @@ def measure_call(call, n_step: int, n_end: int) -> dict:
                               "step_stats": Stats.of(samples) if samples else None,
                               "step_cpu": Stats.of(cpu) if cpu else None, "ends": ends, "ends_cpu": ends_cpu}
         worst_end = max(ends.items(), key=lambda kv: kv[1].p95) if ends else None
-        log(f"  [widget] {call.label} {name}: {_kind(knob)}, "
+        log(f"  [widget] {label} {name}: {_kind(knob)}, "
             f"step p95 {ms(knob['step_stats'].p95) if samples else 'n/a'}"
             + (f", worst end {name}={worst_end[0]} p95 {ms(worst_end[1].p95)}" if worst_end else ""))
     return knobs
@@ -170,10 +138,12 @@ def run(ctx) -> Outcome:
     # 40 moves per knob: with 20, the p95 was the slowest move or the one before it, so one
     # collector pause or a slow minute of this shared machine decided a row on its own.
     n_step, n_end = ctx.repeats(40, 6), ctx.repeats(12, 4)
-    calls = find_play_calls(SOLUTIONS)
+    from labkit import lessons
+
+    found = lessons.discover()
     out = Outcome()
-    if not calls:
-        out.rows.append(Row(NAME, "Play widgets", "none found", "", "", "not run", "no lk.play in solutions/"))
+    if not found:
+        out.rows.append(Row(NAME, "Play widgets", "none found", "", "", "not run", "no lesson in labkit/lessons"))
         return out
     out.details.append(
         f"Each sample: set one control, then `Play.render()` (run + show + PNG at 80 dpi, Agg). "
@@ -183,17 +153,18 @@ def run(ctx) -> Outcome:
         "cached; 'no cache': the run function caches nothing, every move re-simulates. "
         "Cells: wall p95 / wall median / CPU median.")
     out.details += ["", "| widget | knob | cache | ±1 step | at min | at max |", "|---|---|---|---|---|---|"]
-    for call in calls:
-        log(f"[widget] {call.label} ({call.notebook.name} cell {call.cell})")
+    for lesson in found:
+        label = f"{lesson.NOTEBOOK}: lk.{lesson.__name__.rsplit('.', 1)[-1]}.play()"
+        log(f"[widget] {label}")
         try:
-            knobs = measure_call(call, n_step, n_end)
+            knobs = measure_panel(lesson.PANEL, label, n_step, n_end)
         except Exception as exc:  # noqa: BLE001 - a broken widget is a result, not a crash of the suite
-            out.rows.append(Row(NAME, f"{call.label}", "", "", "", "ERROR", f"{type(exc).__name__}: {exc}"))
+            out.rows.append(Row(NAME, label, "", "", "", "ERROR", f"{type(exc).__name__}: {exc}"))
             continue
         for name, k in knobs.items():
             st = k["step_stats"]
             ends = [f"{_cell(s, k['ends_cpu'][v])} ({v})" for v, s in k["ends"].items()]
-            out.details.append(f"| {call.label} | {name} | {_kind(k)} | "
+            out.details.append(f"| {label} | {name} | {_kind(k)} | "
                                f"{_cell(st, k['step_cpu']) if st else 'n/a'} | "
                                + " | ".join((ends + ["", ""])[:2]) + " |")
         for keyed in (True, False):
@@ -201,20 +172,20 @@ def run(ctx) -> Outcome:
             if not group:
                 continue
             if not keyed:
-                label = "±1 step, cached baseline reused (cache hit)"
+                kind = "±1 step, cached baseline reused (cache hit)"
             elif any(k["cached"] for k in group.values()):
-                label = "±1 step, re-simulated (cache miss)"
+                kind = "±1 step, re-simulated (cache miss)"
             else:
-                label = "±1 step, re-simulated (nothing cached)"
+                kind = "±1 step, re-simulated (nothing cached)"
             worst = max(group, key=lambda n: group[n]["step_stats"].p95)
             st, cpu = group[worst]["step_stats"], group[worst]["step_cpu"]
-            out.rows.append(Row(NAME, f"{call.label}, {label}", f"p95 {ms(st.p95)}",
+            out.rows.append(Row(NAME, f"{label}, {kind}", f"p95 {ms(st.p95)}",
                                 spread_ms(st, f"CPU median {ms(cpu.median)}; worst of {len(group)} knob(s): {worst}"),
                                 f"p95 <= {ms(STEP_BUDGET_S)}", verdict(st.p95 <= STEP_BUDGET_S)))
         ends = [(n, v, s, k["ends_cpu"][v]) for n, k in knobs.items() for v, s in k["ends"].items()]
         if ends:
             name, value, st, cpu = max(ends, key=lambda e: e[2].p95)
-            out.rows.append(Row(NAME, f"{call.label}, most expensive knob setting", f"p95 {ms(st.p95)}",
+            out.rows.append(Row(NAME, f"{label}, most expensive knob setting", f"p95 {ms(st.p95)}",
                                 spread_ms(st, f"CPU median {ms(cpu.median)}; worst of {len(ends)} min/max "
                                               f"settings: {name}={value}"),
                                 f"p95 <= {ms(WORST_BUDGET_S)}", verdict(st.p95 <= WORST_BUDGET_S)))

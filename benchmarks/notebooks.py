@@ -1,20 +1,17 @@
-"""Reading the course's notebooks: the Play calls in their code cells, and headless execution with nbclient."""
+"""Reading the course's notebooks: their code cells, and headless execution with nbclient."""
 from __future__ import annotations
 
-import ast
-import builtins
 import json
 import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.harness import ROOT
 
 LESSONS, SOLUTIONS = ROOT / "lessons", ROOT / "solutions"
-LABKIT_ALIASES = ("lk", "labkit")
 
 
 def notebooks(folder: Path) -> list[Path]:
@@ -49,107 +46,6 @@ def code_cells(path: Path) -> list[tuple[int, str, str | None]]:
 def _python(source: str) -> str:
     """A cell's source without IPython magics and shell escapes, so `ast` and `exec` accept it."""
     return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
-
-
-@dataclass
-class PlayCall:
-    """One `lk.play(run, show, **knobs)` call found in a notebook's code cell."""
-
-    notebook: Path
-    cell: int
-    run_src: str
-    show_src: str
-    knobs: dict = field(default_factory=dict)       # name -> literal spec (tuple, list, bool)
-    knob_src: dict = field(default_factory=dict)    # name -> source of a non-literal spec (a widget)
-
-    @property
-    def label(self) -> str:
-        return f"{self.notebook.stem}: {self.run_src.split('.')[-1]}"
-
-
-def _is_play(func: ast.expr) -> bool:
-    if isinstance(func, ast.Attribute):
-        return func.attr == "play" and isinstance(func.value, ast.Name) and func.value.id in LABKIT_ALIASES
-    return isinstance(func, ast.Name) and func.id == "play"
-
-
-def find_play_calls(folder: Path = SOLUTIONS) -> list[PlayCall]:
-    """Every Play call in the code cells of the folder's notebooks, parsed with `ast`."""
-    found = []
-    for path in notebooks(folder):
-        for index, source, _ in code_cells(path):
-            try:
-                tree = ast.parse(_python(source))
-            except SyntaxError:
-                continue
-            for node in ast.walk(tree):
-                if not (isinstance(node, ast.Call) and _is_play(node.func)):
-                    continue
-                args = list(node.args)
-                kw = {k.arg: k.value for k in node.keywords if k.arg}
-                run = args[0] if args else kw.pop("run", None)
-                show = args[1] if len(args) > 1 else kw.pop("show", None)
-                if run is None or show is None:
-                    raise ValueError(f"{path.name} cell {index}: lk.play needs run and show, got {ast.unparse(node)}")
-                call = PlayCall(path, index, ast.unparse(run), ast.unparse(show))
-                for name, value in kw.items():
-                    try:
-                        call.knobs[name] = ast.literal_eval(value)
-                    except ValueError:
-                        call.knob_src[name] = ast.unparse(value)
-                found.append(call)
-    return found
-
-
-def _bound_names(source: str) -> set[str]:
-    """Names a cell binds at top level: defs, classes, assignments, imports."""
-    try:
-        tree = ast.parse(_python(source))
-    except SyntaxError:
-        return set()
-    names = set()
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names.update((a.asname or a.name).split(".")[0] for a in node.names)
-        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            for t in targets:
-                names.update(n.id for n in ast.walk(t) if isinstance(n, ast.Name))
-    return names
-
-
-def _free_names(*sources: str) -> set[str]:
-    names = set()
-    for src in sources:
-        names.update(n.id for n in ast.walk(ast.parse(src, mode="eval")) if isinstance(n, ast.Name))
-    return names - set(dir(builtins))
-
-
-def namespace_for(call: PlayCall) -> dict:
-    """The notebook's namespace as the Play cell sees it: the Setup cells, then any earlier cell that
-    defines a name the call uses (a notebook-defined run or show function)."""
-    ns: dict = {"__name__": "__notebook__"}
-    cells = [(i, src, sec) for i, src, sec in code_cells(call.notebook) if i < call.cell]
-    executed = set()
-
-    def execute(index, source):
-        exec(compile(_python(source), f"<{call.notebook.name} cell {index}>", "exec"), ns)
-        executed.add(index)
-
-    for index, source, section in cells:
-        if section == "Setup":
-            execute(index, source)
-    needed = _free_names(call.run_src, call.show_src, *call.knob_src.values()) - set(ns)
-    for index, source, _ in cells:
-        if needed and index not in executed and needed & _bound_names(source):
-            execute(index, source)
-            needed -= set(ns)
-    if needed:
-        raise ValueError(f"{call.notebook.name} cell {call.cell}: could not find where {sorted(needed)} "
-                         "is defined in the cells above the Play call")
-    return ns
 
 
 # ---------------------------------------------------------------------------------------------
