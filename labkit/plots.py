@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import io
 import math
+import weakref
 
 # Okabe & Ito's palette: distinguishable with every common colour-vision deficiency.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
@@ -22,8 +24,7 @@ class Chart:
     def __repr__(self) -> str:
         if self.fig is None:
             return "<Chart: not drawn while grading>"
-        title = self.fig._suptitle.get_text() if self.fig._suptitle else ""
-        return f"<Chart: {title}>"
+        return f"<Chart: {self.fig.get_suptitle()}>"
 
 
 def not_drawn_while_grading(plot):
@@ -38,33 +39,143 @@ def not_drawn_while_grading(plot):
     return draw
 
 
-_recycled: dict | None = None  # layout -> (fig, axes) while a Play panel redraws; see `recycling`
+_recycled: contextvars.ContextVar = contextvars.ContextVar("labkit_recycled", default=None)
 
 
 @contextlib.contextmanager
 def recycling(pool: dict):
-    """Inside this block `new_figure` reuses the Figure it made for the same layout last time (Play).
+    """Inside this block `new_figure` reuses the figure it made for the same layout last time (Play).
 
     Building a figure's axes and their ticks is a third of a Play redraw; wiping the artists
     off a kept figure is nearly free and draws the same PNG. Only for figures that are
-    rendered and dropped inside the block: the next redraw wipes them.
+    rendered and dropped inside the block: the next redraw wipes them. `pool` maps a
+    layout to its `LayeredFigure`; a panel keeps one pool for all its redraws.
     """
-    global _recycled
-    saved, _recycled = _recycled, pool
+    token = _recycled.set(pool)
     try:
         yield
     finally:
-        _recycled = saved
+        _recycled.reset(token)
+
+
+DPI = 80  # the resolution every labkit figure is drawn at
+KEPT_LAYERS = 4  # axes layers a figure keeps: a learner nudging a slider back and forth reuses them all
+
+
+class LayeredFigure:
+    """A figure from `new_figure`, drawn in two layers and reusable across redraws (lesson 00).
+
+    Text is most of a redraw (tick labels, axis labels, legends, titles), and a Play panel
+    moves one knob at a time. So the figure is drawn as an *axes layer* (frame, grid, ticks
+    and their labels, axis labels, axes titles, and legends placed outside the axes with
+    `legend_outside`), kept as pixels, and a *top layer* (everything else a plot adds: lines,
+    collections, patches, texts, images, legends inside the axes, the figure's title) drawn
+    on it every time. Invariants, each tested in tests/test_widgets.py:
+
+    1. `png()` looks like matplotlib drawing the figure in one pass: only where an artist of
+       the top layer overlaps one of the axes layer (a band under a grid line) may a pixel differ.
+    2. The axes layer is drawn again exactly when its `signature()` changes; the pixels of
+       the last KEPT_LAYERS signatures are kept, the least recently used dropped first.
+    3. `wipe()` removes what plot functions add and keeps the axes, their ticks and styling;
+       the colour cycle restarts, so a redraw on a wiped figure draws what a fresh one does.
+    4. An outside legend survives a wipe only until the next `png()`: kept if the redraw asks
+       for the same legend again (same labels, keys and placement), removed if it does not.
+    """
+
+    _by_figure: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+    def __init__(self, fig, axes):
+        self.fig, self.axes = fig, list(axes)
+        self.layers: dict = {}     # axes signature -> pixels of the axes layer, least recently used first
+        self.outside: dict = {}    # axes -> (its outside legend, what it was made from)
+        self.stale: set = set()    # axes whose outside legend this redraw has not asked for yet
+        LayeredFigure._by_figure[fig] = self
+
+    @classmethod
+    def of(cls, fig) -> "LayeredFigure | None":
+        """The LayeredFigure of a matplotlib figure, or None for a figure `new_figure` did not make."""
+        return cls._by_figure.get(fig)
+
+    def legend_outside(self, ax, handles, labels, kwargs: dict):
+        made_from = (tuple(labels), tuple(_key_style(h) for h in handles), repr(sorted(kwargs.items())))
+        kept = self.outside.get(ax)
+        self.stale.discard(ax)
+        if kept is not None and kept[1] == made_from and ax.get_legend() is kept[0]:
+            return kept[0]
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+        legend = ax.legend(handles, labels, **kwargs)
+        self.outside[ax] = (legend, made_from)
+        return legend
+
+    def wipe(self) -> None:
+        """Remove everything the plot functions add, keeping the axes, their ticks and their styling."""
+        for ax in self.axes:
+            for artist in _added(ax):
+                if ax in self.outside and artist is self.outside[ax][0]:
+                    self.stale.add(ax)   # kept for now: the redraw may ask for the same legend again
+                else:
+                    artist.remove()
+            ax.relim()
+            ax.set_autoscale_on(True)
+            ax.set_prop_cycle(None)  # the next unstyled line gets the first colour again, as on a fresh axes
+            ax.set_title("")
+            ax.set_xlabel("")
+            ax.set_ylabel("")
+        if self.fig.get_suptitle():
+            self.fig.suptitle("")
+
+    def _drop_stale_legends(self) -> None:
+        for ax in self.stale:
+            legend, _ = self.outside.pop(ax)
+            if ax.get_legend() is legend:
+                legend.remove()
+        self.stale.clear()
+
+    def signature(self) -> tuple:
+        """Everything the axes layer's pixels depend on; a different value draws it again."""
+        fig, sp = self.fig, self.fig.subplotpars
+        axes = tuple((ax.get_position().bounds, ax.get_xlim(), ax.get_ylim(), tuple(ax.get_xticks()),
+                      tuple(ax.get_yticks()), ax.get_xlabel(), ax.get_ylabel(), ax.get_title(), ax.get_xscale(),
+                      ax.get_yscale(), self.outside[ax][1] if ax in self.outside else ()) for ax in fig.axes)
+        return (tuple(fig.get_size_inches()), fig.dpi, (sp.left, sp.right, sp.bottom, sp.top, sp.hspace), axes)
+
+    def _top_layer(self) -> list:
+        """The artists drawn on every render, axes by axes in z-order, then the figure's texts."""
+        out = []
+        for ax in self.fig.axes:
+            outside = self.outside.get(ax, (None,))[0]
+            out += sorted((a for a in _added(ax) if a is not outside), key=lambda a: a.get_zorder())
+        return out + list(self.fig.texts)
+
+    def draw(self):
+        """Draw the figure on its canvas: the axes layer from kept pixels when it can, then the top layer."""
+        self._drop_stale_legends()
+        canvas, on_top, signature = self.fig.canvas, self._top_layer(), self.signature()
+        if signature in self.layers:
+            canvas.restore_region(self.layers[signature])
+            self.layers[signature] = self.layers.pop(signature)  # most recently used last: the oldest goes first
+        else:
+            for artist in on_top:
+                artist.set_animated(True)  # a figure's draw leaves out animated artists
+            try:
+                canvas.draw()
+            finally:
+                for artist in on_top:
+                    artist.set_animated(False)
+            self.layers[signature] = canvas.copy_from_bbox(self.fig.bbox)
+            while len(self.layers) > KEPT_LAYERS:
+                del self.layers[next(iter(self.layers))]
+        renderer = canvas.get_renderer()
+        for artist in on_top:
+            artist.draw(renderer)
+        return canvas
 
 
 def _added(ax) -> list:
     """What plot functions add to an axes (data, texts, the legend), as opposed to the axes themselves."""
     legend = ax.get_legend()
     return [*ax.collections, *ax.patches, *ax.lines, *ax.texts, *ax.images, *([legend] if legend else [])]
-
-
-_OUTSIDE = "_labkit_outside"  # on a legend made by legend_outside: what it was made from
-_STALE = "_labkit_stale"      # on a kept outside legend that the current redraw has not asked for
 
 
 def legend_outside(ax, *args, **kwargs):
@@ -78,16 +189,10 @@ def legend_outside(ax, *args, **kwargs):
     time, and hide what is under them.
     """
     handles, labels = args if args else ax.get_legend_handles_labels()
-    made_from = (tuple(labels), tuple(_key_style(h) for h in handles), repr(sorted(kwargs.items())))
-    kept = ax.get_legend()
-    if kept is not None and kept.__dict__.get(_OUTSIDE) == made_from:
-        kept.__dict__.pop(_STALE, None)
-        return kept
-    if kept is not None:
-        kept.remove()
-    legend = ax.legend(handles, labels, **kwargs)
-    legend.__dict__[_OUTSIDE] = made_from
-    return legend
+    layered = LayeredFigure.of(ax.figure)
+    if layered is None:
+        return ax.legend(handles, labels, **kwargs)
+    return layered.legend_outside(ax, handles, labels, kwargs)
 
 
 def _key_style(handle) -> tuple:
@@ -96,50 +201,33 @@ def _key_style(handle) -> tuple:
     for getter in ("get_color", "get_facecolor", "get_edgecolor", "get_linestyle", "get_linewidth", "get_alpha",
                    "get_marker", "get_drawstyle", "get_hatch"):
         if hasattr(handle, getter):
-            value = getattr(handle, getter)()
-            style.append(tuple(map(tuple, value)) if hasattr(value, "ndim") and value.ndim == 2
-                         else tuple(value) if hasattr(value, "ndim") else value)
+            style.append(_frozen(getattr(handle, getter)()))
     return tuple(style)
 
 
-def _drop_stale_legends(fig) -> None:
-    """Remove the kept outside legends that this redraw's plot did not ask for again."""
-    for ax in fig.axes:
-        legend = ax.get_legend()
-        if legend is not None and legend.__dict__.pop(_STALE, False):
-            legend.remove()
-
-
-def _wipe(fig, axes) -> None:
-    """Remove everything the plot functions add, keeping the axes, their ticks and their styling."""
-    for ax in axes:
-        for artist in _added(ax):
-            if _OUTSIDE in artist.__dict__:
-                artist.__dict__[_STALE] = True  # kept for now: the plot may ask for the same legend again
-            else:
-                artist.remove()
-        ax.relim()
-        ax.set_autoscale_on(True)
-        ax.set_prop_cycle(None)  # the next unstyled line gets the first colour again, as on a fresh axes
-        ax.set_title("")
-        ax.set_xlabel("")
-        ax.set_ylabel("")
-    if fig._suptitle is not None:
-        fig._suptitle.set_text("")
+def _frozen(value):
+    """`value` as something hashable: arrays and lists become (nested) tuples."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    return value
 
 
 def new_figure(rows: int = 1, height_per_row: float = 2.0, width: float = 9.0, *, right: float = 0.98,
                top_in: float = 0.45):
-    """A matplotlib Figure (not registered with pyplot, so nothing leaks) and its axes.
+    """A matplotlib Figure (not registered with pyplot, so nothing leaks) and its axes, drawn in two layers.
 
     `right` is where the panels end (a fraction of the width: less leaves room for legends
     beside them); `top_in` is the inches above the top panel (the title, and a legend row).
+    Inside `recycling(pool)`, the figure made for the same layout last time is wiped and reused.
     """
     layout = (rows, height_per_row, width, right, top_in)
-    if _recycled is not None and layout in _recycled:
-        fig, axes = _recycled[layout]
-        _wipe(fig, axes)
-        return fig, axes
+    pool = _recycled.get()
+    if pool is not None and layout in pool:
+        layered = pool[layout]
+        layered.wipe()
+        return layered.fig, layered.axes
     # Figures are built on matplotlib's object API, not pyplot: nothing is registered globally,
     # nothing leaks between slider moves, and no backend or display is needed to draw a PNG.
     # Imported here, not at the top: matplotlib is most of `import labkit`'s time, and the
@@ -150,15 +238,15 @@ def new_figure(rows: int = 1, height_per_row: float = 2.0, width: float = 9.0, *
     height = 0.7 + height_per_row * rows
     fig = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(fig)  # its own Agg canvas, kept: png() reuses it and the axes layer it holds
-    fig.__dict__[_LAYERED] = {}
     # Fixed margins: constrained layout costs more than the drawing itself on every slider move.
     fig.subplots_adjust(left=0.1, right=right, bottom=0.45 / height, top=1 - top_in / height, hspace=0.12)
     axes = fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
     for ax in axes:
         ax.grid(alpha=0.3, linewidth=0.6)
         ax.spines[["top", "right"]].set_visible(False)
-    if _recycled is not None:
-        _recycled[layout] = (fig, list(axes))
+    layered = LayeredFigure(fig, axes)
+    if pool is not None:
+        pool[layout] = layered
     return fig, list(axes)
 
 
@@ -210,81 +298,28 @@ def latency_percentiles(ax, t, p50, p95, p99, colour_index: int = 0, label: str 
     ax.set_ylabel("latency (ms)")
 
 
-DPI = 80  # the resolution every labkit figure is drawn at
-
-
 def png(fig) -> bytes:
     """Render a figure to PNG bytes (what the notebooks and the Play widgets display).
 
-    Text is most of a redraw: tick labels, axis labels, legends, titles. A Play panel moves
-    one knob at a time, so a figure made by `new_figure` is drawn in two layers: what
-    depends only on the axes (frame, grid, ticks and their labels, axis labels), kept as
-    pixels for the last few limits and labels the axes had (see `round_up`), and the
-    data, legends and title on top, drawn every time; a legend outside the axes
-    (`legend_outside`) belongs to the axes layer. Text is unhinted (at 80 dpi it reads the
-    same) and zlib runs at level 1; benchmarks/FINDINGS.md has the figures.
+    A figure from `new_figure` is drawn in its two layers (see `LayeredFigure`); any other
+    with matplotlib's `savefig`. Text is unhinted (at 80 dpi it reads the same) and zlib
+    runs at level 1; benchmarks/FINDINGS.md has the figures.
     """
     from matplotlib import rc_context
 
     buf = io.BytesIO()
-    _drop_stale_legends(fig)
+    layered = LayeredFigure.of(fig)
     with rc_context({"text.hinting": "no_hinting"}):
-        if _LAYERED in fig.__dict__:
+        if layered is not None:
             from PIL import Image
 
-            canvas = _draw_layers(fig)
+            canvas = layered.draw()
             # RGB: the figure is opaque, and a fourth channel is a third more bytes to compress.
             Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1) \
                 .convert("RGB").save(buf, format="png", compress_level=1)
         else:
             fig.savefig(buf, format="png", dpi=DPI, pil_kwargs={"compress_level": 1})
     return buf.getvalue()
-
-
-_LAYERED = "_labkit_layers"  # on figures from new_figure: {axes signature: pixels of the axes layer}
-KEPT_LAYERS = 4  # axes layers a figure keeps: a learner nudging a slider back and forth reuses them all
-
-
-def _draw_layers(fig):
-    canvas = fig.canvas
-    on_top = _top_layer(fig)
-    signature = _axes_signature(fig)
-    kept = fig.__dict__[_LAYERED]
-    if signature in kept:
-        canvas.restore_region(kept[signature])
-        kept[signature] = kept.pop(signature)  # most recently used last: the oldest goes first
-    else:
-        for artist in on_top:
-            artist.set_animated(True)  # a figure's draw leaves out animated artists
-        try:
-            canvas.draw()
-        finally:
-            for artist in on_top:
-                artist.set_animated(False)
-        kept[signature] = canvas.copy_from_bbox(fig.bbox)
-        while len(kept) > KEPT_LAYERS:
-            del kept[next(iter(kept))]
-    renderer = canvas.get_renderer()
-    for artist in on_top:
-        artist.draw(renderer)
-    return canvas
-
-
-def _top_layer(fig) -> list:
-    """The artists drawn on every render, axes by axes in z-order, then the figure's texts."""
-    out = []
-    for ax in fig.axes:
-        out += sorted((a for a in _added(ax) if _OUTSIDE not in a.__dict__), key=lambda a: a.get_zorder())
-    return out + list(fig.texts)
-
-
-def _axes_signature(fig) -> tuple:
-    """Everything the axes layer's pixels depend on; a different value redraws it."""
-    sp = fig.subplotpars
-    axes = tuple((ax.get_position().bounds, ax.get_xlim(), ax.get_ylim(), tuple(ax.get_xticks()),
-                  tuple(ax.get_yticks()), ax.get_xlabel(), ax.get_ylabel(), ax.get_title(),
-                  ax.get_xscale(), ax.get_yscale(), _legend_signature(ax.get_legend())) for ax in fig.axes)
-    return (tuple(fig.get_size_inches()), fig.dpi, (sp.left, sp.right, sp.bottom, sp.top, sp.hspace), axes)
 
 
 _ROUND = (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10)
@@ -309,15 +344,6 @@ def round_up(value: float) -> float:
 def peak(series) -> float:
     """The highest finite value in some series (NaN marks a bin with no data), or 1 if there is none."""
     return max((v for values in series for v in values if math.isfinite(v) and v > 0), default=1.0)
-
-
-def _legend_signature(legend) -> tuple:
-    """What an outside legend's pixels depend on: where it is, its labels and how each key is drawn."""
-    if legend is None or _OUTSIDE not in legend.__dict__:
-        return ()
-    anchor = legend.get_bbox_to_anchor()
-    return (legend._loc, anchor.bounds if anchor is not None else None,
-            tuple(t.get_text() for t in legend.texts), tuple(_key_style(h) for h in legend.legend_handles))
 
 
 def fmt(value, digits: int = 0) -> str:
