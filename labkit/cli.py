@@ -137,7 +137,26 @@ def _run_grade(args) -> int:
 
 # Subcommand name -> function adding its parser; each parser sets `run(args) -> exit code`.
 # New subcommands (check, grade) add one function and one entry here.
+def _new(sub) -> None:
+    parser = sub.add_parser("new", help="start a new lesson: its labkit package and its solution notebook",
+                            description="Write labkit/lessons/TOPIC/ (model, panel, exercises) and "
+                                        "solutions/NN_TOPIC.ipynb with the seven sections, all runnable. "
+                                        "Then: make execute (stores outputs, generates the lesson) and make test.")
+    parser.add_argument("number", help="the lesson's two-digit number, e.g. 04")
+    parser.add_argument("topic", help="its topic as a Python name, e.g. bulkhead (the notebook calls lk.TOPIC.play())")
+    parser.add_argument("--title", help="its title (default: the topic)")
+
+    def run(args):
+        from labkit.scaffold import ROOT, new_lesson
+        for path in new_lesson(args.number, args.topic, args.title):
+            print(f"wrote {path.relative_to(ROOT)}")
+        return 0
+
+    parser.set_defaults(run=run)
+
+
 SUBCOMMANDS = {
+    "new": _new,
     "assign": _assign,
     "execute": _execute,
     "check": _check,
