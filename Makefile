@@ -10,7 +10,7 @@ NBVAL := --nbval-current-env --nbval-sanitize-with $(SANITIZE)
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lab test bench assign execute clean
+.PHONY: help venv lab check test bench assign execute clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-7s %s\n", $$1, $$2}'
@@ -35,10 +35,15 @@ $(VENV)/.installed: pyproject.toml
 	@$(VENV)/bin/jupyter labextension disable --level=sys_prefix "@jupyterlab/apputils-extension:announcements" >/dev/null 2>&1
 	@touch $@
 
+# The venv's bin/ first on PATH: a terminal opened in JupyterLab then runs the README's `labkit check ...`.
 lab: venv ## start JupyterLab on the first lesson (PORT=8888); open the URL it prints
 	@echo "Starting JupyterLab on port $(PORT); open the http://127.0.0.1 URL printed below (Ctrl-C twice stops it)."
-	$(VENV)/bin/jupyter lab --no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) $(ALLOW_ROOT) \
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/jupyter lab --no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) $(ALLOW_ROOT) \
 		$(if $(wildcard $(START)),--LabApp.default_url=/lab/tree/$(START))
+
+check: venv ## check your work in one lesson as the grader will (LESSON=03, or NOTEBOOK=path/to/file.ipynb)
+	@$(if $(NOTEBOOK),,$(if $(LESSON),,echo "usage: make check LESSON=03 (or NOTEBOOK=lessons/03_circuit_breaker.ipynb)"; exit 2;))
+	$(VENV)/bin/labkit check $(or $(NOTEBOOK),$(wildcard lessons/$(LESSON)_*.ipynb))
 
 # Three pytest runs, because nbval checks outputs all-or-nothing per run. Every layer runs,
 # the last line says which failed, and so does the exit code. Empty notebook folders are skipped.
@@ -53,7 +58,7 @@ test: venv ## run every test layer: tests/, then nbval over lessons/ (lax) and s
 bench: venv ## run the benchmarks (timing lives here, not in tests)
 	$(PY) -m benchmarks
 
-assign: venv ## regenerate lessons/ from solutions/ (the one hand-edited source)
+assign: venv ## regenerate lessons/ from solutions/ (a lesson you edited is kept: labkit assign --force)
 	$(VENV)/bin/labkit assign solutions lessons
 
 execute: venv ## re-execute solutions/ in place so their stored outputs are current, then regenerate lessons/

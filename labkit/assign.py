@@ -7,8 +7,10 @@ code between `# BEGIN SOLUTION` and `# END SOLUTION` becomes one `...`; a line e
 """
 from __future__ import annotations
 
+import hashlib
 import re
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -56,7 +58,9 @@ def make_lesson(solution: nbformat.NotebookNode, name: str = "notebook") -> nbfo
     if "kernelspec" in solution.metadata:
         metadata["kernelspec"] = solution.metadata["kernelspec"]
     if "name" in solution.metadata.get("language_info", {}):
-        metadata["language_info"] = {"name": solution.metadata["language_info"]["name"]}
+        # All of it, as the kernel reports it: with less, JupyterLab fills it in on opening and
+        # marks an untouched lesson as modified.
+        metadata["language_info"] = dict(solution.metadata["language_info"])
     lesson = nbformat.v4.new_notebook(metadata=metadata)
     for index, cell in enumerate(solution.cells):
         tags = list(cell.metadata.get("tags", []))
@@ -73,11 +77,38 @@ def make_lesson(solution: nbformat.NotebookNode, name: str = "notebook") -> nbfo
         else:
             new = nbformat.v4.new_raw_cell(cell.source, **fields)
         lesson.cells.append(new)
+    lesson.metadata["labkit"] = {"generated": cells_digest(lesson)}
     return lesson
 
 
-def assign(source: str | Path, dest: str | Path) -> list[Path]:
-    """Write the lesson for a solution notebook, or for every *.ipynb directly inside a directory."""
+def cells_digest(nb) -> str:
+    """A fingerprint of a notebook's cells (their kinds and sources): what a learner's edits change."""
+    h = hashlib.sha256()
+    for cell in nb.cells:
+        h.update(f"{cell.cell_type}\0{cell.source}\0".encode())
+    return h.hexdigest()[:16]
+
+
+def edited_since_generated(path: Path, new_lesson) -> bool:
+    """True if the notebook at `path` has cells that are neither what `assign` last wrote there nor `new_lesson`'s.
+
+    A notebook with no fingerprint whose cells differ from the new lesson's counts as edited:
+    it is someone's work.
+    """
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception:  # noqa: BLE001 - unreadable is nobody's lesson to overwrite silently either
+        return True
+    current = cells_digest(nb)
+    return current not in (nb.metadata.get("labkit", {}).get("generated"), cells_digest(new_lesson))
+
+
+def assign(source: str | Path, dest: str | Path, *, force: bool = False) -> list[Path]:
+    """Write the lesson for a solution notebook, or for every *.ipynb directly inside a directory.
+
+    A lesson whose cells were edited since it was generated (a learner's answers) is left
+    alone and said so; with `force`, it is first kept as a dated copy beside it, then replaced.
+    """
     source, dest = Path(source), Path(dest)
     if not source.exists():
         raise FileNotFoundError(f"source {source} does not exist")
@@ -85,7 +116,8 @@ def assign(source: str | Path, dest: str | Path) -> list[Path]:
         if dest.is_file() or dest.suffix == ".ipynb":
             raise ValueError(f"dest must be a directory when source is one, got {dest}")
         pairs = [(path, dest / path.name) for path in sorted(source.glob("*.ipynb"))]
-        orphans = sorted({p.name for p in dest.glob("*.ipynb")} - {p.name for p, _ in pairs}) if dest.is_dir() else []
+        found = {p.name for p in dest.glob("*.ipynb") if ".edited-" not in p.name} if dest.is_dir() else set()
+        orphans = sorted(found - {p.name for p, _ in pairs})
         for name in orphans:
             print(f"warning: {dest / name} has no {source / name}; delete it or add the solution", file=sys.stderr)
     else:
@@ -99,6 +131,14 @@ def assign(source: str | Path, dest: str | Path) -> list[Path]:
         if lesson_path.exists() and lesson_path.read_text(encoding="utf-8") == text:
             print(f"unchanged {lesson_path}")
             continue
+        if lesson_path.exists() and edited_since_generated(lesson_path, lesson):
+            if not force:
+                print(f"kept {lesson_path}: its cells were edited since it was generated (someone's work?); "
+                      "`labkit assign --force` replaces it and keeps the edited one as a dated copy", file=sys.stderr)
+                continue
+            copy = lesson_path.with_name(f"{lesson_path.stem}.edited-{time.strftime('%Y%m%d-%H%M%S')}.ipynb")
+            write_atomically(copy, lesson_path.read_text(encoding="utf-8"))
+            print(f"kept the edited {lesson_path} as {copy}")
         write_atomically(lesson_path, text)
         print(f"wrote {lesson_path}")
         written.append(lesson_path)

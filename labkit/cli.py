@@ -10,12 +10,15 @@ def _assign(sub) -> None:
                             description="Write each solution notebook's lesson: solution code becomes `...`.")
     parser.add_argument("source", help="a solution notebook, or a directory of them (e.g. solutions)")
     parser.add_argument("dest", help="the lesson notebook, or a directory (e.g. lessons)")
-    parser.set_defaults(run=lambda args: _run_assign(args.source, args.dest))
+    parser.add_argument("--force", action="store_true",
+                        help="also replace lessons whose cells were edited since they were generated "
+                             "(each is kept first as NAME.edited-DATE.ipynb)")
+    parser.set_defaults(run=lambda args: _run_assign(args.source, args.dest, args.force))
 
 
-def _run_assign(source, dest) -> int:
+def _run_assign(source, dest, force: bool = False) -> int:
     from labkit.assign import assign
-    assign(source, dest)
+    assign(source, dest, force=force)
     return 0
 
 

@@ -1,13 +1,14 @@
 """`labkit assign`: solution notebooks -> learner notebooks, and lessons/ committed == generated."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from labkit.assign import make_lesson, strip_solution
+from labkit.assign import cells_digest, make_lesson, strip_solution
 from labkit.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,8 +116,11 @@ def test_outputs_cleared_and_metadata_cleaned():
     first, second = lesson.cells
     assert first.outputs == [] and first.execution_count is None
     assert first.metadata == {"tags": ["raises-exception"]} and second.metadata == {}
+    # All of language_info, as the kernel reports it (JupyterLab would fill in what is missing and mark
+    # the lesson modified); the fingerprint of its cells, so an edited lesson is never overwritten.
     assert lesson.metadata == {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-                               "language_info": {"name": "python"}}
+                               "language_info": {"name": "python", "version": "3.11.7", "mimetype": "text/x-python"},
+                               "labkit": {"generated": cells_digest(lesson)}}
     nbformat.validate(lesson)
 
 
@@ -158,3 +162,59 @@ def test_committed_lessons_match_solutions(tmp_path, capsys):
         committed = comparable(nbformat.read(lessons / name, as_version=4))
         assert generated == committed, (
             f"lessons/{name} is not what solutions/{name} generates: edit the solution, then run `make assign`")
+
+
+def _type_an_answer(path):
+    """Edit a lesson as a learner would: fill in the first `...` placeholder, save."""
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code" and "..." in c.source)
+    cell.source = cell.source.replace("...", "42  # my answer", 1)
+    nbformat.write(nb, path)
+    return cell.id
+
+
+def _still_there(path, cell_id) -> bool:
+    nb = nbformat.read(path, as_version=4)
+    return any(c.id == cell_id and "# my answer" in c.source for c in nb.cells)
+
+
+def test_no_command_that_writes_notebooks_overwrites_a_learners_edits(tmp_path, capsys):
+    shutil.copytree(ROOT / "solutions", tmp_path / "solutions")
+    assert main(["assign", str(tmp_path / "solutions"), str(tmp_path / "lessons")]) == 0
+    lesson = tmp_path / "lessons" / "03_circuit_breaker.ipynb"
+    cell_id = _type_an_answer(lesson)
+    # What `make assign` and `make execute` run (execute writes solutions/, then assigns again).
+    assert main(["assign", str(tmp_path / "solutions"), str(tmp_path / "lessons")]) == 0
+    assert main(["assign", str(tmp_path / "solutions" / lesson.name), str(lesson)]) == 0
+    assert _still_there(lesson, cell_id)
+    err = capsys.readouterr().err
+    assert f"kept {lesson}" in err and "--force" in err
+    # An untouched lesson is still regenerated.
+    other = tmp_path / "lessons" / "00_start_here.ipynb"
+    other.unlink()
+    assert main(["assign", str(tmp_path / "solutions"), str(tmp_path / "lessons")]) == 0 and other.exists()
+
+
+def test_force_replaces_an_edited_lesson_but_keeps_a_dated_copy(tmp_path, capsys):
+    shutil.copytree(ROOT / "solutions", tmp_path / "solutions")
+    main(["assign", str(tmp_path / "solutions"), str(tmp_path / "lessons")])
+    lesson = tmp_path / "lessons" / "01_read_replicas.ipynb"
+    cell_id = _type_an_answer(lesson)
+    assert main(["assign", "--force", str(tmp_path / "solutions"), str(tmp_path / "lessons")]) == 0
+    assert not _still_there(lesson, cell_id)
+    copies = list(lesson.parent.glob("01_read_replicas.edited-*.ipynb"))
+    assert len(copies) == 1 and _still_there(copies[0], cell_id)
+    assert "kept the edited" in capsys.readouterr().out
+    # The copy is not mistaken for an orphan lesson on the next run.
+    main(["assign", str(tmp_path / "solutions"), str(tmp_path / "lessons")])
+    assert "has no" not in capsys.readouterr().err
+
+
+def test_a_notebook_assign_did_not_write_is_never_replaced_silently(tmp_path, capsys):
+    shutil.copytree(ROOT / "solutions", tmp_path / "solutions")
+    (tmp_path / "lessons").mkdir()
+    mine = tmp_path / "lessons" / "02_caching.ipynb"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('my own notes')")])
+    nbformat.write(nb, mine)
+    main(["assign", str(tmp_path / "solutions"), str(tmp_path / "lessons")])
+    assert "my own notes" in mine.read_text()
