@@ -29,7 +29,8 @@ $(VENV)/.installed: pyproject.toml
 	fi
 	@echo "Installing labkit and its dependencies into $(VENV) (a few minutes the first time)"
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	@# setuptools' boxed editable-install warning is for package authors, not for learners.
+	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet -e '.[test,bench]'
 	@# No "receive Jupyter news?" toast for learners: disable announcements in this venv only
 	@# (postBuild does the same on Binder; the README gives conda users the same line).
 	@$(VENV)/bin/jupyter labextension disable --level=sys_prefix "@jupyterlab/apputils-extension:announcements" >/dev/null 2>&1
