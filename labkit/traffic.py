@@ -14,6 +14,7 @@ from labkit import validate
 from labkit.clock import Sim
 from labkit.resilience import CLOSED
 from labkit.run import Run
+from labkit.trace import percentile
 from labkit.service import Outage, Service
 
 # Bounds that keep a run finite in time and memory: 5,000 requests/s for an hour is 18 M requests.
@@ -87,9 +88,18 @@ class CallsRun(Run):
         return dict(self._once("summary", self._summary))
 
     def latency(self) -> dict:
-        """Callers' p50/p95/p99 latency in ms over the whole run."""
-        return dict(self._once("latency", lambda: {f"{q}_ms": v for q, v in
-                                                   self.percentiles("client", "request", "latency_s", scale=1000).items()}))
+        """Callers' p50/p95/p99 latency in ms, of the requests that finished within the run.
+
+        The same requests as the per-bin series (a request is recorded when it finishes), so a
+        table's p99 and the plotted p99 agree; requests still in flight when the run ends are
+        settled, but not counted.
+        """
+        def compute():
+            ended = bisect_left(self.times("client", "request"), self.duration_s)
+            data = sorted(self.column("client", "request", "latency_s")[:ended])
+            return {f"p{q}_ms": percentile(data, q) * 1000 for q in (50, 95, 99)}
+
+        return dict(self._once("latency", compute))
 
     def _summary(self) -> dict:
         outcomes = self.column("client", "request", "outcome")
