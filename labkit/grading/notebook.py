@@ -1,20 +1,18 @@
 """Reading a submitted notebook defensively, and telling which lesson it is (course tooling)."""
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
 import stat
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# A notebook is graded on its code. Its outputs (images, widget state) can make the file
-# large, so the file may be far bigger than its code: it is read up to MAX_FILE_BYTES and
-# everything but the code cells is dropped. More code than MAX_CODE_BYTES is not a lesson.
-MAX_FILE_BYTES = 256 * 1024 * 1024
+# A notebook is graded on its code. Its outputs (images, widget state) can make the file far
+# bigger than its code: a file over COPY_BYTES is parsed as it is read (ijson), keeping only
+# its code cells, up to MAX_FILE_BYTES. More code than MAX_CODE_BYTES is not a lesson.
+MAX_FILE_BYTES = 512 * 1024 * 1024
 MAX_CODE_BYTES = 4 * 1024 * 1024
 COPY_BYTES = 20 * 1024 * 1024      # a bigger file reaches the child as its code cells only
 
@@ -50,11 +48,6 @@ def _mb(size: int) -> str:
     return f"{size / 2**20:.0f} MB" if size >= 2**20 else f"{size / 2**10:.0f} KB"
 
 
-# Parsing holds the GIL, so parallel jobs gain nothing from parsing big files at once; one at
-# a time keeps the grader's memory to about twice the biggest file (its text, then its JSON).
-_ONE_BIG_FILE = threading.Lock()
-
-
 def read_submission(path: Path) -> Submission:
     """The submission at `path`; NotANotebook (TooBig) for anything that is not a v4 (or v3) notebook's code."""
     try:
@@ -68,8 +61,9 @@ def read_submission(path: Path) -> Submission:
             if info.st_size > MAX_FILE_BYTES:
                 raise TooBig(f"the file is {_mb(info.st_size)}, over {_mb(MAX_FILE_BYTES)}: too big to be a "
                              "notebook's code even with its outputs; clear its outputs and submit it again")
-            with _ONE_BIG_FILE if info.st_size > COPY_BYTES else contextlib.nullcontext():
-                return _read(f, Path(path))
+            if info.st_size > COPY_BYTES:
+                return _read_streamed(f, Path(path))
+            return _read(f, Path(path))
     except OSError as exc:
         raise NotANotebook(f"cannot read the file ({exc.strerror or exc})") from None
 
@@ -80,29 +74,81 @@ def _read(f, path: Path) -> Submission:
         raise TooBig(f"the file is over {_mb(MAX_FILE_BYTES)}: too big to be a notebook's code even with "
                      "its outputs; clear its outputs and submit it again")
     sha256 = hashlib.sha256(data).hexdigest()
-    submission = Submission(path, data if len(data) <= COPY_BYTES else b"", sha256)
     try:
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise NotANotebook(f"the file is not UTF-8 text (byte {exc.start})") from None
-        del data  # each copy goes as soon as the next exists: bytes, text, JSON, code cells
         try:
             raw = json.loads(text)
         except RecursionError:
             raise NotANotebook("the JSON is nested too deeply") from None
         except ValueError as exc:
             raise NotANotebook(f"the file is not JSON ({str(exc)[:80]})") from None
-        if isinstance(raw, dict) and isinstance(raw.get("cells"), list):
-            del text  # nbformat 4, as every JupyterLab saves; older ones are converted from the text
-            text = None
-        submission.cells = _code_cells(raw, text)
+        cells = _code_cells(raw, text)
     except NotANotebook as exc:
         exc.sha256 = sha256
         raise
-    if not submission.data:
-        submission.data = code_only(submission.cells)
-    return submission
+    return Submission(path, data, sha256, cells)
+
+
+def _read_streamed(f, path: Path) -> Submission:
+    """A big file, parsed as it is read: its outputs go by one string at a time, only the code is kept.
+
+    json.loads would hold the file's text (2 bytes a character once one is outside Latin-1)
+    and every output at once: about 3.5 times the file.
+    """
+    import ijson
+
+    digest, size = hashlib.sha256(), 0
+
+    class Hashed:
+        def read(self, n):
+            nonlocal size
+            chunk = f.read(n)
+            size += len(chunk)
+            if size > MAX_FILE_BYTES:
+                raise TooBig(f"the file is over {_mb(MAX_FILE_BYTES)}: too big to be a notebook's code even "
+                             "with its outputs; clear its outputs and submit it again")
+            digest.update(chunk)
+            return chunk
+
+    stream = Hashed()
+    cells: list[tuple[int, str]] = []
+    index, kind, parts, has_cells, worksheets, code = -1, None, [], False, False, 0
+    try:
+        try:
+            for prefix, event, value in ijson.parse(stream, buf_size=1 << 20):
+                if prefix == "cells.item":
+                    if event in ("start_map", "start_array", "string", "number", "boolean", "null"):
+                        index, kind, parts = index + 1, None, []  # every item counts, as in the notebook
+                    elif event == "end_map" and kind == "code":
+                        cells.append((index, "".join(parts)))
+                        code += len(cells[-1][1].encode("utf-8", "surrogatepass"))
+                        if code > MAX_CODE_BYTES:
+                            raise TooBig(f"its code cells hold over {_mb(MAX_CODE_BYTES)} of code: too big to be "
+                                         "a lesson notebook's code")
+                elif prefix == "cells.item.cell_type" and event == "string":
+                    kind = value
+                elif prefix == "cells.item.source":
+                    parts = [value] if event == "string" else [] if event == "start_array" else parts
+                elif prefix == "cells.item.source.item" and event == "string":
+                    parts.append(value)
+                elif prefix == "cells" and event == "start_array":
+                    has_cells, cells, index = True, [], -1  # a repeated key: the last one counts, as in json
+                elif prefix == "worksheets" and event == "start_array":
+                    worksheets = True
+        except (ijson.JSONError, UnicodeError, ValueError) as exc:
+            raise NotANotebook(f"the file is not JSON ({str(exc)[:80]})") from None
+        while stream.read(1 << 20):
+            pass  # the rest of the file, for its hash
+        if not has_cells:
+            raise NotANotebook("an nbformat 3 notebook this big is not read; open it in JupyterLab and save it "
+                               "again" if worksheets else "the JSON has no list of cells")
+    except NotANotebook as exc:
+        exc.sha256 = digest.hexdigest() if size <= MAX_FILE_BYTES else None
+        raise
+    return Submission(path, code_only(cells), digest.hexdigest(), cells)
 
 
 def _code_cells(raw, text: str | None) -> list[tuple[int, str]]:

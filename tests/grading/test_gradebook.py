@@ -8,6 +8,7 @@ notebooks, the first two in one batch.
 from __future__ import annotations
 
 import base64
+import hashlib
 import copy
 import csv
 import json
@@ -350,3 +351,29 @@ def test_a_file_too_big_to_be_a_notebook_s_code_says_so(tmp_path, monkeypatch):
     record = grade_notebook(huge, limits=LIMITS).record
     assert record["status"] == "too big"
     assert "over 1 MB: too big to be a notebook's code even with its outputs" in record["reason"]
+
+
+def test_a_big_file_is_read_as_a_stream_to_the_same_code_cells(tmp_path, monkeypatch):
+    """Files over COPY_BYTES are parsed by ijson as they are read; it must find what json.loads finds."""
+    from labkit.grading.notebook import NotANotebook, read_submission
+
+    odd = {"nbformat": 4, "metadata": {}, "cells": [
+        "not a cell", {"cell_type": "markdown", "source": "# x"}, {"cell_type": "code", "source": ["a = 1\n", "b = 2"]},
+        {"source": "c = 3", "cell_type": "code", "outputs": [{"data": {"text/plain": ["é → 😀"]}}]},
+        {"cell_type": "code", "source": "first", "metadata": {"source": "not this"}, "source2": "x"}]}
+    (tmp_path / "odd.ipynb").write_text(json.dumps(odd, ensure_ascii=False), encoding="utf-8")
+    paths = [*sorted((ROOT / "solutions").glob("*.ipynb")), *sorted((ROOT / "lessons").glob("*.ipynb")),
+             tmp_path / "odd.ipynb"]
+    whole = {p: read_submission(p) for p in paths}
+    monkeypatch.setattr(notebook, "COPY_BYTES", 0)
+    for path in paths:
+        streamed = read_submission(path)
+        assert (streamed.cells, streamed.sha256) == (whole[path].cells, whole[path].sha256), path
+        assert [c["source"] for c in json.loads(streamed.data)["cells"]] == [s for _, s in whole[path].cells]
+    for content, reason in ((b"this is not JSON {", "not JSON"), (b'{"cells": "nope"}', "no list of cells"),
+                            (b'{"worksheets": []}', "nbformat 3"), (b'{"cells": [] ', "not JSON"),
+                            ("{\"cells\": [\"caf\xe9\"]}".encode("latin-1"), "not JSON")):
+        (tmp_path / "bad.ipynb").write_bytes(content)
+        with pytest.raises(NotANotebook, match=reason) as caught:
+            read_submission(tmp_path / "bad.ipynb")
+        assert caught.value.sha256 == hashlib.sha256(content).hexdigest()
