@@ -103,12 +103,12 @@ def collect(paths) -> list[Found]:
             found.append(_found(absolute, absolute.parent, in_folder=False))
         else:
             raise FileNotFoundError(f"submission {path} does not exist; nothing was graded")
-    unique: dict[str, Found] = {}
+    unique: dict[tuple[str, str], Found] = {}
     for item in found:
-        if item.outside is not None:
-            unique.setdefault(str(item.path), item)
+        if item.outside is not None:  # not read, so only its own path says which link it is
+            unique.setdefault(("link", str(item.path)), item)
             continue
-        real = os.path.realpath(item.path)
+        real = ("file", os.path.realpath(item.path))
         other = unique.get(real)
         if other is None or (other.path.is_symlink() and not item.path.is_symlink()):
             unique.pop(real, None)
@@ -366,17 +366,18 @@ def grade_batch(paths, output="gradebook.csv", *, jobs: int = 1, limits: Limits 
         todo = []
         for key, (item, _) in keys.items():
             old = previous.get(key)
-            if old is not None:
-                result.records[key] = dict(old, submission=key)  # until graded again: a Ctrl-C keeps it
+            if old is not None:  # kept until graded again, so a Ctrl-C keeps it
+                result.records[key] = {**{k: v for k, v in old.items() if k != "legacy_key"},
+                                       "submission": key, "path": str(item.path)}
             if item.outside is not None:
                 record = empty_record(item.path)
                 record.update(status=LINK_OUTSIDE, reason=f"a link to {item.outside}, outside the folder "
                               f"{item.root}; links that leave the folder are not followed: copy the notebook in")
-                result.records[key] = _stamped(record, key, item, stamp)
+                result.records[key] = _stamped(record, key, item, stamp, expected_lesson)
                 result.graded += 1
                 continue
             if old is not None and not force and old.get("fingerprint") == stamp and old.get("sha256") \
-                    and old.get("sha256") == _sha256(item.path):
+                    and old.get("expected_lesson") == expected_lesson and old.get("sha256") == _sha256(item.path):
                 if not needs_grading(old):
                     result.reused += 1
                     continue
@@ -390,10 +391,11 @@ def grade_batch(paths, output="gradebook.csv", *, jobs: int = 1, limits: Limits 
     return result
 
 
-def _stamped(record: dict, key: str, item: Found, stamp: str) -> dict:
+def _stamped(record: dict, key: str, item: Found, stamp: str, expected_lesson: str | None) -> dict:
     """The record as a gradebook row: its key, where the file was on this machine, how and when graded."""
     record.pop("legacy_key", None)
-    return {**record, "submission": key, "path": str(item.path), "fingerprint": stamp, "graded_at": _now()}
+    return {**record, "submission": key, "path": str(item.path), "fingerprint": stamp,
+            "expected_lesson": expected_lesson, "graded_at": _now()}
 
 
 def _run(todo, result: BatchResult, writer, *, stamp, jobs, limits, expected_lesson, progress,
@@ -415,7 +417,7 @@ def _run(todo, result: BatchResult, writer, *, stamp, jobs, limits, expected_les
             return None
         record = grade_notebook(item.path, limits=limits, expected_lesson=expected_lesson, uid_pool=uid_pool,
                                 base_dir=base_dir, cache=cache).record
-        return _stamped(record, key, item, stamp)
+        return _stamped(record, key, item, stamp, expected_lesson)
 
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="labkit-grade")
     try:

@@ -377,3 +377,16 @@ def test_a_big_file_is_read_as_a_stream_to_the_same_code_cells(tmp_path, monkeyp
         with pytest.raises(NotANotebook, match=reason) as caught:
             read_submission(tmp_path / "bad.ipynb")
         assert caught.value.sha256 == hashlib.sha256(content).hexdigest()
+
+
+def test_a_rerun_with_another_expected_lesson_grades_again(tmp_path):
+    subs = tmp_path / "subs"
+    junk(subs, "a.ipynb")
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('lk.check("00.1", in_flight)')]),
+                   subs / "00_mine.ipynb")
+    out = tmp_path / "book.csv"
+    grade(subs, out)
+    again = grade(subs, out, expected_lesson="03")
+    assert (again.graded, again.reused) == (2, 0)
+    assert again.records["00_mine.ipynb"]["status"] == "wrong lesson"
+    assert grade(subs, out, expected_lesson="03").reused == 2
