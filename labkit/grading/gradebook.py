@@ -204,8 +204,9 @@ def read_gradebook(csv_path, *, must_exist: bool = False) -> Book:
     old = data["format"] != FORMAT
     records = {}
     for key, record in data["submissions"].items():
-        if not isinstance(record, dict):
-            continue
+        if not isinstance(record, dict) or not isinstance(record.get("status"), str):
+            raise ValueError(f"{json_path}: the row {key!r} is not a gradebook row (it has no status); "
+                             "nothing was written")
         record = dict(record, submission=key)
         record.setdefault("fingerprint", data.get("fingerprint"))
         if old:  # keyed on the path typed then, relative to a folder we no longer know: found by path

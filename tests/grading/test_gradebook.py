@@ -95,6 +95,9 @@ def test_a_gradebook_that_cannot_be_read_is_not_replaced(tmp_path, book):
     before = files_of(book)
     with pytest.raises(ValueError, match="cannot be read as a gradebook"):
         grade(tmp_path / "subs", book)
+    json_path.write_text(json.dumps({"format": "labkit-gradebook/2", "submissions": {"a.ipynb": {"points": {}}}}))
+    with pytest.raises(ValueError, match="the row 'a.ipynb' is not a gradebook row"):
+        grade(tmp_path / "subs", book)
     json_path.unlink()
     with pytest.raises(ValueError, match="exists without its 03.json"):
         grade(tmp_path / "subs", book)
@@ -103,7 +106,7 @@ def test_a_gradebook_that_cannot_be_read_is_not_replaced(tmp_path, book):
         grade(tmp_path / "subs", tmp_path / "grades" / "other.json")
 
 
-def test_a_subset_rerun_keeps_the_rows_it_does_not_name_and_prune_drops_them(tmp_path, book):
+def test_a_subset_rerun_keeps_the_rows_it_does_not_name_and_prune_drops_them(tmp_path, book, capsys):
     junk(tmp_path / "subs", "a.ipynb")  # the same content: unchanged
     junk(tmp_path / "subs", "c.ipynb")
     result = grade(tmp_path / "subs" / "c.ipynb", book)
@@ -113,8 +116,11 @@ def test_a_subset_rerun_keeps_the_rows_it_does_not_name_and_prune_drops_them(tmp
     (tmp_path / "subs" / "b.ipynb").write_text("changed")
     result = grade([tmp_path / "subs" / "b.ipynb"], book)
     assert (result.graded, result.kept) == (1, 2) and len(rows(book)) == 3
-    result = grade([tmp_path / "subs" / "a.ipynb"], book, prune=True)
-    assert (result.reused, result.pruned) == (1, 2)
+    assert main(["grade", str(tmp_path / "subs" / "a.ipynb"), "-o", str(book)]) == 0
+    assert "Kept 2 rows of earlier runs that this run did not name" in capsys.readouterr().out
+    assert len(rows(book)) == 3
+    assert main(["grade", str(tmp_path / "subs" / "a.ipynb"), "-o", str(book), "--prune"]) == 0
+    assert "Dropped 2 rows that this run did not name" in capsys.readouterr().out
     assert set(rows(book)) == {"a.ipynb"}
 
 
