@@ -110,31 +110,86 @@ def _grade(sub) -> None:
     parser = sub.add_parser("grade", help="grade many notebooks into a CSV gradebook",
                             description="Grade each submission in its own sandboxed process and write a CSV "
                                         "gradebook, a JSON file with every check's verdict next to it, and a "
-                                        "per-exercise summary. A re-run skips notebooks already graded.")
+                                        "per-exercise summary. A run adds rows and updates the rows of the "
+                                        "notebooks it names; every other row is kept. A re-run skips notebooks "
+                                        "already graded, except those whose grading timed out or failed.")
     parser.add_argument("submissions", nargs="+", metavar="SUBMISSION", help="notebooks, or folders of them")
     parser.add_argument("-o", "--output", default="gradebook.csv", help="the CSV file (default gradebook.csv)")
     parser.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="notebooks graded at once")
     parser.add_argument("--lesson", metavar="NN", help="the lesson every submission should be; others get "
                                                        "the status 'wrong lesson'")
-    parser.add_argument("--force", action="store_true", help="regrade notebooks that are already in the gradebook")
+    parser.add_argument("--force", action="store_true", help="regrade the named notebooks even when unchanged")
+    parser.add_argument("--prune", action="store_true",
+                        help="drop the rows of notebooks this run does not name (by default they are kept)")
     _limit_options(parser)
     parser.set_defaults(run=_run_grade)
+
+
+def _cpus() -> int:
+    import os
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _run_grade(args) -> int:
     from labkit.grading.gradebook import grade_batch, status_counts, summary_text
 
+    if args.jobs > _cpus():
+        print(f"labkit grade: warning: --jobs {args.jobs} is more than the {_cpus()} CPUs here; correct code may "
+              "miss its time limits (those rows are graded again on the next run)", file=sys.stderr)
     result = grade_batch(args.submissions, args.output, jobs=args.jobs, limits=_limits(args),
-                         expected_lesson=args.lesson, hidden=args.hidden, force=args.force,
+                         expected_lesson=args.lesson, hidden=args.hidden, force=args.force, prune=args.prune,
                          progress=sys.stderr.isatty())
     print(summary_text(result.summary), end="")
     counts = ", ".join(f"{n} {status}" for status, n in sorted(status_counts(result.records.values()).items()))
-    print(f"{len(result.records)} submissions ({counts}); {result.graded} graded now, {result.reused} unchanged "
-          f"since the last run.")
+    print(f"{len(result.records)} submissions ({counts}); {result.graded} graded now"
+          + (f" ({result.retried} again after a timeout or grader error)" if result.retried else "")
+          + f", {result.reused} unchanged since the last run.")
+    if result.kept:
+        stale = (f"; {result.kept_stale} of them were graded with other code, limits or hidden tests"
+                 if result.kept_stale else "")
+        print(f"Kept {result.kept} rows of earlier runs that this run did not name{stale} (--prune drops them).")
+    if result.pruned:
+        print(f"Dropped {result.pruned} rows that this run did not name (--prune).")
+    still = sum(r.get("status") in ("timeout", "grader error") for r in result.records.values())
+    if still:
+        print(f"{still} rows ended in a timeout or grader error; run the same command again to grade them again.")
     print(f"Wrote {result.csv_path}, {result.json_path} and {result.csv_path.with_suffix('.summary.txt')}")
     if result.interrupted:
         print("labkit grade: interrupted; the gradebook has every submission finished so far", file=sys.stderr)
         return 130
+    return 0
+
+
+def _merge(sub) -> None:
+    parser = sub.add_parser("merge", help="merge gradebooks (e.g. from several machines) into one",
+                            description="Add the rows of each GRADEBOOK (a CSV written by `labkit grade`, with "
+                                        "its JSON next to it) to the OUTPUT gradebook, keeping the rows OUTPUT "
+                                        "has. When two have a row for one notebook, a finished grading beats a "
+                                        "timeout or grader error, and then the later grading wins.")
+    parser.add_argument("gradebooks", nargs="+", metavar="GRADEBOOK", help="CSV gradebooks to merge")
+    parser.add_argument("-o", "--output", required=True, help="the merged CSV gradebook (created or added to)")
+    parser.set_defaults(run=_run_merge)
+
+
+def _run_merge(args) -> int:
+    from labkit.grading.gradebook import merge, status_counts, summary_text
+
+    result = merge(args.gradebooks, args.output)
+    print(summary_text(result.summary), end="")
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(status_counts(result.records.values()).items()))
+    print(f"{len(result.records)} submissions ({counts}); {result.added} added, {result.updated} updated, "
+          f"{result.unchanged} already there.")
+    if result.conflicts:
+        shown = ", ".join(result.conflicts[:5]) + (" ..." if len(result.conflicts) > 5 else "")
+        print(f"labkit merge: warning: {len(result.conflicts)} rows were different notebooks in different "
+              f"gradebooks; the later grading was kept: {shown}", file=sys.stderr)
+    if result.fingerprints > 1:
+        print("labkit merge: warning: the rows were graded with different labkit code, limits or hidden tests; "
+              "grade every part with the same checkout and options, or regrade with --force", file=sys.stderr)
+    print(f"Wrote {result.csv_path}, {result.json_path} and {result.csv_path.with_suffix('.summary.txt')}")
     return 0
 
 
@@ -164,6 +219,7 @@ SUBCOMMANDS = {
     "execute": _execute,
     "check": _check,
     "grade": _grade,
+    "merge": _merge,
 }
 
 

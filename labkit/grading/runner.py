@@ -574,7 +574,7 @@ def grade_notebook(path, *, limits: Limits | None = None, expected_lesson: str |
         try:
             submission = submission or read_submission(path)
         except NotANotebook as exc:
-            record.update(status=NOT_A_NOTEBOOK, reason=str(exc), sha256=exc.sha256)
+            record.update(status=exc.status, reason=str(exc), sha256=exc.sha256)  # not a notebook, too big
             return graded
         record["sha256"] = submission.sha256
         everything = checking.all_exercises()
@@ -722,16 +722,24 @@ def _summarise(graded: Graded, exercises: list[Exercise], endpoint: ParentEndpoi
         record["reason"] = truncate(broken.short, 300)
     elif ordered and all(r.status == NOT_ATTEMPTED for r in ordered):
         record["status"] = NOT_ATTEMPTED_STATUS
-        by_message: dict[str, list[str]] = {}
-        for r in ordered:
-            message = r.results[0].message if r.results else ""
-            stub = any(message == e.stub_message for e in exercises)
-            by_message.setdefault("still the starter's ..." if stub else message, []).append(r.exercise)
-        record["reason"] = truncate("; ".join(f"{', '.join(ids)}: {m}" for m, ids in by_message.items()), 300)
+        record["reason"] = truncate(_not_attempted_reason(ordered, exercises), 300)
     else:
         record["status"] = OK
+        # A row that scores 0 somewhere says why: an answer missing (renamed, deleted) or left as `...`.
+        reasons = [_not_attempted_reason([r for r in ordered if r.status == NOT_ATTEMPTED], exercises)]
         problems = [c for c in cells if c["status"] != "ok"]
         if problems:
             first = problems[0]
-            record["reason"] = truncate(f"{len(problems)} cell(s) did not run cleanly; first: cell {first['index']} "
-                                        f"{first['status']}: {first.get('error', '')}", 300)
+            reasons.append(f"{len(problems)} cell(s) did not run cleanly; first: cell {first['index']} "
+                           f"{first['status']}: {first.get('error', '')}")
+        record["reason"] = truncate("; ".join(r for r in reasons if r), 300)
+
+
+def _not_attempted_reason(reports: list[Report], exercises: list[Exercise]) -> str:
+    """'03.1, 03.2: CircuitBreaker is not defined. ...; 03.3: still the starter's ...' for these reports."""
+    by_message: dict[str, list[str]] = {}
+    for r in reports:
+        message = r.results[0].message if r.results else ""
+        stub = any(message == e.stub_message for e in exercises)
+        by_message.setdefault("still the starter's ..." if stub else message, []).append(r.exercise)
+    return "; ".join(f"{', '.join(ids)}: {m}" for m, ids in by_message.items())
