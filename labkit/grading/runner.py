@@ -21,10 +21,10 @@ from pathlib import Path
 
 from labkit import checking
 from labkit.checking import FAILED, NOT_ATTEMPTED, Exercise, Fail, Report, Result
-from labkit.grading.endpoint import Endpoint
+from labkit.grading.endpoint import UNSENT, Endpoint
 from labkit.grading.expose import exposed_names
 from labkit.grading.notebook import NotANotebook, Submission, defining_cell, detect_lesson, read_submission
-from labkit.grading.protocol import MAX_TEXT, FrameBuffer, ProtocolError, RemoteError, truncate
+from labkit.grading.protocol import MAX_TEXT, FrameBuffer, ProtocolError, RemoteError, describe_error, pack, truncate
 from labkit.grading.sandbox import Child, Limits, UidPool
 
 MAX_MESSAGE = 4 << 20        # bytes in one message from the child
@@ -101,20 +101,40 @@ class Budget:
 
 
 class RemoteObject:
-    """The grader's handle on a learner object (or function) that lives in the child."""
+    """The grader's handle on a learner object (or function) that lives in the child.
 
-    __slots__ = ("_lk_endpoint", "_lk_handle", "_lk_desc")
+    Two things save round trips. A plain value in the object's own `__dict__` (a counter, a
+    state string) that the grader read once is sent ahead by the child with every later
+    message, so reading it again asks nothing. A name that turned out to be a method of the
+    object's class becomes a `RemoteMethod`: calling it asks the child once to look the
+    name up and call it, as `obj.name(...)` does locally.
+    """
+
+    __slots__ = ("_lk_endpoint", "_lk_handle", "_lk_desc", "_lk_methods")
 
     def __init__(self, endpoint, handle, desc):
         object.__setattr__(self, "_lk_endpoint", endpoint)
         object.__setattr__(self, "_lk_handle", handle)
         object.__setattr__(self, "_lk_desc", desc)
+        object.__setattr__(self, "_lk_methods", {})
 
     def __getattr__(self, name):
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)  # copy, pickle and numpy probes never reach learner code
-        return self._lk_endpoint.request("getattr", target=self._lk_handle, name=name,
-                                         what=f"reading .{name} of your {self._lk_desc['name']}")
+        method = self._lk_methods.get(name)
+        if method is not None:
+            return method
+        ep = self._lk_endpoint
+        if ep.broken is None:
+            value = ep.ahead.lookup(ep.codec, self._lk_handle, name)
+            if value is not UNSENT:
+                return value
+        value = ep.request("getattr", target=self._lk_handle, name=name,
+                           what=f"reading .{name} of your {self._lk_desc['name']}")
+        if ep.method_reply:
+            self._lk_methods[name] = method = RemoteMethod(self, name)
+            return method
+        return value
 
     def __setattr__(self, name, value):
         ep = self._lk_endpoint
@@ -170,6 +190,23 @@ class RemoteObject:
         return f"<your {self._lk_desc['name']} object>"
 
 
+class RemoteMethod:
+    """`obj.name` for a method of a learner object's class: calling it is one request, looked up afresh in the child."""
+
+    __slots__ = ("_lk_owner", "_lk_name")
+
+    def __init__(self, owner: RemoteObject, name: str):
+        self._lk_owner, self._lk_name = owner, name
+
+    def __call__(self, *args, **kwargs):
+        owner = self._lk_owner
+        return owner._lk_endpoint.call(owner._lk_handle, args, kwargs,
+                                       f"calling {owner._lk_desc['name']}.{self._lk_name}()", method=self._lk_name)
+
+    def __repr__(self):
+        return f"<method {self._lk_name} of your {self._lk_owner._lk_desc['name']}>"
+
+
 class RemoteClass(type):
     """Metaclass of the grader's stand-in for a learner's class: calling it constructs in the child.
 
@@ -221,6 +258,13 @@ def _labkit_class(pair):
     if isinstance(obj, type) and obj.__module__ == module and type(obj) is type:
         return obj
     return None
+
+
+def _plain_wire(wire) -> None:
+    """A learner value sent ahead must be plain: a string, number, bool or None."""
+    if not (type(wire) in (str, int, float, bool, type(None))
+            or type(wire) is dict and wire.get("$") == "float" and wire.get("v") in ("nan", "inf", "-inf")):
+        raise ProtocolError("a value sent ahead must be a string, number, bool or None")
 
 
 def _contains_proxy(value, depth=0) -> bool:
@@ -276,9 +320,7 @@ class ParentEndpoint(Endpoint):
                 return
 
     def send(self, message: dict) -> None:
-        from labkit.grading.protocol import pack
-
-        data = memoryview(pack(message))
+        data = memoryview(pack(self.ahead.stamp(message, self._read_ahead, self.codec)))
         while data:
             try:
                 data = data[os.write(self.wfd, data):]
@@ -291,6 +333,7 @@ class ParentEndpoint(Endpoint):
         while True:
             message = self.buffer.next()
             if message is not None:
+                self.ahead.absorb(message, _plain_wire)
                 return message
             self._wait(select.POLLIN)
             try:
@@ -369,14 +412,27 @@ class ParentEndpoint(Endpoint):
         self.child.kill()
         return exc
 
-    def call(self, handle: int, args, kwargs, what: str):
-        """Call a learner callable in the child; callables of ours among the arguments become callable there."""
+    def call(self, handle: int, args, kwargs, what: str, method: str | None = None):
+        """Call a learner callable (or `method` of a learner object) in the child; our callables among the arguments become callable there."""
         self.codec.granting = True
         try:
             fields = self.encode_call(args, kwargs)
         finally:
             self.codec.granting = False
+        if method is not None:
+            return self.request("callmethod", target=handle, name=method, what=what, **fields)
         return self.request("call", target=handle, what=what, **fields)
+
+    def _read_ahead(self, handle: int, name: str):
+        """The current value of an exposed attribute the child reads, to send ahead (None: not a value)."""
+        obj = self.codec.objects.get(handle)
+        try:
+            value = getattr(obj, name)
+        except Exception as exc:  # noqa: BLE001 - sent ahead as the error the child would get
+            return "err", exc
+        if callable(value) or isinstance(value, (types.ModuleType, type)):
+            return None
+        return "ok", value
 
     def on_notify(self, message: dict) -> None:
         self.notifications += 1
@@ -409,6 +465,8 @@ class ParentEndpoint(Endpoint):
                         and getattr(value, "__self__", None) is obj):
                     raise AttributeError(f"{kind}.{name} is not available to your code while it is graded")
                 self.codec.granted.add(self.codec.export(value))
+            else:
+                self.ahead.watch(message["target"], name)
             return value
         if op == "call":
             if message.get("target") not in self.codec.granted:
@@ -475,6 +533,7 @@ class RemoteContext:
         self._final: int | None = None
 
     def __enter__(self):
+        self.endpoint.ahead.reset()  # each scenario watches only the attributes it reads
         self.endpoint.request("spy", action="start", what="starting a check")
         return self
 
