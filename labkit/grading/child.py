@@ -26,7 +26,7 @@ _MAIN_PID = os.getpid()
 
 
 class CellTimeout(BaseException):
-    """A cell ran longer than the grader's per-cell limit (raised by SIGALRM in the cell)."""
+    """A cell used more CPU time than the grader's per-cell limit (raised by SIGPROF in the cell)."""
 
 
 class CappedStream:
@@ -220,16 +220,18 @@ class ChildEndpoint(Endpoint):
             raise CellTimeout()
 
         error = None
-        previous = signal.signal(signal.SIGALRM, alarm)
-        signal.setitimer(signal.ITIMER_REAL, cell_timeout)
+        # ITIMER_PROF counts this process's CPU time, as the grader does: a busy machine does
+        # not interrupt a cell. A cell that sleeps is stopped by the grader's wall-clock backstop.
+        previous = signal.signal(signal.SIGPROF, alarm)
+        signal.setitimer(signal.ITIMER_PROF, cell_timeout)
         try:
             result = self.shell.run_cell(source, store_history=True)
             error = result.error_before_exec or result.error_in_exec
         except BaseException as exc:  # noqa: BLE001 - whatever the cell raised, the notebook goes on
             error = exc
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
+            signal.setitimer(signal.ITIMER_PROF, 0)
+            signal.signal(signal.SIGPROF, previous if previous is not None else signal.SIG_DFL)
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
@@ -238,7 +240,7 @@ class ChildEndpoint(Endpoint):
         if error is None:
             return {"status": "ok"}
         if isinstance(error, CellTimeout):
-            return {"status": "timeout", "error": f"did not finish within {cell_timeout:g} s"}
+            return {"status": "timeout", "error": f"did not finish within {cell_timeout:g} s of CPU time"}
         info = describe_error(error, with_frames=True)
         where = ""
         if isinstance(error, SyntaxError):

@@ -27,8 +27,9 @@ from labkit.grading.protocol import RemoteError
 from labkit.grading.sandbox import Limits
 
 ROOT = corpus.ROOT
-LIMITS = Limits(timeout_s=40, call_timeout_s=3, cell_timeout_s=3)
-CASES = corpus.cases()
+# CPU-time limits: a loaded machine stretches only their wall-clock backstops (Limits.wall_s).
+LIMITS = Limits(timeout_s=40, exercise_timeout_s=5, call_timeout_s=3, cell_timeout_s=3)
+CASES = {**corpus.cases(), **corpus.every_lesson_cases()}
 SANDBOX_UIDS = range(65000, 65500)
 
 
@@ -138,8 +139,20 @@ def test_an_infinite_loop_is_named_and_the_rest_of_the_submission_is_still_grade
     record = record_of(graded, "loop_in_method")
     first = record["exercises"]["03.1"]["results"][0]["message"]
     assert "did not finish within 3 s: an infinite loop?" in first and "03.1" in first
+    # Exercise 03.2 (a subclass, with the same loop) is checked in a fresh child, on its own budget.
     later = record["exercises"]["03.2"]["results"][0]["message"]
-    assert later.startswith("Not checked")
+    assert "did not finish within 3 s: an infinite loop?" in later and "03.2" in later
+
+
+def test_a_loop_in_one_method_costs_only_the_scenarios_that_call_it(graded):
+    record = record_of(graded, "loop_in_half_open")
+    results = record["exercises"]["03.1"]["results"]
+    statuses = [(r["status"], r["message"].split(":")[0]) for r in results]
+    assert statuses[0][0] == statuses[1][0] == "passed", statuses  # never half-open: never reach the loop
+    timed_out = [i for i, r in enumerate(results) if "did not finish within 3 s" in r["message"]]
+    assert timed_out, statuses
+    assert not any(r["message"].startswith("Not checked") for r in results[:timed_out[0] + 2]), statuses
+    assert record["points"]["03.4"] == 1 and record["status"] == "timeout"
 
 
 def test_nothing_was_written_outside_the_sandbox(graded):
