@@ -8,6 +8,20 @@ unprivileged uid of its own (root only), and a Landlock ruleset (Linux >= 5.13) 
 lets it write only inside its working directory and read only what Python needs.
 Each step is best effort where the kernel or the user's rights do not allow it, and the
 child reports which steps took effect (`Child.sandbox`, stored in the gradebook JSON).
+As root, a private mount namespace also covers the checkout's solutions and tests and the
+hidden tests' folder; whatever the setting, the child checks that it cannot read the
+hidden tests before any learner code runs, and the grader refuses to go on if it can.
+
+Decision (bubblewrap): evaluated as the replacement for the hand-written Landlock and
+namespace calls here. It isolates better where it runs: a mount namespace that shows the
+child only what is bound into it, and PID and IPC namespaces. Kept out for now because it
+is not there by default (a Debian package, and the pip wheels bundle a binary we would
+then trust), unprivileged user namespaces, which it needs without root, are often refused
+inside containers (Docker's default seccomp profile), exactly where the README tells
+instructors to grade, and as root the uid drop and rlimits below would still be needed
+inside it. The present path stays the one that is always there; wrapping the child's
+command in `bwrap` where it is installed and works is the next step, with this path as
+the fallback.
 """
 from __future__ import annotations
 

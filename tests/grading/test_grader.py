@@ -399,3 +399,39 @@ def test_the_grader_s_exceptions_are_caught_by_learner_code_as_labkit_s(tmp_path
     local = _local_report(exercise.id, "import labkit as lk\n" + CATCHING_ROUTER)
     assert local.score == local.max_score
     assert record["points"][exercise.id] == local.score, record["exercises"][exercise.id]
+
+
+def test_hidden_tests_are_never_readable_from_a_submission(tmp_path, monkeypatch):
+    """The child checks, before any learner code, that it cannot read the hidden tests; the grader refuses
+    to grade where it could. As root the folder is hidden in the child's mount namespace; here the
+    grading directory is put inside the hidden folder, so it cannot be hidden and, without Landlock,
+    the grader must refuse."""
+    from labkit.grading.gradebook import hidden_tests
+    from labkit.grading.runner import grade_notebook
+
+    import tempfile
+
+    # World-readable, as an instructor's files usually are (pytest's own tmp_path is not).
+    hidden = Path(tempfile.mkdtemp(prefix="labkit-hidden-"))
+    os.chmod(hidden, 0o755)
+    (hidden / "hidden_00.py").write_text(HIDDEN, encoding="utf-8")
+    notebook = ROOT / "solutions" / "00_start_here.ipynb"
+    try:
+        _grade_with_hidden(hidden, notebook, hidden_tests, grade_notebook, monkeypatch)
+    finally:
+        shutil.rmtree(hidden, ignore_errors=True)
+
+
+def _grade_with_hidden(hidden, notebook, hidden_tests, grade_notebook, monkeypatch):
+    with hidden_tests(hidden):
+        record = grade_notebook(notebook, limits=LIMITS).record
+        assert record["sandbox"]["hidden_tests"] == "unreadable (checked)", record["sandbox"]
+        assert record["status"] == "ok" and record["max_hidden"] == 3
+        monkeypatch.setenv("LABKIT_GRADER_LANDLOCK", "0")
+        inside = hidden / "grading"
+        inside.mkdir()
+        os.chmod(inside, 0o711)
+        exposed = grade_notebook(notebook, limits=LIMITS, base_dir=str(inside)).record
+    assert exposed["status"] == "grader error", exposed["reason"]
+    assert "hidden tests would be readable" in exposed["reason"]
+    assert exposed["total"] == 0
