@@ -183,16 +183,22 @@ def _records(gradebook: Path) -> dict:
 
 
 def _lost_points(manifest: dict, records: dict) -> list[str]:
-    """Right exercises that did not get full points, and all-right submissions that timed out."""
+    """Right exercises that did not get full points, and all-right submissions that timed out.
+
+    An exercise counts as right when it and every earlier exercise of its lesson are: a later
+    answer may build on an earlier one (01.2's router subclasses 01.1's), and then inherits its mistakes.
+    """
     lost = []
     for student, choice in manifest.items():
         record = records.get(student)
         if record is None:
             lost.append(f"{student}: no record")
             continue
-        for ex, what in choice.items():
+        so_far_right = True
+        for ex, what in sorted(choice.items()):
+            so_far_right = so_far_right and what == "right"
             report = record["exercises"].get(ex)
-            if what == "right" and (report is None or report["score"] < report["max_score"]):
+            if so_far_right and (report is None or report["score"] < report["max_score"]):
                 lost.append(f"{student} {ex}: {report and report['score']}/{report and report['max_score']}")
         if all(w == "right" for w in choice.values()) and record["status"] != "ok":
             lost.append(f"{student}: status {record['status']} ({record['reason'][:80]})")

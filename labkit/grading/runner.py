@@ -741,7 +741,9 @@ def grade_notebook(path, *, limits: Limits | None = None, expected_lesson: str |
 
 # What a child never needs from the checkout: the solutions and the tests (Landlock leaves them out
 # as well; as root they are covered in the child's own mount namespace).
-_REPOSITORY_PRIVATE = [os.path.join(sandbox.REPOSITORY, d) for d in ("solutions", "tests", "benchmarks")]
+# Only in a checkout: installed into site-packages, labkit's parent folder is everyone's.
+_REPOSITORY_PRIVATE = ([os.path.join(sandbox.REPOSITORY, d) for d in ("solutions", "tests", "benchmarks")]
+                       if os.path.isfile(os.path.join(sandbox.REPOSITORY, "pyproject.toml")) else [])
 
 
 def hidden_test_files() -> list[str]:

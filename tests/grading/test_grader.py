@@ -166,12 +166,18 @@ def test_no_sandbox_process_survives_the_batch(graded):
     if os.geteuid() != 0:
         pytest.skip("only root can see every sandbox uid's processes")
     left = []
+    folder = str(graded[3])
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             uid = os.stat(f"/proc/{pid}").st_uid
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().decode("utf-8", "replace")
+            cwd = os.readlink(f"/proc/{pid}/cwd")
         except OSError:
             continue
-        if uid in SANDBOX_UIDS:
+        # Other graders on a shared machine use the same uids: count only this checkout's children
+        # and anything still working in a directory of this batch.
+        if uid in SANDBOX_UIDS and (f"sys.path.insert(0, {str(ROOT)!r})" in cmdline or cwd.startswith(folder)):
             left.append(pid)
     assert left == []
     assert not sandbox._LIVE
