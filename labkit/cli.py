@@ -38,12 +38,14 @@ def _execute(sub) -> None:
 
 def _limit_options(parser) -> None:
     parser.add_argument("--timeout", type=float, default=60.0, metavar="S",
-                        help="seconds of the notebook's code per submission: its cells and every call the checks "
-                             "make into it (default 60)")
+                        help="CPU seconds for all of the notebook's cells, per submission (default 60)")
+    parser.add_argument("--exercise-timeout", type=float, default=30.0, metavar="S",
+                        help="CPU seconds for one exercise's checks, each exercise its own (default 30)")
     parser.add_argument("--call-timeout", type=float, default=10.0, metavar="S",
-                        help="seconds for one call into the learner's code, e.g. one method (default 10)")
+                        help="CPU seconds for one call into the learner's code, e.g. one method (default 10)")
     parser.add_argument("--cell-timeout", type=float, default=30.0, metavar="S",
-                        help="seconds for one notebook cell (default 30)")
+                        help="CPU seconds for one notebook cell (default 30); every limit also has a "
+                             "wall-clock backstop of 3 x the limit + 10 s, for code that sleeps")
     parser.add_argument("--memory", type=int, default=1024, metavar="MB",
                         help="address-space limit of the notebook's process (default 1024)")
     parser.add_argument("--hidden", metavar="DIR",
@@ -53,7 +55,7 @@ def _limit_options(parser) -> None:
 def _limits(args):
     from labkit.grading.sandbox import Limits
     return Limits(timeout_s=args.timeout, call_timeout_s=args.call_timeout, cell_timeout_s=args.cell_timeout,
-                  memory_mb=args.memory)
+                  exercise_timeout_s=args.exercise_timeout, memory_mb=args.memory)
 
 
 def _check(sub) -> None:

@@ -14,9 +14,10 @@ import signal
 import sys
 import threading
 import traceback
+import types
 
 from labkit.checking import LocalContext, is_stub
-from labkit.grading.endpoint import Endpoint
+from labkit.grading.endpoint import UNSENT, Endpoint
 from labkit.grading.protocol import FrameBuffer, ProtocolError, describe_error, pack, truncate
 from labkit.grading.sandbox import confine
 
@@ -25,7 +26,7 @@ _MAIN_PID = os.getpid()
 
 
 class CellTimeout(BaseException):
-    """A cell ran longer than the grader's per-cell limit (raised by SIGALRM in the cell)."""
+    """A cell used more CPU time than the grader's per-cell limit (raised by SIGPROF in the cell)."""
 
 
 class CappedStream:
@@ -89,7 +90,11 @@ class GraderObject:
         method = self._lk_methods.get(name)
         if method is not None:
             return method
-        value = self._lk_endpoint.request("getattr", target=self._lk_handle, name=name)
+        ep = self._lk_endpoint
+        value = ep.ahead.lookup(ep.codec, self._lk_handle, name)
+        if value is not UNSENT:
+            return value
+        value = ep.request("getattr", target=self._lk_handle, name=name)
         if isinstance(value, GraderObject) and value._lk_desc["kind"] == "function":
             # The grader hands out only methods bound to this object, and its classes do not
             # change them: one request per method, not one per call.
@@ -128,7 +133,7 @@ class ChildEndpoint(Endpoint):
         self.spy: LocalContext | None = None
 
     def send(self, message: dict) -> None:
-        data = memoryview(pack(message))
+        data = memoryview(pack(self.ahead.stamp(message, self._read_ahead, self.codec)))
         while data:
             data = data[os.write(self.wfd, data):]
 
@@ -136,6 +141,7 @@ class ChildEndpoint(Endpoint):
         while True:
             message = self.buffer.next()
             if message is not None:
+                self.ahead.absorb(message)
                 return message
             chunk = os.read(self.rfd, 1 << 16)
             if not chunk:
@@ -156,7 +162,23 @@ class ChildEndpoint(Endpoint):
     def fatal(self) -> tuple:
         return (ProtocolError, EOFError, CellTimeout)
 
+    def _read_ahead(self, handle: int, name: str):
+        """A learner attribute to send ahead: a plain value in the instance's own __dict__, read without running its code."""
+        obj = self.codec.objects.get(handle)
+        value = _plain_attribute(obj, name) if obj is not None else UNSENT
+        if value is UNSENT:
+            return None
+        return "ok", value
+
     def dispatch(self, op: str, message: dict):
+        if op == "getattr":
+            obj, name = self.target(message), self.name(message)
+            value = getattr(obj, name)
+            if _plain_attribute(obj, name) is not UNSENT:
+                self.ahead.watch(message["target"], name)
+            elif isinstance(value, types.MethodType) and value.__self__ is obj and _class_function(obj, name):
+                self._mark_method = True
+            return value
         if op == "run":
             return self.run_cells(message)
         if op == "answer":
@@ -198,16 +220,18 @@ class ChildEndpoint(Endpoint):
             raise CellTimeout()
 
         error = None
-        previous = signal.signal(signal.SIGALRM, alarm)
-        signal.setitimer(signal.ITIMER_REAL, cell_timeout)
+        # ITIMER_PROF counts this process's CPU time, as the grader does: a busy machine does
+        # not interrupt a cell. A cell that sleeps is stopped by the grader's wall-clock backstop.
+        previous = signal.signal(signal.SIGPROF, alarm)
+        signal.setitimer(signal.ITIMER_PROF, cell_timeout)
         try:
             result = self.shell.run_cell(source, store_history=True)
             error = result.error_before_exec or result.error_in_exec
         except BaseException as exc:  # noqa: BLE001 - whatever the cell raised, the notebook goes on
             error = exc
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
+            signal.setitimer(signal.ITIMER_PROF, 0)
+            signal.signal(signal.SIGPROF, previous if previous is not None else signal.SIG_DFL)
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
@@ -216,7 +240,7 @@ class ChildEndpoint(Endpoint):
         if error is None:
             return {"status": "ok"}
         if isinstance(error, CellTimeout):
-            return {"status": "timeout", "error": f"did not finish within {cell_timeout:g} s"}
+            return {"status": "timeout", "error": f"did not finish within {cell_timeout:g} s of CPU time"}
         info = describe_error(error, with_frames=True)
         where = ""
         if isinstance(error, SyntaxError):
@@ -266,6 +290,60 @@ class ChildEndpoint(Endpoint):
             if "q" not in message:
                 return
             self.serve(message)
+
+
+_SCALAR_TYPES = (str, bool, float, type(None))
+
+
+def _instance_dict(obj):
+    """obj's own __dict__ when reading it and its entries runs no learner code, else None."""
+    cls = type(obj)
+    if cls.__getattribute__ is not object.__getattribute__:
+        return None
+    for klass in cls.__mro__:
+        own = type.__dict__["__dict__"].__get__(klass)
+        if "__dict__" in own:
+            descriptor = own["__dict__"]
+            if type(descriptor) is not types.GetSetDescriptorType:
+                return None
+            d = descriptor.__get__(obj, cls)
+            return d if type(d) is dict else None
+    return None
+
+
+def _plain_attribute(obj, name: str):
+    """obj.name if it is a plain value (str, number, bool, None) kept in obj's __dict__, not shadowed by a descriptor; else UNSENT."""
+    d = _instance_dict(obj)
+    if d is None:
+        return UNSENT
+    value = d.get(name, UNSENT)
+    if value is UNSENT:
+        return UNSENT
+    if not (type(value) in _SCALAR_TYPES or type(value) is int and -10 ** 300 < value < 10 ** 300):
+        return UNSENT
+    for klass in type(obj).__mro__:
+        own = type.__dict__["__dict__"].__get__(klass)
+        if name in own:
+            kind = type(own[name])
+            if hasattr(kind, "__set__") or hasattr(kind, "__delete__"):
+                return UNSENT  # a data descriptor (a property) wins over the instance's __dict__
+            break
+    return value
+
+
+def _class_function(obj, name: str) -> bool:
+    """True if obj.name is a plain function of obj's class, not shadowed: the same method on every lookup."""
+    cls = type(obj)
+    if cls.__getattribute__ is not object.__getattribute__:
+        return False
+    d = _instance_dict(obj)
+    if d is not None and name in d:
+        return False
+    for klass in cls.__mro__:
+        own = type.__dict__["__dict__"].__get__(klass)
+        if name in own:
+            return type(own[name]) is types.FunctionType
+    return False
 
 
 def _reap() -> None:

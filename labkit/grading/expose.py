@@ -8,6 +8,11 @@ starting with `_`, no classes, modules or functions, and no writes, so a noteboo
 walk from the clock to `os.system` in the grader's process. A lesson whose scenarios pass
 a new kind of object says what of it learner code may use with `expose(...)` lines at the
 top of its own `exercises.py` (they run before any scenario does).
+
+An exposed attribute that is a value, not a method (`Replica.is_up`, `Database.lag_s`), is
+read by the grader whenever it sends the child a message, once the child has read it, and
+sent along, so learner code reads it without a round trip. So such an attribute, property
+or not, must be cheap and change nothing when it is read.
 """
 from __future__ import annotations
 

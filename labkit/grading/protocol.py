@@ -215,6 +215,7 @@ class Codec:
         self.proxies: dict[int, object] = {}     # their handle -> our proxy
         self._proxy_handle: dict[int, int] = {}  # id(proxy) -> their handle
         self._serial = itertools.count(1)
+        self._described: dict[int, dict] = {}  # handle -> its description (the receiver keeps the first anyway)
         self.granted: set[int] = set()  # handles of our callables the other side may call
         self.granting = False           # while True, every callable exported is granted
 
@@ -283,7 +284,11 @@ class Codec:
         return self._ref(value)
 
     def _ref(self, value) -> dict:
-        return {"$": "ref", "id": self.export(value), **self.describe(value)}
+        handle = self.export(value)
+        desc = self._described.get(handle)
+        if desc is None:
+            desc = self._described[handle] = {"$": "ref", "id": handle, **self.describe(value)}
+        return desc
 
     def decode(self, wire, depth: int = 0):
         """The value for wire data: builtins, our own objects sent back, or proxies."""

@@ -10,6 +10,7 @@ message that names the exercise.
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
 import select
@@ -21,10 +22,11 @@ from pathlib import Path
 
 from labkit import checking
 from labkit.checking import FAILED, NOT_ATTEMPTED, Exercise, Fail, Report, Result
-from labkit.grading.endpoint import Endpoint
+from labkit.grading.endpoint import UNSENT, Endpoint
 from labkit.grading.expose import exposed_names
 from labkit.grading.notebook import NotANotebook, Submission, defining_cell, detect_lesson, read_submission
-from labkit.grading.protocol import MAX_TEXT, FrameBuffer, ProtocolError, RemoteError, truncate
+from labkit.grading.protocol import MAX_TEXT, FrameBuffer, ProtocolError, RemoteError, describe_error, pack, truncate
+from labkit.grading import sandbox
 from labkit.grading.sandbox import Child, Limits, UidPool
 
 MAX_MESSAGE = 4 << 20        # bytes in one message from the child
@@ -32,6 +34,7 @@ MAX_CALLBACKS = 200_000      # requests the child may make of the grader, per su
 MAX_NOTIFICATIONS = 100_000
 CELL_GRACE_S = 2.0           # the child interrupts a slow cell itself; the grader waits this much longer
 MAX_RESTARTS = 3             # cells that end the child's process are skipped on a fresh start
+MAX_CHECK_RESTARTS = 8       # fresh children for the checks after one stopped the last (a loop, a crash)
 
 # Submission statuses, as they appear in the gradebook.
 OK, NOT_ATTEMPTED_STATUS, TIMEOUT, ERROR = "ok", "not attempted", "timeout", "error"
@@ -78,7 +81,9 @@ class NotChecked(GraderAbort):
 
 
 class _Expired(Exception):
-    pass
+    def __init__(self, kind: str):
+        super().__init__(kind)
+        self.kind = kind  # "cpu" or "wall"
 
 
 class _Gone(Exception):
@@ -86,35 +91,101 @@ class _Gone(Exception):
 
 
 class Budget:
-    """Seconds of learner code left for one submission, shared by its cells and calls."""
+    """CPU seconds of learner code left for one phase (the notebook's cells, or one exercise's checks)."""
 
-    def __init__(self, total_s: float):
+    def __init__(self, total_s: float, what: str = "grading"):
         self.total_s = total_s
         self.used_s = 0.0
+        self.what = what
 
     @property
     def remaining(self) -> float:
         return max(0.0, self.total_s - self.used_s)
 
 
+class CpuMeter:
+    """CPU seconds (user + system, every thread) the child has used, read from /proc/PID/stat.
+
+    Where /proc is not there, the wall clock stands in, and the limits are wall-clock limits.
+    """
+
+    def __init__(self, pid: int | None):
+        self.fd = None
+        self.closed = False
+        self.last = 0.0
+        self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        if pid is not None:
+            try:
+                self.fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                self.fd = None
+        self._start = time.monotonic()
+
+    @property
+    def measures_cpu(self) -> bool:
+        return self.fd is not None
+
+    def seconds(self) -> float:
+        if self.closed:
+            return self.last
+        if self.fd is None:
+            self.last = time.monotonic() - self._start
+            return self.last
+        try:
+            fields = os.pread(self.fd, 1024, 0).rsplit(b")", 1)[1].split()
+            self.last = (int(fields[11]) + int(fields[12])) / self._tick  # utime, stime (fields 14, 15)
+        except (OSError, IndexError, ValueError):
+            pass  # the process is gone: its last reading stands
+        return self.last
+
+    def close(self) -> None:
+        """Stop measuring (the child is gone): the last reading stands."""
+        if not self.closed:
+            self.seconds()
+            self.closed = True
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
 # --- proxies for the learner's objects ----------------------------------------------------
 
 
 class RemoteObject:
-    """The grader's handle on a learner object (or function) that lives in the child."""
+    """The grader's handle on a learner object (or function) that lives in the child.
 
-    __slots__ = ("_lk_endpoint", "_lk_handle", "_lk_desc")
+    Two things save round trips. A plain value in the object's own `__dict__` (a counter, a
+    state string) that the grader read once is sent ahead by the child with every later
+    message, so reading it again asks nothing. A name that turned out to be a method of the
+    object's class becomes a `RemoteMethod`: calling it asks the child once to look the
+    name up and call it, as `obj.name(...)` does locally.
+    """
+
+    __slots__ = ("_lk_endpoint", "_lk_handle", "_lk_desc", "_lk_methods")
 
     def __init__(self, endpoint, handle, desc):
         object.__setattr__(self, "_lk_endpoint", endpoint)
         object.__setattr__(self, "_lk_handle", handle)
         object.__setattr__(self, "_lk_desc", desc)
+        object.__setattr__(self, "_lk_methods", {})
 
     def __getattr__(self, name):
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)  # copy, pickle and numpy probes never reach learner code
-        return self._lk_endpoint.request("getattr", target=self._lk_handle, name=name,
-                                         what=f"reading .{name} of your {self._lk_desc['name']}")
+        method = self._lk_methods.get(name)
+        if method is not None:
+            return method
+        ep = self._lk_endpoint
+        if ep.broken is None:
+            value = ep.ahead.lookup(ep.codec, self._lk_handle, name)
+            if value is not UNSENT:
+                return value
+        value = ep.request("getattr", target=self._lk_handle, name=name,
+                           what=f"reading .{name} of your {self._lk_desc['name']}")
+        if ep.method_reply:
+            self._lk_methods[name] = method = RemoteMethod(self, name)
+            return method
+        return value
 
     def __setattr__(self, name, value):
         ep = self._lk_endpoint
@@ -170,6 +241,23 @@ class RemoteObject:
         return f"<your {self._lk_desc['name']} object>"
 
 
+class RemoteMethod:
+    """`obj.name` for a method of a learner object's class: calling it is one request, looked up afresh in the child."""
+
+    __slots__ = ("_lk_owner", "_lk_name")
+
+    def __init__(self, owner: RemoteObject, name: str):
+        self._lk_owner, self._lk_name = owner, name
+
+    def __call__(self, *args, **kwargs):
+        owner = self._lk_owner
+        return owner._lk_endpoint.call(owner._lk_handle, args, kwargs,
+                                       f"calling {owner._lk_desc['name']}.{self._lk_name}()", method=self._lk_name)
+
+    def __repr__(self):
+        return f"<method {self._lk_name} of your {self._lk_owner._lk_desc['name']}>"
+
+
 class RemoteClass(type):
     """Metaclass of the grader's stand-in for a learner's class: calling it constructs in the child.
 
@@ -223,6 +311,13 @@ def _labkit_class(pair):
     return None
 
 
+def _plain_wire(wire) -> None:
+    """A learner value sent ahead must be plain: a string, number, bool or None."""
+    if not (type(wire) in (str, int, float, bool, type(None))
+            or type(wire) is dict and wire.get("$") == "float" and wire.get("v") in ("nan", "inf", "-inf")):
+        raise ProtocolError("a value sent ahead must be a string, number, bool or None")
+
+
 def _contains_proxy(value, depth=0) -> bool:
     if isinstance(value, (RemoteObject, RemoteClass)):
         return True
@@ -239,7 +334,13 @@ def _contains_proxy(value, depth=0) -> bool:
 
 
 class ParentEndpoint(Endpoint):
-    """The grader's end: every wait has a deadline, and the child may only use what `expose` allows."""
+    """The grader's end: every wait has a deadline, and the child may only use what `expose` allows.
+
+    A deadline is a pair: CPU seconds of the child (what a limit means) and a wall-clock
+    backstop (`Limits.wall_s`). The child's CPU time is read once per request from the
+    grader's scenarios and once a second while the grader waits, so a loaded machine, the
+    grader's own work and its callbacks cost the learner nothing.
+    """
 
     catch = Exception
 
@@ -250,8 +351,10 @@ class ParentEndpoint(Endpoint):
         os.set_blocking(self.rfd, False)
         os.set_blocking(self.wfd, False)
         self.buffer = FrameBuffer(MAX_MESSAGE)
-        self.deadlines: list[float] = []
-        self._budget_deadline = math.inf
+        self.meter = CpuMeter(getattr(getattr(child, "proc", None), "pid", None))
+        self.deadlines: list[tuple[float, float]] = []   # (child CPU seconds, wall clock)
+        self._budget_deadline = (math.inf, math.inf)
+        self._expired = "cpu"
         self.broken: GraderAbort | None = None
         self.exercise: str | None = None
         self.callbacks = self.notifications = 0
@@ -269,16 +372,17 @@ class ParentEndpoint(Endpoint):
     def _wait(self, event: int) -> None:
         poller = self._pollers[event]
         while True:
-            left = (self.deadlines[-1] if self.deadlines else math.inf) - time.monotonic()
+            cpu_deadline, wall_deadline = self.deadlines[-1] if self.deadlines else (math.inf, math.inf)
+            left = wall_deadline - time.monotonic()
             if left <= 0:
-                raise _Expired()
-            if poller.poll(min(left, 3600) * 1000):
+                raise _Expired("wall")
+            if poller.poll(min(left, 1.0) * 1000):
                 return
+            if cpu_deadline < math.inf and self.meter.seconds() >= cpu_deadline:
+                raise _Expired("cpu")
 
     def send(self, message: dict) -> None:
-        from labkit.grading.protocol import pack
-
-        data = memoryview(pack(message))
+        data = memoryview(pack(self.ahead.stamp(message, self._read_ahead, self.codec)))
         while data:
             try:
                 data = data[os.write(self.wfd, data):]
@@ -291,6 +395,7 @@ class ParentEndpoint(Endpoint):
         while True:
             message = self.buffer.next()
             if message is not None:
+                self.ahead.absorb(message, _plain_wire)
                 return message
             self._wait(select.POLLIN)
             try:
@@ -313,14 +418,20 @@ class ParentEndpoint(Endpoint):
         if self.broken is not None:
             raise NotChecked(self.broken)
         now = time.monotonic()
+        limit = self.limits.call_timeout_s if timeout is None else timeout
         outermost = not self.deadlines
         if outermost:
-            self._budget_deadline = now + self.budget.remaining
-        limit = now + (self.limits.call_timeout_s if timeout is None else timeout)
-        self.deadlines.append(min(limit, self._budget_deadline, self.deadlines[-1] if self.deadlines else math.inf))
+            cpu = start_cpu = self.meter.seconds()
+            left = self.budget.remaining
+            self._budget_deadline = (cpu + left, now + self.limits.wall_s(left))
+            outer = self._budget_deadline
+        else:
+            cpu, outer = self.meter.last, self.deadlines[-1]  # nested: the outer request's CPU clock runs on
+        self.deadlines.append((min(cpu + limit, outer[0]), min(now + self.limits.wall_s(limit), outer[1])))
         try:
             return super().request(op, **fields)
-        except _Expired:
+        except _Expired as exc:
+            self._expired = exc.kind
             raise self.abort(self._timeout(what)) from None
         except _Gone:
             raise self.abort(self._gone(what)) from None
@@ -332,7 +443,7 @@ class ParentEndpoint(Endpoint):
         finally:
             self.deadlines.pop()
             if outermost:
-                self.budget.used_s += time.monotonic() - now
+                self.budget.used_s += self.meter.seconds() - start_cpu
 
     def _where(self) -> str:
         return f" (exercise {self.exercise})" if self.exercise else ""
@@ -340,11 +451,18 @@ class ParentEndpoint(Endpoint):
     def _timeout(self, what: str) -> CodeTimeout:
         if self.current_cell is not None:
             what = f"running cell {self.current_cell}"
-        if time.monotonic() >= self._budget_deadline - 0.05:
+        if self._expired == "wall":
+            # It waited rather than computed (a sleep, a blocking read): only the backstop stops that.
+            limit = self.limits.cell_timeout_s if self.current_cell is not None else self.limits.call_timeout_s
+            wall = self.limits.wall_s(limit)
+            return CodeTimeout(f"Your code did not finish within {wall:g} s of wall-clock time while the grader was "
+                               f"{what}{self._where()}: is it sleeping or waiting for something that never comes?",
+                               f"{what}{self._where()}: did not finish within {wall:g} s of wall-clock time")
+        if self.meter.last >= self._budget_deadline[0] - 0.05:
             total = self.budget.total_s
-            return CodeTimeout(f"Your notebook's code used up its {total:g} s of grading time while the grader was "
-                               f"{what}{self._where()}: an infinite loop, or very slow code?",
-                               f"{what}{self._where()}: used up its {total:g} s of grading time")
+            return CodeTimeout(f"Your notebook's code used up its {total:g} s of CPU time for {self.budget.what} "
+                               f"while the grader was {what}{self._where()}: an infinite loop, or very slow code?",
+                               f"{what}{self._where()}: used up its {total:g} s for {self.budget.what}")
         limit = self.limits.call_timeout_s
         if self.current_cell is not None:
             limit = self.limits.cell_timeout_s
@@ -367,16 +485,30 @@ class ParentEndpoint(Endpoint):
         if self.broken is None:
             self.broken = exc
         self.child.kill()
+        self.meter.close()
         return exc
 
-    def call(self, handle: int, args, kwargs, what: str):
-        """Call a learner callable in the child; callables of ours among the arguments become callable there."""
+    def call(self, handle: int, args, kwargs, what: str, method: str | None = None):
+        """Call a learner callable (or `method` of a learner object) in the child; our callables among the arguments become callable there."""
         self.codec.granting = True
         try:
             fields = self.encode_call(args, kwargs)
         finally:
             self.codec.granting = False
+        if method is not None:
+            return self.request("callmethod", target=handle, name=method, what=what, **fields)
         return self.request("call", target=handle, what=what, **fields)
+
+    def _read_ahead(self, handle: int, name: str):
+        """The current value of an exposed attribute the child reads, to send ahead (None: not a value)."""
+        obj = self.codec.objects.get(handle)
+        try:
+            value = getattr(obj, name)
+        except Exception as exc:  # noqa: BLE001 - sent ahead as the error the child would get
+            return "err", exc
+        if callable(value) or isinstance(value, (types.ModuleType, type)):
+            return None
+        return "ok", value
 
     def on_notify(self, message: dict) -> None:
         self.notifications += 1
@@ -384,8 +516,9 @@ class ParentEndpoint(Endpoint):
             raise ProtocolError("too many notifications")
         if message.get("n") == "cell" and type(message.get("index")) is int and len(self.deadlines) == 1:
             self.current_cell = message["index"]
-            cell_deadline = time.monotonic() + self.limits.cell_timeout_s + CELL_GRACE_S
-            self.deadlines[0] = min(self._budget_deadline, cell_deadline)
+            limit = self.limits.cell_timeout_s + CELL_GRACE_S
+            self.deadlines[0] = (min(self._budget_deadline[0], self.meter.seconds() + limit),
+                                 min(self._budget_deadline[1], time.monotonic() + self.limits.wall_s(limit)))
             return
         raise ProtocolError("an unexpected notification")
 
@@ -409,6 +542,8 @@ class ParentEndpoint(Endpoint):
                         and getattr(value, "__self__", None) is obj):
                     raise AttributeError(f"{kind}.{name} is not available to your code while it is graded")
                 self.codec.granted.add(self.codec.export(value))
+            else:
+                self.ahead.watch(message["target"], name)
             return value
         if op == "call":
             if message.get("target") not in self.codec.granted:
@@ -426,7 +561,7 @@ class ParentEndpoint(Endpoint):
 
     # the phases of one submission
     def wait_hello(self) -> dict:
-        self.deadlines.append(time.monotonic() + self.limits.startup_timeout_s)
+        self.deadlines.append((math.inf, time.monotonic() + self.limits.startup_timeout_s))
         try:
             message = self.receive()
         except _Expired:
@@ -475,6 +610,7 @@ class RemoteContext:
         self._final: int | None = None
 
     def __enter__(self):
+        self.endpoint.ahead.reset()  # each scenario watches only the attributes it reads
         self.endpoint.request("spy", action="start", what="starting a check")
         return self
 
@@ -603,54 +739,159 @@ def grade_notebook(path, *, limits: Limits | None = None, expected_lesson: str |
     return graded
 
 
-def _grade_in_child(graded: Graded, submission: Submission, exercises: list[Exercise], limits: Limits,
-                    uid_pool, base_dir: str, cache) -> None:
-    record = graded.record
-    budget = Budget(limits.timeout_s)
-    skipped: dict[int, dict] = {}
-    child = endpoint = None
-    cells: list = []
-    try:
+# What a child never needs from the checkout: the solutions and the tests (Landlock leaves them out
+# as well; as root they are covered in the child's own mount namespace).
+# Only in a checkout: installed into site-packages, labkit's parent folder is everyone's.
+_REPOSITORY_PRIVATE = ([os.path.join(sandbox.REPOSITORY, d) for d in ("solutions", "tests", "benchmarks")]
+                       if os.path.isfile(os.path.join(sandbox.REPOSITORY, "pyproject.toml")) else [])
+
+
+def hidden_test_files() -> list[str]:
+    """The files that define hidden scenarios (loaded into the grader before any child starts)."""
+    files = set()
+    for exercise in checking.all_exercises():
+        for scenario in exercise.scenarios:
+            if scenario.hidden:
+                filename = getattr(getattr(scenario.fn, "__code__", None), "co_filename", None)
+                if isinstance(filename, str) and os.path.isfile(filename):
+                    files.add(os.path.abspath(filename))
+                    files.add(os.path.dirname(os.path.abspath(filename)))
+    return sorted(files)
+
+
+class _Session:
+    """The child that runs one submission's notebook, started again (same cells skipped) after a check stopped it."""
+
+    def __init__(self, record: dict, submission: Submission, exercises: list[Exercise], limits: Limits, uid_pool,
+                 base_dir: str):
+        self.record, self.submission, self.exercises, self.limits = record, submission, exercises, limits
+        self.uid_pool, self.base_dir = uid_pool, base_dir
+        self.skipped: dict[int, dict] = {}
+        self.child: Child | None = None
+        self.endpoint: ParentEndpoint | None = None
+        self.cells: list = []
+        self.answers: dict = {}
+        self.first_abort: GraderAbort | None = None
+        self.restarts = 0
+        self.keep_output = True
+        self.must_hide = hidden_test_files()
+        # RLIMIT_CPU of the child: everything the grader may ask of one process, plus its start.
+        self.cpu_s = (limits.timeout_s + len(exercises) * limits.exercise_timeout_s + limits.startup_timeout_s + 10)
+
+    def start(self) -> None:
+        """Run the notebook in a fresh child, skipping cells that hung or ended the process, then read the answers."""
+        limits = self.limits
+        budget = Budget(limits.timeout_s, "the notebook's cells")
+        cells: list = []
         for attempt in range(MAX_RESTARTS + 1):
-            child = Child(submission.data, submission.path.name, base_dir, limits, uid_pool=uid_pool)
-            endpoint = ParentEndpoint(child, limits, budget)
-            record["sandbox"] = endpoint.wait_hello()
+            self.close_child()
+            self.child = Child(self.submission.data, self.submission.path.name, self.base_dir, limits,
+                               uid_pool=self.uid_pool, cpu_s=self.cpu_s, hide=_REPOSITORY_PRIVATE,
+                               must_hide=self.must_hide)
+            self.endpoint = endpoint = ParentEndpoint(self.child, limits, budget)
+            self.record["sandbox"] = hello = endpoint.wait_hello()
+            if self.must_hide and hello.get("hidden_tests") != "unreadable (checked)":
+                endpoint.abort(SandboxFailure(
+                    "The hidden tests would be readable by the submission's process (no Landlock, and not "
+                    "running as root): grade as root, or on a Linux with Landlock, or without --hidden.",
+                    "the hidden tests would be readable by the submission (needs root or Landlock)"))
+                raise endpoint.broken
             try:
-                cells = endpoint.run_notebook(submission.cells, set(skipped))
+                cells = endpoint.run_notebook(self.submission.cells, set(self.skipped))
                 break
             except (CodeTimeout, ChildGone) as exc:
                 cell = endpoint.current_cell
-                if cell is None or cell in skipped or budget.remaining < 1 or attempt == MAX_RESTARTS:
+                if cell is None or cell in self.skipped or budget.remaining < 1 or attempt == MAX_RESTARTS:
                     raise
                 # The cell hung past its limit or ended the process: run the notebook again without it.
-                how = ("did not finish within " f"{limits.cell_timeout_s:g} s" if isinstance(exc, CodeTimeout)
+                how = (f"did not finish within {limits.cell_timeout_s:g} s" if isinstance(exc, CodeTimeout)
                        else "ended the notebook's process")
-                skipped[cell] = {"index": cell, "status": "timeout" if isinstance(exc, CodeTimeout) else "crashed",
-                                 "error": f"{how}; the notebook was run again without it"}
-                record["output"] = child.output()
-                child.close()
-                child = None
-        cells = [skipped.get(c["index"], c) for c in cells]
-        record["cells"] = [c for c in cells if c["status"] != "ok"]
-        answers = {}
-        for exercise in exercises:
+                self.skipped[cell] = {"index": cell, "status": "timeout" if isinstance(exc, CodeTimeout)
+                                      else "crashed", "error": f"{how}; the notebook was run again without it"}
+        self.cells = [self.skipped.get(c["index"], c) for c in cells]
+        self.answers = {}
+        for exercise in self.exercises:
             try:
-                answers[exercise.id] = endpoint.answer(exercise.answer_name)
+                self.answers[exercise.id] = self.endpoint.answer(exercise.answer_name)
             except (GraderAbort, RemoteError) as exc:
-                answers[exercise.id] = exc
-        for exercise in exercises:
-            endpoint.exercise = exercise.id
-            graded.reports.append(_judge(exercise, answers[exercise.id], endpoint, submission, cells, cache))
-    except GraderAbort as exc:
-        done = {r.exercise for r in graded.reports}
-        for exercise in exercises:
-            if exercise.id not in done:
-                graded.reports.append(_all_failed(exercise, str(exc)))
+                self.answers[exercise.id] = exc
+        if self.endpoint.broken is not None and self.first_abort is None:
+            self.first_abort = self.endpoint.broken
+
+    def restart(self) -> bool:
+        """A fresh child for the checks still to run, after one stopped the last; False if that is not possible."""
+        if self.restarts >= MAX_CHECK_RESTARTS:
+            return False
+        self.restarts += 1
+        try:
+            self.start()
+        except GraderAbort:
+            return False
+        return True
+
+    def close_child(self) -> None:
+        if self.child is not None:
+            if self.keep_output:
+                self.record["output"] = self.child.output()
+            self.child.close()
+            self.child = None
+        if self.endpoint is not None:
+            self.endpoint.meter.close()
+
+
+def _grade_in_child(graded: Graded, submission: Submission, exercises: list[Exercise], limits: Limits,
+                    uid_pool, base_dir: str, cache) -> None:
+    record = graded.record
+    session = _Session(record, submission, exercises, limits, uid_pool, base_dir)
+    try:
+        try:
+            session.start()
+        except GraderAbort as exc:
+            session.first_abort = exc
+            graded.reports = [_all_failed(exercise, str(exc)) for exercise in exercises]
+        else:
+            record["cells"] = [c for c in session.cells if c["status"] != "ok"]
+            record["output"] = session.child.output()
+            session.keep_output = False
+            for exercise in exercises:
+                graded.reports.append(_judge_exercise(exercise, session, submission, cache))
     finally:
-        if child is not None:
-            record["output"] = child.output()
-            child.close()
-    _summarise(graded, exercises, endpoint, cells)
+        session.close_child()
+    _summarise(graded, exercises, session.first_abort, session.cells)
+
+
+def _judge_exercise(exercise: Exercise, session: _Session, submission: Submission, cache) -> Report:
+    """One exercise's report. Learner code in the child is checked one scenario at a time, within the
+    exercise's own CPU budget; a scenario that stops the child costs only itself: the next one runs in a
+    fresh child."""
+    answer = session.answers[exercise.id]
+    if not (type(answer) is dict and answer.get("state") == "value" and _contains_proxy(answer.get("value"))):
+        return _judge(exercise, answer, session.endpoint, submission, session.cells, cache)
+    budget = Budget(session.limits.exercise_timeout_s, f"exercise {exercise.id}'s checks")
+    results: list[Result] = []
+    stopped: GraderAbort | None = None
+    for scenario in exercise.scenarios:
+        if session.endpoint.broken is not None:
+            stopped = stopped or session.endpoint.broken
+            answer = None
+            if budget.remaining > 0.05 and session.restart():
+                answer = session.answers[exercise.id]
+            if not (type(answer) is dict and answer.get("state") == "value" and _contains_proxy(answer.get("value"))):
+                why = (f"exercise {exercise.id} used up its {budget.total_s:g} s of CPU time"
+                       if budget.remaining <= 0.05 else stopped.short)
+                results.append(Result(exercise.id, scenario.name, FAILED, 0, scenario.points,
+                                      f"Not checked: the grader had already stopped your code ({why}).",
+                                      scenario.hidden))
+                continue
+        endpoint = session.endpoint
+        endpoint.budget, endpoint.exercise = budget, exercise.id
+        single = copy.copy(exercise)
+        single.scenarios = [scenario]
+        results.extend(single.run(answer["value"], ctx_factory=lambda: RemoteContext(endpoint),
+                                  include_hidden=True).results)
+        if endpoint.broken is not None and session.first_abort is None:
+            session.first_abort = endpoint.broken
+    return Report(exercise.id, exercise.title, results)
 
 
 def _judge(exercise: Exercise, answer, endpoint: ParentEndpoint, submission: Submission, cells: list,
@@ -702,7 +943,7 @@ def _all_failed(exercise: Exercise, message: str) -> Report:
                                                 for s in exercise.scenarios])
 
 
-def _summarise(graded: Graded, exercises: list[Exercise], endpoint: ParentEndpoint | None, cells: list) -> None:
+def _summarise(graded: Graded, exercises: list[Exercise], broken: GraderAbort | None, cells: list) -> None:
     record = graded.record
     reports = {r.exercise: r for r in graded.reports}
     ordered = [reports[e.id] for e in exercises if e.id in reports]
@@ -716,7 +957,6 @@ def _summarise(graded: Graded, exercises: list[Exercise], endpoint: ParentEndpoi
     record["max_hidden"] = sum(r.max_points for r in results if r.hidden)
     record["total"] = record["public"] + record["hidden"]
     record["max_total"] = record["max_public"] + record["max_hidden"]
-    broken = endpoint.broken if endpoint is not None else None
     if broken is not None:
         record["status"] = broken.status
         record["reason"] = truncate(broken.short, 300)

@@ -8,6 +8,20 @@ unprivileged uid of its own (root only), and a Landlock ruleset (Linux >= 5.13) 
 lets it write only inside its working directory and read only what Python needs.
 Each step is best effort where the kernel or the user's rights do not allow it, and the
 child reports which steps took effect (`Child.sandbox`, stored in the gradebook JSON).
+As root, a private mount namespace also covers the checkout's solutions and tests and the
+hidden tests' folder; whatever the setting, the child checks that it cannot read the
+hidden tests before any learner code runs, and the grader refuses to go on if it can.
+
+Decision (bubblewrap): evaluated as the replacement for the hand-written Landlock and
+namespace calls here. It isolates better where it runs: a mount namespace that shows the
+child only what is bound into it, and PID and IPC namespaces. Kept out for now because it
+is not there by default (a Debian package, and the pip wheels bundle a binary we would
+then trust), unprivileged user namespaces, which it needs without root, are often refused
+inside containers (Docker's default seccomp profile), exactly where the README tells
+instructors to grade, and as root the uid drop and rlimits below would still be needed
+inside it. The present path stays the one that is always there; wrapping the child's
+command in `bwrap` where it is installed and works is the next step, with this path as
+the fallback.
 """
 from __future__ import annotations
 
@@ -28,34 +42,48 @@ from dataclasses import asdict, dataclass
 LINUX = sys.platform.startswith("linux")
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _PACKAGE = os.path.join(_ROOT, "labkit")
+REPOSITORY = _ROOT
 BOOT = ("import sys; sys.path.insert(0, {root!r}); "
         "from labkit.grading.child import main; main(sys.argv[1])")
 
 
 @dataclass(frozen=True)
 class Limits:
-    """What one submission may use; `timeout_s` is the wall-clock budget for all of its code."""
+    """What one submission may use. Time limits are CPU seconds of the child, so a busy machine costs none of them.
 
-    timeout_s: float = 60.0       # running the notebook plus every call the checks make into it
+    Each time limit also has a wall-clock backstop, `wall_s(limit)` (the limit times
+    `wall_factor`, plus 10 s), for code that waits instead of computing (a sleep, a read
+    that never returns): it is what a loaded machine can stretch, so it is generous.
+    """
+
+    timeout_s: float = 60.0       # running the notebook's cells, all of them
+    exercise_timeout_s: float = 30.0  # one exercise's checks, all of its scenarios (each exercise its own)
     call_timeout_s: float = 10.0  # one call into the learner's code (a method, a constructor)
     cell_timeout_s: float = 30.0  # one notebook cell
+    wall_factor: float = 3.0      # the wall-clock backstop of each limit: limit * wall_factor + 10 s
     memory_mb: int = 1024         # address space (RLIMIT_AS)
     max_processes: int = 64       # processes and threads (RLIMIT_NPROC, per uid)
     max_file_mb: int = 16         # largest file written, the captured output included (RLIMIT_FSIZE)
     max_open_files: int = 256     # RLIMIT_NOFILE
-    startup_timeout_s: float = 60.0  # the child's own start (imports): the grader's time, not the learner's
+    startup_timeout_s: float = 60.0  # the child's own start (imports), wall clock: the grader's time, not the learner's
 
     def __post_init__(self):
-        for name in ("timeout_s", "call_timeout_s", "cell_timeout_s", "startup_timeout_s"):
+        for name in ("timeout_s", "exercise_timeout_s", "call_timeout_s", "cell_timeout_s", "startup_timeout_s"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and value > 0):
                 raise ValueError(f"{name} must be > 0 seconds, got {value!r}")
+        if not (isinstance(self.wall_factor, (int, float)) and self.wall_factor >= 1):
+            raise ValueError(f"wall_factor must be >= 1, got {self.wall_factor!r}")
         for name in ("memory_mb", "max_processes", "max_file_mb", "max_open_files"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.memory_mb < 256:
             raise ValueError(f"memory_mb must be >= 256 (Python and labkit need about 200 MB), got {self.memory_mb}")
+
+    def wall_s(self, cpu_s: float) -> float:
+        """The wall-clock backstop for a limit of `cpu_s` CPU seconds."""
+        return cpu_s * self.wall_factor + 10.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,6 +108,9 @@ def confine(config: dict) -> dict:
     if LINUX and config.get("isolate_network", True) and os.geteuid() == 0:
         if _libc_call("unshare", 0x40000000) == 0:  # CLONE_NEWNET: only a loopback, and it is down
             info["network"] = "isolated (private network namespace)"
+    hide = [p for p in list(config.get("hide", [])) + list(config.get("must_hide", [])) if isinstance(p, str)]
+    if hide:
+        info["hidden_paths"] = _hide_paths(hide) if LINUX and os.geteuid() == 0 else "not hidden (needs root)"
 
     ruleset = _landlock_ruleset(config) if LINUX and config.get("landlock", True) else None
     info["landlock_abi"] = ruleset[1] if ruleset else None
@@ -116,7 +147,45 @@ def confine(config: dict) -> dict:
             info["landlock_abi"] = None
         os.close(fd)
     info.setdefault("filesystem", "ordinary permissions of its uid" + (" (unprivileged)" if dropping else ""))
+    must_hide = [p for p in config.get("must_hide", []) if isinstance(p, str)]
+    if must_hide:
+        readable = [p for p in must_hide if _readable(p)]
+        info["hidden_tests"] = "readable: " + ", ".join(readable)[:500] if readable else "unreadable (checked)"
     return info
+
+
+def _hide_paths(paths: list[str]) -> str:
+    """Cover `paths` in a private mount namespace (root only): an empty read-only tmpfs over each directory,
+    /dev/null over each file. What the child sees; the grader's own view is unchanged."""
+    if _libc_call("unshare", 0x00020000) != 0:  # CLONE_NEWNS
+        return "not hidden (no mount namespace)"
+    # Private propagation first, so nothing mounted here shows up outside.
+    if _libc_call("mount", b"none", b"/", None, 0x4000 | 0x40000, None) != 0:  # MS_REC | MS_PRIVATE
+        return "not hidden (mounts not private)"
+    hidden = []
+    needed = [os.getcwd(), sys.prefix, sys.base_prefix, _PACKAGE]
+    for path in sorted(set(paths), key=len):
+        if not os.path.exists(path) or any(n == path or n.startswith(path.rstrip("/") + "/") for n in needed):
+            continue  # covering it would hide what the child runs from (checked afterwards all the same)
+        encoded = os.fsencode(path)
+        if os.path.isdir(path):
+            ok = _libc_call("mount", b"tmpfs", encoded, b"tmpfs", 1 | 2 | 4 | 8, b"size=16k,mode=0555") == 0
+        else:
+            ok = _libc_call("mount", b"/dev/null", encoded, None, 4096, None) == 0  # MS_BIND
+        if ok:
+            hidden.append(path)
+    return f"{len(hidden)} of {len(set(paths))} hidden (private mount namespace)"
+
+
+def _readable(path: str) -> bool:
+    """True if this process can read anything of `path`: a file's bytes or a directory's names."""
+    try:
+        if os.path.isdir(path):
+            return bool(os.listdir(path))
+        with open(path, "rb") as f:
+            return bool(f.read(1))
+    except OSError:
+        return False
 
 
 def _import_dirs() -> list[str]:
@@ -234,7 +303,7 @@ def _libc_call(name: str, *args) -> int:
         _libc = ctypes.CDLL(None, use_errno=True)
     fn = getattr(_libc, name)
     fn.restype = ctypes.c_long
-    converted = [a if isinstance(a, (ctypes.Array, bytes)) else ctypes.c_long(a) for a in args]
+    converted = [a if a is None or isinstance(a, (ctypes.Array, bytes)) else ctypes.c_long(a) for a in args]
     return fn(*converted)
 
 
@@ -425,8 +494,13 @@ class Child:
     """One sandboxed child process for one submission: start it, talk to it over pipes, end it."""
 
     def __init__(self, notebook: bytes, name: str, base_dir: str, limits: Limits, *,
-                 uid_pool: UidPool | None, python: str | None = None):
+                 uid_pool: UidPool | None, python: str | None = None, cpu_s: float | None = None,
+                 hide: list[str] = (), must_hide: list[str] = ()):
         self.limits = limits
+        # Paths the child must not see (the solutions, the tests), and must provably not read (hidden tests).
+        self.hide, self.must_hide = [os.path.abspath(p) for p in hide], [os.path.abspath(p) for p in must_hide]
+        # RLIMIT_CPU: everything the grader may ask of this process, plus its start.
+        self.cpu_s = cpu_s if cpu_s is not None else limits.timeout_s + limits.startup_timeout_s + 10
         self.proc: subprocess.Popen | None = None
         self.uid = self._uid_lock = None
         self.workdir = tempfile.mkdtemp(prefix="sub-", dir=base_dir)
@@ -458,13 +532,13 @@ class Child:
         from_child_r, from_child_w = os.pipe()
         config = {
             "labkit_root": _ROOT, "rfd": to_child_r, "wfd": from_child_w, "workdir": self.workdir,
-            "uid": self.uid, "gid": self.uid,
+            "uid": self.uid, "gid": self.uid, "hide": self.hide, "must_hide": self.must_hide,
             # LABKIT_GRADER_LANDLOCK=0 / LABKIT_GRADER_NETNS=0 switch a layer off (to test the fallbacks).
             "isolate_network": os.environ.get("LABKIT_GRADER_NETNS", "1") != "0",
             "landlock": os.environ.get("LABKIT_GRADER_LANDLOCK", "1") != "0",
             "limits": {"memory_mb": self.limits.memory_mb, "max_processes": self.limits.max_processes,
                        "max_file_mb": self.limits.max_file_mb, "max_open_files": self.limits.max_open_files,
-                       "cpu_s": self.limits.timeout_s + self.limits.startup_timeout_s + 10},
+                       "cpu_s": self.cpu_s},
         }
         log = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:

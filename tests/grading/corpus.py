@@ -1,4 +1,7 @@
-"""Hostile and broken submissions for the grader, made from the committed lesson 03 notebooks.
+"""Hostile and broken submissions for the grader, made from the committed notebooks.
+
+Lesson 03 gets every case; every other lesson (found by globbing solutions/*.ipynb) gets the
+lesson-independent ones (`every_lesson_cases`), named NN_case.
 
 `build(directory)` writes every case as a .ipynb (or deliberately not one) and returns the
 cases with what the grader must make of each: a status, and the points per exercise
@@ -196,6 +199,13 @@ def cases(token: str = "x", port: int = 9) -> dict[str, tuple[Case, object]]:
         _edit(solution, "class CircuitBreaker", '"""True: make the call. False: refuse it and use a fallback."""',
               '"""True: make the call. False: refuse it and use a fallback."""\n        while True:\n'
               '            pass'))
+    add(Case("loop_in_half_open", "timeout", None, "on_success() loops only when half-open: the scenarios "
+             "that never get there still pass"),
+        _edit(solution, "class CircuitBreaker", '''        if self.state == "half_open":
+            self.successes += 1''',
+              '''        if self.state == "half_open":
+            while True:
+                pass'''))
     add(Case("loop_in_cell", "ok", FULL, "a top-level infinite loop, interrupted by the cell timeout"),
         _after_setup(solution, "while True:\n    pass"))
     add(Case("loop_swallows_interrupt", "ok", FULL, "an infinite loop that swallows the interrupt: killed, re-run"),
@@ -341,11 +351,93 @@ def cases(token: str = "x", port: int = 9) -> dict[str, tuple[Case, object]]:
     return out
 
 
+def lessons() -> list[str]:
+    """Every lesson with a solution notebook (solutions/NN_name.ipynb), by notebook name."""
+    return sorted(p.stem for p in (ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
+
+
+def full_points(number: str) -> dict:
+    """Points per exercise of a lesson ("01"), public scenarios only, from the registered checks."""
+    from labkit import checking
+
+    return {e.id: sum(s.points for s in e.scenarios if not s.hidden)
+            for e in checking.all_exercises() if e.id.split(".")[0] == number}
+
+
+def _with_loop(nb, number: str):
+    """`nb` with `while True: pass` at the start of the first exercise's first method (or function) body."""
+    from labkit import checking
+
+    first = next(e for e in checking.all_exercises() if e.id.split(".")[0] == number)
+    name = first.answer_name
+    at = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and any(
+        line.startswith((f"class {name}", f"def {name}(")) for line in c.source.splitlines()))
+    lines = nb.cells[at].source.splitlines()
+    in_method = False
+    for k, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped.startswith("def "):
+            in_method = not stripped.startswith("def __init__")
+        elif in_method and (stripped == "# BEGIN SOLUTION" or stripped.endswith("# SOLUTION")):
+            indent = line[:len(line) - len(line.lstrip())]
+            lines[k:k] = [f"{indent}while True:", f"{indent}    pass"]
+            nb = copy.deepcopy(nb)
+            nb.cells[at].source = "\n".join(lines)
+            return nb
+    raise LookupError(f"no method body to put a loop in for {name}")
+
+
+def every_lesson_cases() -> dict[str, tuple[Case, object]]:
+    """The lesson-independent hostile cases for every lesson but 03 (which `cases` covers in full):
+    fake verdicts, pasted outputs, monkeypatched labkit, a loop, a memory bomb, exits, a flood, not JSON."""
+    out: dict[str, tuple[Case, object]] = {}
+    for lesson_name in lessons():
+        if lesson_name == LESSON:
+            continue
+        number = lesson_name[:2]
+        full = full_points(number)
+        none = dict.fromkeys(full, 0)
+        solution, lesson = _read("solutions", lesson_name), _read("lessons", lesson_name)
+
+        def add(case: Case, content) -> None:
+            case.name = f"{number}_{case.name}"
+            assert case.name not in out
+            out[case.name] = (case, content)
+
+        add(Case("solution", "ok", full, "the committed solution"), solution)
+        add(Case("lesson", "not attempted", none, "the generated lesson, untouched"), lesson)
+        faked = copy.deepcopy(lesson)
+        for cell in faked.cells:
+            if cell.cell_type == "code" and "lk.check(" in cell.source:
+                cell.execution_count = 1
+                cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="All checks passed.\n")]
+        add(Case("fake_outputs", "not attempted", none, "the lesson with outputs saying everything passed"), faked)
+        redefine = ("import labkit, labkit.checking\nlk.check = labkit.check = labkit.checking.check = print\n"
+                    "labkit.checking.is_stub = lambda answer: False\n"
+                    "labkit.checking.Exercise.run = lambda self, *a, **k: None\nprint('All checks passed.')")
+        add(Case("redefine_check", "not attempted", none, "redefines lk.check, prints a fake pass"),
+            _after_setup(lesson, redefine))
+        sabotage = ("import labkit, labkit.checking\nfor exercise in labkit.checking.all_exercises():\n"
+                    "    exercise.scenarios.clear()\nlabkit.checking.judge_choice = lambda *a, **k: 'Right'")
+        add(Case("monkeypatch_labkit", "ok", full, "the solution, with labkit's checks sabotaged in the notebook"),
+            _at_end(solution, sabotage))
+        add(Case("loop_in_method", "timeout", None, "the first exercise's method loops forever",
+                 reason_contains="did not finish within"), _with_loop(solution, number))
+        add(Case("memory_bomb", "ok", full, "allocates 8 GB"), _after_setup(solution, "hog = bytearray(8 * 1024 ** 3)"))
+        add(Case("os_exit", "ok", full, "os._exit() in a cell: the notebook is re-run without it"),
+            _after_setup(solution, "import os\nos._exit(0)"))
+        add(Case("huge_output", "ok", full, "prints a gigabyte"),
+            _after_setup(solution, "line = 'x' * 999\nfor _ in range(1_000_000):\n    print(line)"))
+        add(Case("not_json", "not a notebook", None, "plain text named like the lesson", reason_contains="not JSON"),
+            b"this is not JSON {\n")
+    return out
+
+
 def build(directory: Path, token: str = "x", port: int = 9) -> dict[str, Case]:
     """Write every case into `directory`; returns the cases by name."""
     directory.mkdir(parents=True, exist_ok=True)
     built = {}
-    for name, (case, content) in cases(token, port).items():
+    for name, (case, content) in {**cases(token, port), **every_lesson_cases()}.items():
         data = content if isinstance(content, bytes) else nbformat.writes(content).encode("utf-8")
         (directory / case.filename).write_bytes(data)
         built[name] = case

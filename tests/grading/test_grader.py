@@ -27,8 +27,9 @@ from labkit.grading.protocol import RemoteError
 from labkit.grading.sandbox import Limits
 
 ROOT = corpus.ROOT
-LIMITS = Limits(timeout_s=40, call_timeout_s=3, cell_timeout_s=3)
-CASES = corpus.cases()
+# CPU-time limits: a loaded machine stretches only their wall-clock backstops (Limits.wall_s).
+LIMITS = Limits(timeout_s=40, exercise_timeout_s=5, call_timeout_s=3, cell_timeout_s=3)
+CASES = {**corpus.cases(), **corpus.every_lesson_cases()}
 SANDBOX_UIDS = range(65000, 65500)
 
 
@@ -138,8 +139,20 @@ def test_an_infinite_loop_is_named_and_the_rest_of_the_submission_is_still_grade
     record = record_of(graded, "loop_in_method")
     first = record["exercises"]["03.1"]["results"][0]["message"]
     assert "did not finish within 3 s: an infinite loop?" in first and "03.1" in first
+    # Exercise 03.2 (a subclass, with the same loop) is checked in a fresh child, on its own budget.
     later = record["exercises"]["03.2"]["results"][0]["message"]
-    assert later.startswith("Not checked")
+    assert "did not finish within 3 s: an infinite loop?" in later and "03.2" in later
+
+
+def test_a_loop_in_one_method_costs_only_the_scenarios_that_call_it(graded):
+    record = record_of(graded, "loop_in_half_open")
+    results = record["exercises"]["03.1"]["results"]
+    statuses = [(r["status"], r["message"].split(":")[0]) for r in results]
+    assert statuses[0][0] == statuses[1][0] == "passed", statuses  # never half-open: never reach the loop
+    timed_out = [i for i, r in enumerate(results) if "did not finish within 3 s" in r["message"]]
+    assert timed_out, statuses
+    assert not any(r["message"].startswith("Not checked") for r in results[:timed_out[0] + 2]), statuses
+    assert record["points"]["03.4"] == 1 and record["status"] == "timeout"
 
 
 def test_nothing_was_written_outside_the_sandbox(graded):
@@ -153,12 +166,18 @@ def test_no_sandbox_process_survives_the_batch(graded):
     if os.geteuid() != 0:
         pytest.skip("only root can see every sandbox uid's processes")
     left = []
+    folder = str(graded[3])
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             uid = os.stat(f"/proc/{pid}").st_uid
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().decode("utf-8", "replace")
+            cwd = os.readlink(f"/proc/{pid}/cwd")
         except OSError:
             continue
-        if uid in SANDBOX_UIDS:
+        # Other graders on a shared machine use the same uids: count only this checkout's children
+        # and anything still working in a directory of this batch.
+        if uid in SANDBOX_UIDS and (f"sys.path.insert(0, {str(ROOT)!r})" in cmdline or cwd.startswith(folder)):
             left.append(pid)
     assert left == []
     assert not sandbox._LIVE
@@ -392,3 +411,39 @@ def test_the_grader_s_exceptions_are_caught_by_learner_code_as_labkit_s(tmp_path
     local = _local_report(exercise.id, "import labkit as lk\n" + CATCHING_ROUTER)
     assert local.score == local.max_score
     assert record["points"][exercise.id] == local.score, record["exercises"][exercise.id]
+
+
+def test_hidden_tests_are_never_readable_from_a_submission(tmp_path, monkeypatch):
+    """The child checks, before any learner code, that it cannot read the hidden tests; the grader refuses
+    to grade where it could. As root the folder is hidden in the child's mount namespace; here the
+    grading directory is put inside the hidden folder, so it cannot be hidden and, without Landlock,
+    the grader must refuse."""
+    from labkit.grading.gradebook import hidden_tests
+    from labkit.grading.runner import grade_notebook
+
+    import tempfile
+
+    # World-readable, as an instructor's files usually are (pytest's own tmp_path is not).
+    hidden = Path(tempfile.mkdtemp(prefix="labkit-hidden-"))
+    os.chmod(hidden, 0o755)
+    (hidden / "hidden_00.py").write_text(HIDDEN, encoding="utf-8")
+    notebook = ROOT / "solutions" / "00_start_here.ipynb"
+    try:
+        _grade_with_hidden(hidden, notebook, hidden_tests, grade_notebook, monkeypatch)
+    finally:
+        shutil.rmtree(hidden, ignore_errors=True)
+
+
+def _grade_with_hidden(hidden, notebook, hidden_tests, grade_notebook, monkeypatch):
+    with hidden_tests(hidden):
+        record = grade_notebook(notebook, limits=LIMITS).record
+        assert record["sandbox"]["hidden_tests"] == "unreadable (checked)", record["sandbox"]
+        assert record["status"] == "ok" and record["max_hidden"] == 3
+        monkeypatch.setenv("LABKIT_GRADER_LANDLOCK", "0")
+        inside = hidden / "grading"
+        inside.mkdir()
+        os.chmod(inside, 0o711)
+        exposed = grade_notebook(notebook, limits=LIMITS, base_dir=str(inside)).record
+    assert exposed["status"] == "grader error", exposed["reason"]
+    assert "hidden tests would be readable" in exposed["reason"]
+    assert exposed["total"] == 0

@@ -158,3 +158,202 @@ def test_scenario_callables_become_callable_by_the_child(endpoint):
     endpoint.dispatch("call", {"q": 1, "op": "call", "target": handle, "args": {"$": "list", "v": [7]},
                                "kwargs": {"$": "dict", "v": []}})
     assert calls == [7]
+
+
+# --- values sent ahead, methods in one request --------------------------------------------
+
+
+def _ahead_pair():
+    from labkit.grading.endpoint import Ahead
+
+    sender = Codec(lambda handle, desc: ("proxy", handle))
+    receiver = Codec(lambda handle, desc: ("proxy", handle))
+    return Ahead(), sender, Ahead(), receiver
+
+
+def test_a_watched_value_is_sent_ahead_only_when_it_changes():
+    from labkit.grading.endpoint import UNSENT
+
+    send_side, sender, receive_side, receiver = _ahead_pair()
+    state = {"now": 1.0}
+    read = lambda handle, name: ("ok", state[name]) if name in state else None  # noqa: E731
+    assert receive_side.lookup(receiver, 7, "now") is UNSENT
+    send_side.watch(7, "now")
+    first = send_side.stamp({}, read, sender)
+    assert first["s"] == [[7, "now", {"ok": 1.0}]]
+    assert "s" not in send_side.stamp({}, read, sender)  # unchanged: nothing to send
+    receive_side.absorb(first)
+    assert receive_side.lookup(receiver, 7, "now") == 1.0
+    state["now"] = 2.5
+    receive_side.absorb(send_side.stamp({}, read, sender))
+    assert receive_side.lookup(receiver, 7, "now") == 2.5
+    del state["now"]  # no longer a value (say, it became a method): dropped on both sides
+    receive_side.absorb(send_side.stamp({}, read, sender))
+    assert receive_side.lookup(receiver, 7, "now") is UNSENT and not send_side.watched
+
+
+def test_an_error_is_sent_ahead_as_the_error_and_a_reset_forgets_everything():
+    from labkit.db import ReplicaDown
+    from labkit.grading.endpoint import UNSENT
+
+    send_side, sender, receive_side, receiver = _ahead_pair()
+    send_side.watch(3, "lag_s")
+    receive_side.absorb(send_side.stamp({}, lambda h, n: ("err", ReplicaDown("replica1 is down")), sender))
+    with pytest.raises(ReplicaDown, match="replica1 is down"):
+        receive_side.lookup(receiver, 3, "lag_s")
+    send_side.reset()
+    message = send_side.stamp({}, lambda h, n: ("ok", 0.0), sender)
+    assert message == {"sr": 1}
+    receive_side.absorb(message)
+    assert receive_side.lookup(receiver, 3, "lag_s") is UNSENT
+
+
+def test_values_never_read_are_given_up_so_watching_follows_what_the_code_reads():
+    from labkit.grading.endpoint import UNUSED_AFTER
+
+    send_side, sender, receive_side, receiver = _ahead_pair()
+    for handle in (1, 2):
+        send_side.watch(handle, "is_up")
+    receive_side.absorb(send_side.stamp({}, lambda h, n: ("ok", True), sender))
+    for _ in range(UNUSED_AFTER):
+        receive_side.lookup(receiver, 1, "is_up")
+        send_side.absorb(receive_side.stamp({}, lambda h, n: None, receiver))
+    assert set(send_side.watched) == {(1, "is_up")}
+
+
+def test_the_grader_takes_only_plain_values_sent_ahead_by_the_child(endpoint):
+    from labkit.grading.runner import _plain_wire
+
+    endpoint.ahead.absorb({"s": [[1, "count", {"ok": 3}], [1, "ratio", {"ok": {"$": "float", "v": "nan"}}]]},
+                          _plain_wire)
+    assert endpoint.ahead.lookup(endpoint.codec, 1, "count") == 3
+    for bad in ({"s": [[1, "x", {"ok": {"$": "ref", "id": 5, "kind": "object"}}]]},
+                {"s": [[1, "x", {"ok": {"$": "list", "v": [1]}}]]}, {"s": "junk"}, {"s": [[1, 2, {"ok": 1}]]},
+                {"s": [[1, "x", {"maybe": 1}]]}, {"uw": "junk"}):
+        with pytest.raises(ProtocolError):
+            endpoint.ahead.absorb(bad, _plain_wire)
+
+
+def test_the_grader_sends_ahead_what_the_child_read_of_its_objects(endpoint):
+    clock = Sim(3)
+    handle = endpoint.codec.export(clock)
+    assert endpoint.dispatch("getattr", {"q": 1, "op": "getattr", "target": handle, "name": "now"}) == 0.0
+    endpoint.dispatch("getattr", {"q": 2, "op": "getattr", "target": handle, "name": "after"})
+    message = endpoint.ahead.stamp({}, endpoint._read_ahead, endpoint.codec)
+    assert message["s"] == [[handle, "now", {"ok": 0.0}]]  # the value; never the method
+    clock.run(until=4.0)
+    assert endpoint.ahead.stamp({}, endpoint._read_ahead, endpoint.codec)["s"] == [[handle, "now", {"ok": 4.0}]]
+
+
+class _Plain:
+    limit = 3
+
+    def __init__(self):
+        self.count, self.items, self.name = 1, [1, 2], "x"
+
+    @property
+    def total(self):
+        raise AssertionError("a property must not be read ahead: it may run code")
+
+    def read(self):
+        return self.count
+
+
+class _Sneaky(_Plain):
+    def __getattribute__(self, name):
+        raise AssertionError("must not be called")
+
+
+class _Slots:
+    __slots__ = ("count",)
+
+    def __init__(self):
+        self.count = 1
+
+
+def test_the_child_sends_ahead_only_plain_values_kept_in_an_instance_s_dict():
+    from labkit.grading.child import _class_function, _plain_attribute
+    from labkit.grading.endpoint import UNSENT
+
+    plain = _Plain()
+    plain.__dict__["total"] = 5  # shadowed by the property: not the value obj.total gives
+    assert _plain_attribute(plain, "count") == 1 and _plain_attribute(plain, "name") == "x"
+    for name in ("items", "total", "limit", "read", "missing"):
+        assert _plain_attribute(plain, name) is UNSENT, name
+    assert _plain_attribute(object.__new__(_Sneaky), "count") is UNSENT
+    assert _plain_attribute(_Slots(), "count") is UNSENT
+    assert _class_function(plain, "read") and not _class_function(plain, "count")
+    plain.read = lambda: 0  # an instance attribute shadows the class's method
+    assert not _class_function(plain, "read")
+
+
+def test_waiting_is_limited_by_the_child_s_cpu_time_with_a_wall_clock_backstop(endpoint):
+    import math
+    import select
+    import time
+
+    from labkit.grading.runner import _Expired
+
+    class Meter:
+        last = 0.0
+
+        def __init__(self, cpu):
+            self.cpu = cpu
+
+        def seconds(self):
+            return self.cpu
+
+    endpoint.meter = Meter(cpu=0.0)  # a child that waits and computes nothing
+    endpoint.deadlines.append((0.1, time.monotonic() + 0.3))
+    with pytest.raises(_Expired) as waited:
+        endpoint._wait(select.POLLIN)
+    assert waited.value.kind == "wall"
+    endpoint.meter = Meter(cpu=5.0)  # a child that has used its CPU seconds
+    endpoint.deadlines[-1] = (1.0, math.inf)
+    with pytest.raises(_Expired) as spun:
+        endpoint._wait(select.POLLIN)
+    assert spun.value.kind == "cpu"
+
+
+def test_a_router_reads_replica_state_without_asking_and_each_method_once(tmp_path, monkeypatch):
+    """Lesson 01's first router in the grader: what it reads of the replicas (is_up) arrives with the
+    messages instead of one request per read, and the grader looks each router method up once."""
+    import json
+    from collections import Counter
+    from pathlib import Path
+
+    import nbformat
+
+    from labkit import checking
+    from labkit.grading import runner
+
+    try:
+        exercise = checking.get("01.1")
+    except ValueError:
+        pytest.skip("lesson 01 is not registered")
+    root = Path(__file__).resolve().parents[2]
+    solution = json.loads((root / "solutions" / "01_read_replicas.ipynb").read_text(encoding="utf-8"))
+    router = next("".join(c["source"]) for c in solution["cells"]
+                  if c["cell_type"] == "code" and "".join(c["source"]).startswith("class Router"))
+    path = tmp_path / "01_router.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import labkit as lk"),
+                                                   nbformat.v4.new_code_cell(router)]), path)
+    asked, served = Counter(), Counter()
+    request, dispatch = runner.ParentEndpoint.request, runner.ParentEndpoint.dispatch
+
+    def counting_request(self, op, **fields):
+        asked[op, fields.get("name")] += 1
+        return request(self, op, **fields)
+
+    def counting_dispatch(self, op, message):
+        served[op, message.get("name")] += 1
+        return dispatch(self, op, message)
+
+    monkeypatch.setattr(runner.ParentEndpoint, "request", counting_request)
+    monkeypatch.setattr(runner.ParentEndpoint, "dispatch", counting_dispatch)
+    record = runner.grade_notebook(path).record
+    assert record["points"]["01.1"] == sum(s.points for s in exercise.scenarios), record["exercises"]["01.1"]
+    reads = asked["callmethod", "read"]
+    assert reads > 200  # the checks read through the router many times ...
+    assert served["getattr", "is_up"] < reads / 20  # ... and is_up is asked for only when first seen
+    assert asked["getattr", "read"] < 20  # one lookup per router, not one per call
