@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import socket
 import threading
@@ -149,6 +150,17 @@ def test_nothing_was_written_outside_the_sandbox(graded):
     assert written == []
 
 
+def _another_checkouts_grading_child(pid: str) -> bool:
+    """A grading child that another checkout of labkit started (engineers grade on one machine at once)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = f.read().decode("utf-8", "replace")
+    except OSError:
+        return False
+    found = re.search(r'"labkit_root": "([^"]*)"', args)
+    return found is not None and os.path.realpath(found.group(1)) != os.path.realpath(ROOT)
+
+
 def test_no_sandbox_process_survives_the_batch(graded):
     if os.geteuid() != 0:
         pytest.skip("only root can see every sandbox uid's processes")
@@ -158,7 +170,7 @@ def test_no_sandbox_process_survives_the_batch(graded):
             uid = os.stat(f"/proc/{pid}").st_uid
         except OSError:
             continue
-        if uid in SANDBOX_UIDS:
+        if uid in SANDBOX_UIDS and not _another_checkouts_grading_child(pid):
             left.append(pid)
     assert left == []
     assert not sandbox._LIVE
@@ -205,7 +217,7 @@ def test_a_state_that_equals_anything_earns_what_the_honest_state_earns(graded):
 def test_a_remote_error_is_described_by_the_learner_s_own_frame():
     error = RemoteError({"type": "ZeroDivisionError", "module": "builtins", "message": "division by zero",
                          "frames": [["<ipython-input-1-x>", 3, "on_failure", "ratio = 1 / 0"]]})
-    status, message = checking._describe_exception(error)
+    status, message = checking.exercise._describe_exception(error)
     assert status == checking.FAILED
     assert message == "Your code raised ZeroDivisionError: division by zero\n  (in on_failure(), line 3: ratio = 1 / 0)"
 
