@@ -169,7 +169,8 @@ def test_an_exception_from_labkits_own_code_is_an_error_not_the_learners_fault()
     # A scenario whose code lives under labkit/, as every lesson's checks do.
     source = "def broken_scenario(answer, ctx):\n    return {}['missing']\n"
     namespace = {}
-    exec(compile(source, os.path.join(checking._LABKIT_DIR, "exercises", "broken.py"), "exec"), namespace)
+    path = os.path.join(checking.exercise._LABKIT_DIR, "lessons", "broken", "exercises.py")
+    exec(compile(source, path, "exec"), namespace)
     report = exercise(("broken", namespace["broken_scenario"], 1), ("fine", passes, 1)).run(learner_divides)
     broken, fine = report.results
     assert broken.status == "error"

@@ -1,5 +1,5 @@
 """The read-replica checks against the solution, the untouched lesson, plausible wrong answers and
-other correct designs; and labkit.replication, the lesson's router and Play helpers.
+other correct designs; and lk.replicas, the lesson's router, simulation and Play panel.
 
 Each wrong answer is a small mutation of the solution, so it stays plausible as the
 solution evolves, and each must fail with the message written for that mistake.
@@ -9,7 +9,7 @@ import math
 import pytest
 
 import labkit as lk
-from labkit import replication
+from labkit.lessons.replicas import model as replicas_model
 from support import assert_every_check, cell_defining, mutate, run_cells
 
 LESSON = "01_read_replicas"
@@ -49,7 +49,7 @@ def test_untouched_lesson_is_not_attempted():
 
 
 def test_labkit_router_is_not_accepted_as_an_answer():
-    report = lk.check("01.1", lk.ReplicaRouter)
+    report = lk.check("01.1", lk.replicas.ReplicaRouter)
     assert report.score == 0
     assert "labkit's own router" in messages(report)
 
@@ -145,7 +145,8 @@ def test_wrong_constructor_is_named():
     report = lk.check("01.1", router(mutate(ROUTER, "def __init__(self, replica_set):",
                                             "def __init__(self, primary, replicas):")))
     assert report.status == "failed"
-    assert "Could not create your router as Router(replica_set)" in messages(report)
+    assert "Could not create your" in messages(report) and "as Router(replica_set)" in messages(report)
+    assert "Keep the parameter names of the starter cell" in messages(report)
 
 
 def test_router_catching_replica_down_also_passes():
@@ -357,12 +358,12 @@ def test_capacity_answer_as_a_whole_float_passes():
     assert lk.check("01.4", 7.0).status == "passed"
 
 
-# --- labkit.replication -----------------------------------------------------------------------------
+# --- lk.replicas --------------------------------------------------------------------------------------
 
 def test_reference_router_splits_reads_and_writes():
     sim = lk.Sim(0)
     rs = lk.ReplicaSet(sim, replicas=3, lag=0.1)
-    r = lk.ReplicaRouter(rs)
+    r = lk.replicas.ReplicaRouter(rs)
     assert r.write(1, bio="a") == 1
     sim.advance(1)
     for _ in range(6):
@@ -382,7 +383,7 @@ def test_reference_router_splits_reads_and_writes():
 def test_reference_router_counts_reads_when_every_replica_lags(policy, node):
     sim = lk.Sim(0)
     rs = lk.ReplicaSet(sim, replicas=3, lag=5.0)
-    r = lk.ReplicaRouter(rs, max_lag_s=1.0, when_all_lagging=policy)
+    r = lk.replicas.ReplicaRouter(rs, max_lag_s=1.0, when_all_lagging=policy)
     r.write(1, bio="a")
     sim.advance(2)
     r.read(1)
@@ -395,7 +396,7 @@ def test_reference_router_counts_reads_when_every_replica_lags(policy, node):
 def test_reference_router_reads_your_writes(mode):
     sim = lk.Sim(0)
     rs = lk.ReplicaSet(sim, replicas=2, lag=0.5)
-    r = lk.ReplicaRouter(rs, read_your_writes=mode, sticky_s=1.0)
+    r = lk.replicas.ReplicaRouter(rs, read_your_writes=mode, sticky_s=1.0)
     r.write("ann", user="ann", bio="new")
     sim.advance(0.2)
     assert r.read("ann", user="ann")["bio"] == "new"   # from the primary
@@ -405,39 +406,47 @@ def test_reference_router_reads_your_writes(mode):
     assert [e.component for e in sim.trace.select(event="read")] == ["primary", "replica1", "replica2"]
 
 
-def test_playground_is_deterministic_and_the_ops_cache_changes_nothing():
-    first = lk.replicas_playground(lag_s=0.8, read_your_writes="sticky")
-    replication._workload.cache_clear()
-    again = lk.replicas_playground(lag_s=0.8, read_your_writes="sticky")
+def panel_run(**knobs):
+    """The run lesson 01's Play panel shows at these knob values."""
+    return lk.replicas.PANEL.runs(**knobs)["this run"]
+
+
+def test_panel_is_deterministic_and_the_ops_cache_changes_nothing():
+    first = panel_run(lag_s=0.8, read_your_writes="sticky")
+    replicas_model._workload.cache_clear()
+    again = panel_run(lag_s=0.8, read_your_writes="sticky")
     assert first.trace.to_rows() == again.trace.to_rows()
     assert first.summary() == again.summary()
-    other = lk.replicas_playground(lag_s=0.8, read_your_writes="sticky", seed=2)
+    # The panel has no seed knob (it runs seed 1); the same setting with another seed differs.
+    knobs = lk.replicas.PANEL.knobs.check(dict(lag_s=0.8, read_your_writes="sticky"))
+    assert lk.replicas.PANEL.run(seed=1, **knobs).trace.to_rows() == first.trace.to_rows()
+    other = lk.replicas.PANEL.run(seed=2, **knobs)
     assert other.trace.to_rows() != first.trace.to_rows()
 
 
 def test_summary_and_series_tell_the_story_of_the_lesson():
-    alone = lk.simulate_replicas(replicas=0, seed=1).summary()
-    three = lk.simulate_replicas(replicas=3, seed=1).summary()
+    alone = lk.replicas.simulate(replicas=0, seed=1).summary()
+    three = lk.replicas.simulate(replicas=3, seed=1).summary()
     assert alone["primary_read_share"] == 1.0 and alone["primary_utilisation"] > 1.4
     assert three["primary_read_share"] == 0.0 and three["replica_utilisation"] < 0.8
-    spiked = lk.simulate_replicas(seed=3, spikes=[lk.LagSpike(10, 15, extra_s=5)])
+    spiked = lk.replicas.simulate(seed=3, spikes=[lk.LagSpike(10, 15, extra_s=5)])
     s = spiked.summary()
     assert s["own_stale"] > 150 and s["max_lag_s"] > 5
     series = spiked.series(1.0)
     during = [v for t, v in zip(series["time_s"], series["own_stale_pct"]) if 11 <= t < 19]
     before = [v for t, v in zip(series["time_s"], series["own_stale_pct"]) if t < 10]
     assert min(during) == 100 and max(before) == 0
-    token = lk.simulate_replicas(seed=3, spikes=[lk.LagSpike(10, 15, extra_s=5)], read_your_writes="token")
+    token = lk.replicas.simulate(seed=3, spikes=[lk.LagSpike(10, 15, extra_s=5)], read_your_writes="token")
     assert token.summary()["own_stale"] == 0
 
 
 def test_show_replicas_gives_a_table_and_a_chart_that_states_the_finding():
-    table, chart = lk.show_replicas(lk.replicas_playground(replicas=0))
+    table, chart = lk.replicas.PANEL.show(panel_run(replicas=0))
     assert isinstance(table, lk.Table) and isinstance(chart, lk.Chart)
     assert "reads served by the primary" in repr(table)
     assert "0 replicas: primary peaked at" in repr(chart)
     assert chart._repr_png_().startswith(b"\x89PNG")
-    lk.plot_replicas(lk.replicas_playground(replicas=6, max_lag_s=0.1, lag_s=1.0))   # many replicas, all skipped
+    lk.replicas.plot(panel_run(replicas=6, max_lag_s=0.1, lag_s=1.0))   # many replicas, all skipped
 
 
 def test_a_custom_router_can_drive_the_simulation():
@@ -451,32 +460,38 @@ def test_a_custom_router_can_drive_the_simulation():
         def read(self, key, user=None):
             return self.rs.primary.read(key)
 
-    s = lk.simulate_replicas(router=PrimaryOnly, duration_s=5).summary()
+    s = lk.replicas.simulate(router=PrimaryOnly, duration_s=5).summary()
     assert s["primary_read_share"] == 1.0 and s["own_stale"] == 0 and math.isclose(s["stale_share"], 0)
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: lk.replicas_playground(replicas=7), "replicas must be in [0, 6], got 7"),
-    (lambda: lk.replicas_playground(lag_s=-1), "lag_s must be in [0, 10], got -1"),
-    (lambda: lk.replicas_playground(write_ratio=0.9), "write_ratio must be in [0, 0.3], got 0.9"),
-    (lambda: lk.replicas_playground(read_rate_rps=0), "read_rate_rps must be in [10, 400], got 0"),
-    (lambda: lk.replicas_playground(max_lag_s=0), "max_lag_s must be in (0, 60], got 0"),
-    (lambda: lk.replicas_playground(read_your_writes="always"), "read_your_writes must be one of 'off', 'sticky'"),
-    (lambda: lk.simulate_replicas(duration_s=0.5), "duration_s must be in [1, 600], got 0.5"),
-    (lambda: lk.simulate_replicas(reread_after_s=(-1,)), "reread_after_s must be in [0, 30], got -1"),
-    (lambda: lk.simulate_replicas(node_capacity_qps=0), "node_capacity_qps must be > 0, got 0"),
-    (lambda: lk.simulate_replicas(spikes=[(1, 2, 3)]), "spikes must hold LagSpike windows"),
-    (lambda: lk.simulate_replicas(zipf_s=-1), "zipf_s must be in [0, 5], got -1"),
-    (lambda: lk.simulate_replicas(router="mine"), "router must be a factory called with the replica set"),
-    (lambda: lk.ReplicaRouter("db"), "replica_set must be a labkit ReplicaSet"),
-    (lambda: lk.ReplicaRouter(lk.ReplicaSet(lk.Sim(0)), when_all_lagging="random"),
-     "when_all_lagging must be one of 'primary', 'least_behind'; got 'random'"),
-    (lambda: lk.ReplicaRouter(lk.ReplicaSet(lk.Sim(0)), max_lag_s=-1), "max_lag_s must be > 0, got -1"),
-    (lambda: lk.summarize_replicas({}), "runs must be a non-empty dict"),
-    (lambda: lk.summarize_replicas({"x": lk.replicas_playground}), "runs must map labels to what simulate_replicas"),
-    (lambda: lk.plot_replicas("run"), "run must be what simulate_replicas returns"),
+@pytest.mark.parametrize("call, words", [
+    (lambda: panel_run(replicas=7), ("replicas must be", "[0, 6]", "got 7")),
+    (lambda: panel_run(lag_s=-1), ("lag_s must be", "[0, 3]", "got -1")),
+    (lambda: panel_run(write_ratio=0.9), ("write_ratio must be", "[0, 0.3]", "got 0.9")),
+    (lambda: panel_run(read_rate_rps=0), ("read_rate_rps must be", "[50, 400]", "got 0")),
+    (lambda: panel_run(max_lag_s=0), ("max_lag_s must be", "[0.1, 5]", "got 0")),
+    (lambda: panel_run(read_your_writes="always"), ("read_your_writes must be one of", "'sticky'", "'always'")),
+    (lambda: panel_run(replicas=2.5), ("replicas must be an int", "[0, 6]", "got 2.5")),
+    (lambda: panel_run(seed=2), ("seed is not a knob", "replicas")),
+    (lambda: lk.replicas.simulate(replicas=7), ("replicas must be", "[0, 6]", "got 7")),
+    (lambda: lk.replicas.simulate(duration_s=0.5), ("duration_s must be", "[1, 600]", "got 0.5")),
+    (lambda: lk.replicas.simulate(reread_after_s=(-1,)), ("reread_after_s must be", "[0, 30]", "got -1")),
+    (lambda: lk.replicas.simulate(node_capacity_qps=0), ("node_capacity_qps must be > 0", "got 0")),
+    (lambda: lk.replicas.simulate(spikes=[(1, 2, 3)]), ("spikes must hold LagSpike windows",)),
+    (lambda: lk.replicas.simulate(zipf_s=-1), ("zipf_s must be", "[0, 5]", "got -1")),
+    (lambda: lk.replicas.simulate(router="mine"), ("router must be a factory called with the replica set",)),
+    (lambda: lk.replicas.ReplicaRouter("db"), ("replica_set must be a labkit ReplicaSet",)),
+    (lambda: lk.replicas.ReplicaRouter(lk.ReplicaSet(lk.Sim(0)), when_all_lagging="random"),
+     ("when_all_lagging must be one of 'primary', 'least_behind'", "'random'")),
+    (lambda: lk.replicas.ReplicaRouter(lk.ReplicaSet(lk.Sim(0)), max_lag_s=-1), ("max_lag_s must be > 0", "got -1")),
+    (lambda: lk.replicas.summarize({}), ("runs must be a non-empty dict",)),
+    (lambda: lk.replicas.summarize({"x": panel_run}), ("runs must map labels to what lk.replicas.simulate returns",)),
+    (lambda: lk.replicas.plot("run"), ("runs must be a non-empty dict", "'run'")),
+    (lambda: lk.replicas.plot(lk.replicas.PANEL.runs() | {"other": panel_run(replicas=0)}),
+     ("runs must hold one run for this figure", "got 2")),
 ])
-def test_bad_arguments_name_the_parameter_and_range(call, message):
+def test_bad_arguments_name_the_parameter_and_range(call, words):
     with pytest.raises(ValueError) as err:
         call()
-    assert message in str(err.value)
+    for word in words:
+        assert word in str(err.value)

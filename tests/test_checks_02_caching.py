@@ -1,5 +1,5 @@
 """The caching checks against the solution, the untouched lesson, plausible wrong answers and other
-correct designs; and labkit.caching: the slow database, the Play panel and the two Break it runs.
+correct designs; and lk.caching: the slow database, the Play panel and the two Break it runs.
 
 Each wrong answer is a small mutation of the solution (or of another correct design), so it
 stays plausible as the solution evolves, and each must fail with the message written for it.
@@ -10,7 +10,8 @@ import fakeredis
 import pytest
 
 import labkit as lk
-from labkit import caching
+from labkit.lessons.caching import model as caching_model
+from labkit.widgets import Play
 from support import assert_every_check, cell_defining, mutate, run_cells
 from test_cache_conformance import redis_url  # noqa: F401 - the session's real Redis server, or a skip saying why
 
@@ -50,7 +51,7 @@ def test_untouched_lesson_is_not_attempted():
 
 @pytest.mark.parametrize("exercise_id", ["02.2", "02.3"])
 def test_labkit_cache_aside_is_not_accepted_as_an_answer(exercise_id):
-    report = lk.check(exercise_id, lk.CacheAside)
+    report = lk.check(exercise_id, lk.caching.CacheAside)
     assert report.score == 0
     assert "labkit's own CacheAside" in messages(report)
 
@@ -279,9 +280,9 @@ def test_other_fixes_of_the_race_also_pass(design):
 
 def test_the_fixes_close_the_window_in_the_break_it_timeline():
     for source in (CONSISTENT, LEASED):
-        run = lk.stale_set_race(consistent(source))
+        run = lk.caching.stale_set_race(consistent(source))
         assert run.stale_answers() == [] and run.summary()["unanswered"] == 0
-    run = lk.stale_set_race(consistent(DELETE_TWICE.replace("DELAY", "0.5")))
+    run = lk.caching.stale_set_race(consistent(DELETE_TWICE.replace("DELAY", "0.5")))
     assert all(t < 2.0 for t, _ in run.stale_answers())
 
 
@@ -393,7 +394,7 @@ def test_xfetch_passes_whatever_its_seed():
 
 
 def test_coalescing_keeps_one_query_per_server_at_each_expiry():
-    run = lk.simulate_hot_key(stampede_safe())
+    run = lk.caching.simulate_hot_key(stampede_safe())
     s = run.summary()
     assert s["peak_in_flight"] == 4 and s["answered"] == s["requests"]
 
@@ -422,7 +423,7 @@ class WriteBehindCache:
             del self.queue[:self.batch_size]
             try:
                 self.db.write_many(batch)
-            except lk.DatabaseDown:
+            except lk.caching.DatabaseDown:
                 self.queue[:0] = batch
                 return
 '''
@@ -431,7 +432,7 @@ COALESCED_FLUSH = """        while self.pending:
             batch = list(self.pending.items())[:self.batch_size]
             try:
                 self.db.write_many(batch)
-            except lk.DatabaseDown:
+            except lk.caching.DatabaseDown:
                 return                 # nothing was written: everything stays queued, in order
             for key, _ in batch:
                 del self.pending[key]"""
@@ -444,7 +445,7 @@ WRONG_WRITE_BEHIND = {
                 del self.pending[key]
             try:
                 self.db.write_many(batch)
-            except lk.DatabaseDown:
+            except lk.caching.DatabaseDown:
                 return"""),
         "Writes were acknowledged and lost"),
     "a failed batch is re-queued at the back": (
@@ -501,16 +502,16 @@ def test_scope_answer_in_capitals_with_parentheses_passes():
 
 def test_raw_sql_is_refused_during_an_outage_too():
     sim = lk.Sim(0)
-    db = lk.SlowDatabase(sim, outages=[(0.0, 1.0)])
-    with pytest.raises(lk.DatabaseDown):
+    db = lk.caching.SlowDatabase(sim, outages=[(0.0, 1.0)])
+    with pytest.raises(lk.caching.DatabaseDown):
         db.query("SELECT 1")
-    with pytest.raises(lk.DatabaseDown):
+    with pytest.raises(lk.caching.DatabaseDown):
         db.execute("CREATE TABLE t (x)")
 
 
 def test_a_query_answers_later_with_the_row_as_it_was_when_it_started():
     sim = lk.Sim(0)
-    db = lk.SlowDatabase(sim, query_s=0.2)
+    db = lk.caching.SlowDatabase(sim, query_s=0.2)
     db.write(1, name="a")
     got = []
     db.load(1, lambda row: got.append((sim.now, row)))
@@ -525,13 +526,13 @@ def test_a_query_answers_later_with_the_row_as_it_was_when_it_started():
 
 def test_an_outage_refuses_every_call_and_changes_nothing():
     sim = lk.Sim(0)
-    db = lk.SlowDatabase(sim, outages=[(1.0, 2.0)])
+    db = lk.caching.SlowDatabase(sim, outages=[(1.0, 2.0)])
     db.write(1, n=1)
     sim.advance(1.0)
     assert not db.is_up
     for call in (lambda: db.read(1), lambda: db.load(1, print), lambda: db.write(1, n=2),
                  lambda: db.write_many([(1, {"n": 3})])):
-        with pytest.raises(lk.DatabaseDown, match="is down"):
+        with pytest.raises(lk.caching.DatabaseDown, match="is down"):
             call()
     assert db.position == 1 and sim.trace.count("db", "refused") == 4
     sim.advance(1.0)
@@ -540,32 +541,39 @@ def test_an_outage_refuses_every_call_and_changes_nothing():
     assert sim.trace.values("rows", "db", "batch") == [2]
 
 
-# --- labkit.caching: the Play panel ----------------------------------------------------------------------
+# --- lk.caching: the Play panel --------------------------------------------------------------------------
 
-def test_playground_is_deterministic_and_the_ops_cache_changes_nothing():
-    first = lk.caching_playground(write_ratio=0.2, l1_ttl_s=5.0)
-    caching._caching_ops.cache_clear()
-    again = lk.caching_playground(write_ratio=0.2, l1_ttl_s=5.0)
+def panel_run(**knobs):
+    """The run lesson 02's Play panel shows at these knob values."""
+    return lk.caching.PANEL.runs(**knobs)["this run"]
+
+
+def test_panel_is_deterministic_and_the_ops_cache_changes_nothing():
+    first = panel_run(write_ratio=0.2, l1_ttl_s=5.0)
+    caching_model._caching_ops.cache_clear()
+    again = panel_run(write_ratio=0.2, l1_ttl_s=5.0)
     assert first.trace.to_rows() == again.trace.to_rows()
     assert first.summary() == again.summary()
-    other = lk.caching_playground(write_ratio=0.2, l1_ttl_s=5.0, seed=2)
+    # The panel has no seed knob (it runs seed 1); the same setting with another seed differs.
+    knobs = lk.caching.PANEL.knobs.check(dict(write_ratio=0.2, l1_ttl_s=5.0))
+    other = lk.caching.PANEL.run(seed=2, **knobs)
     assert other.trace.to_rows() != first.trace.to_rows()
 
 
 def test_the_in_process_l2_gives_the_same_run_as_redis():
     """The Play panel's stand-in L2 must not change a single number: compare with a RedisCache."""
     kwargs = dict(duration_s=20.0, ttl_s=5.0, write_ratio=0.1, l1_items=20)
-    model = lk.simulate_caching(**kwargs)
-    redis = lk.simulate_caching(l2_backend="redis", **kwargs)
+    model = lk.caching.simulate(**kwargs)
+    redis = lk.caching.simulate(l2_backend="redis", **kwargs)
     app = lambda run: [e for e in run.trace.to_rows() if e["component"] == "app"]  # noqa: E731
     assert app(model) == app(redis)
     assert model.summary() == redis.summary()
 
 
 def test_summary_tells_the_story_of_the_lesson():
-    none = lk.simulate_caching(l1_items=0, l2=False).summary()
-    l2 = lk.simulate_caching(l1_items=0).summary()
-    both = lk.simulate_caching().summary()
+    none = lk.caching.simulate(l1_items=0, l2=False).summary()
+    l2 = lk.caching.simulate(l1_items=0).summary()
+    both = lk.caching.simulate().summary()
     assert none["db_share"] == 1 and math.isnan(none["l1_hit_ratio"]) and math.isnan(none["l2_hit_ratio"])
     assert none["db_qps"] == pytest.approx(none["uncached_qps"])
     assert l2["db_qps"] < none["db_qps"] / 2 and l2["stale_share"] == 0
@@ -573,44 +581,45 @@ def test_summary_tells_the_story_of_the_lesson():
     assert both["db_qps"] == pytest.approx(l2["db_qps"], rel=0.05)
     assert both["l2_ops_per_s"] < l2["l2_ops_per_s"] and both["mean_latency_ms"] < l2["mean_latency_ms"]
     assert both["stale_share"] > 0
-    assert lk.simulate_caching(servers=1).summary()["stale_share"] == 0   # one server invalidates its own L1
-    skewed = lk.simulate_caching(zipf_s=1.4).summary()
-    flat = lk.simulate_caching(zipf_s=0.0).summary()
+    assert lk.caching.simulate(servers=1).summary()["stale_share"] == 0   # one server invalidates its own L1
+    skewed = lk.caching.simulate(zipf_s=1.4).summary()
+    flat = lk.caching.simulate(zipf_s=0.0).summary()
     assert skewed["db_share"] < both["db_share"] < flat["db_share"]
     assert both["ideal_l1_hit_ratio"] == pytest.approx(0.601, abs=0.001)
 
 
 def test_show_caching_gives_a_table_and_a_chart_that_states_the_finding():
-    table, chart = lk.show_caching(lk.caching_playground())
+    table, chart = lk.caching.PANEL.show(panel_run())
     assert isinstance(table, lk.Table) and isinstance(chart, lk.Chart)
     assert "reads served by L1 / L2 / database" in repr(table)
     assert repr(chart).startswith("<Chart: Reads served by L1") and "queries/s instead of" in repr(chart)
     assert chart._repr_png_().startswith(b"\x89PNG")
-    lk.plot_caching(lk.caching_playground(l1_items=0, write_ratio=0.0))   # no L1, nothing stale
+    lk.caching.plot(panel_run(l1_items=0, write_ratio=0.0))   # no L1, nothing stale
 
 
 def test_play_panel_renders_without_a_browser():
-    play = lk.Play(lk.caching_playground, lk.show_caching, ttl_s=(1, 120, 1, 30), l1_items=(0, 500, 10, 50))
+    panel = lk.caching.PANEL
+    play = Play(panel.runs, panel.show, **{k.name: k.widget() for k in panel.knobs})   # as panel.play() builds it
     table, png = play.render()
     assert "database load (mean)" in repr(table) and png.startswith(b"\x89PNG")
 
 
-# --- labkit.caching: Break it --------------------------------------------------------------------------
+# --- lk.caching: Break it ------------------------------------------------------------------------------
 
 def test_a_hot_key_expiry_stampedes_through_plain_cache_aside():
-    run = lk.simulate_hot_key()
+    run = lk.caching.simulate_hot_key()
     s = run.summary()
     assert s["answered"] == s["requests"] and s["answered_twice"] == 0
     assert s["expiries"] == 2 and 35 <= s["peak_in_flight"] <= 50   # about 200 requests/s x 0.2 s
-    assert run.summary() == lk.simulate_hot_key().summary()
-    table = lk.summarize_hot_key({"plain": run})
+    assert run.summary() == lk.caching.simulate_hot_key().summary()
+    table = lk.caching.summarize_hot_key({"plain": run})
     assert "most queries in flight at once" in repr(table)
-    chart = lk.plot_hot_key(run, ["plain cache-aside"])
+    chart = lk.caching.plot_hot_key({"plain cache-aside": run})
     assert "plain cache-aside: 73 queries for one row, up to 41 at once" in repr(chart)
 
 
 def test_the_stale_set_race_leaves_the_old_row_until_the_ttl():
-    run = lk.stale_set_race()
+    run = lk.caching.stale_set_race()
     assert [t for t, _ in run.stale_answers()] == [2.0, 10.0, 30.0, 61.0]
     assert run.summary() == {"reads": 6, "stale": 4, "last_stale_s": 61.0, "unanswered": 0}
     text = repr(run.timeline())
@@ -620,8 +629,8 @@ def test_the_stale_set_race_leaves_the_old_row_until_the_ttl():
 def test_the_lesson_gives_the_same_numbers_on_a_real_redis_server(redis_url, monkeypatch):
     """The notebook runs on fakeredis unless LABKIT_REDIS_URL names a server; a real one must not change a number."""
     def runs():
-        race = lk.stale_set_race()
-        hot = lk.simulate_hot_key(duration_s=7.0)
+        race = lk.caching.stale_set_race()
+        hot = lk.caching.simulate_hot_key(duration_s=7.0)
         checks = [lk.check(exercise_id, run_cells(source)[name]).text() for exercise_id, name, source in
                   (("02.1", "TwoLevelCache", TWO_LEVEL), ("02.2", "ConsistentCache", CONSISTENT))]
         return repr(race.timeline()), hot.summary(), checks
@@ -645,34 +654,43 @@ def test_a_fill_read_at_the_tombstone_s_own_position_is_stored():
 
 # --- validation ------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: lk.caching_playground(ttl_s=0), "ttl_s must be in (0, 600], got 0"),
-    (lambda: lk.caching_playground(l1_items=-1), "l1_items must be in [0, 1000], got -1"),
-    (lambda: lk.caching_playground(l1_ttl_s=0), "l1_ttl_s must be in (0, 600], got 0"),
-    (lambda: lk.caching_playground(zipf_s=3), "zipf_s must be in [0, 2], got 3"),
-    (lambda: lk.caching_playground(write_ratio=0.8), "write_ratio must be in [0, 0.5], got 0.8"),
-    (lambda: lk.caching_playground(servers=0), "servers must be in [1, 16], got 0"),
-    (lambda: lk.simulate_caching(l2_backend="memcached"), "l2_backend must be one of 'model', 'redis'"),
-    (lambda: lk.simulate_caching(rate_rps=0), "rate_rps must be in [1, 2000], got 0"),
-    (lambda: lk.simulate_hot_key(servers=0), "servers must be in [1, 64], got 0"),
-    (lambda: lk.simulate_hot_key("CacheAside"), "app must be a class (or factory)"),
-    (lambda: lk.stale_set_race(query_s=0), "query_s must be in (0, 10], got 0"),
-    (lambda: lk.SlowDatabase(lk.Sim(0), query_s=-1), "query_s must be >= 0, got -1"),
-    (lambda: lk.SlowDatabase(lk.Sim(0), outages=[(5, 2)]), "outage end_s must be > 5, got 2"),
-    (lambda: lk.SlowDatabase(lk.Sim(0), outages=[3]), "outages must be (start_s, end_s) pairs"),
-    (lambda: lk.SlowDatabase(lk.Sim(0)).load(1, "print"), "callback must be a function"),
-    (lambda: lk.SlowDatabase(lk.Sim(0)).write_many([(1, 2)]), "rows must be (key, fields_dict) pairs"),
-    (lambda: lk.CacheAside(None, None, None, ttl_s=0), "ttl_s must be > 0, got 0"),
-    (lambda: lk.summarize_caching({}), "runs must be a non-empty dict"),
-    (lambda: lk.summarize_caching({"x": 1}), "runs must map labels to what simulate_caching returns"),
-    (lambda: lk.plot_caching("run"), "run must be what simulate_caching returns"),
-    (lambda: lk.summarize_hot_key({}), "runs must be a non-empty dict"),
-    (lambda: lk.summarize_hot_key({"x": lk.caching_playground}), "runs must map labels to what simulate_hot_key"),
-    (lambda: lk.SlowDatabase(lk.Sim(0)).write_many([(1, {"a] TEXT, [b": 1})]),
-     "field names must be Python identifiers"),
-    (lambda: lk.plot_hot_key(["run"]), "runs must be what simulate_hot_key returns"),
+@pytest.mark.parametrize("call, words", [
+    (lambda: panel_run(ttl_s=0), ("ttl_s must be", "[1, 120]", "got 0")),
+    (lambda: panel_run(l1_items=-1), ("l1_items must be", "[0, 500]", "got -1")),
+    (lambda: panel_run(l1_items=2.5), ("l1_items must be an int", "[0, 500]", "got 2.5")),
+    (lambda: panel_run(l1_ttl_s=0), ("l1_ttl_s must be", "[0.5, 30]", "got 0")),
+    (lambda: panel_run(zipf_s=3), ("zipf_s must be", "[0, 1.6]", "got 3")),
+    (lambda: panel_run(write_ratio=0.8), ("write_ratio must be", "[0, 0.5]", "got 0.8")),
+    (lambda: panel_run(servers=0), ("servers must be", "[1, 16]", "got 0")),
+    (lambda: panel_run(seed=2), ("seed is not a knob", "ttl_s")),
+    (lambda: lk.caching.simulate(servers=0), ("servers must be", "[1, 16]", "got 0")),
+    (lambda: lk.caching.simulate(l2_backend="memcached"), ("l2_backend must be one of 'model', 'redis'",)),
+    (lambda: lk.caching.simulate(rate_rps=0), ("rate_rps must be", "[1, 2000]", "got 0")),
+    (lambda: lk.caching.simulate_hot_key(servers=0), ("servers must be", "[1, 64]", "got 0")),
+    (lambda: lk.caching.simulate_hot_key("CacheAside"), ("app must be a class (or factory)",)),
+    (lambda: lk.caching.stale_set_race(query_s=0), ("query_s must be", "(0, 10]", "got 0")),
+    (lambda: lk.caching.SlowDatabase(lk.Sim(0), query_s=-1), ("query_s must be >= 0", "got -1")),
+    (lambda: lk.caching.SlowDatabase(lk.Sim(0), outages=[(5, 2)]), ("outage end_s must be > 5", "got 2")),
+    (lambda: lk.caching.SlowDatabase(lk.Sim(0), outages=[3]), ("outages must be (start_s, end_s) pairs",)),
+    (lambda: lk.caching.SlowDatabase(lk.Sim(0)).load(1, "print"), ("callback must be a function",)),
+    (lambda: lk.caching.SlowDatabase(lk.Sim(0)).write_many([(1, 2)]), ("rows must be (key, fields_dict) pairs",)),
+    (lambda: lk.caching.CacheAside(None, None, None, ttl_s=0), ("ttl_s must be > 0", "got 0")),
+    (lambda: lk.caching.summarize({}), ("runs must be a non-empty dict",)),
+    (lambda: lk.caching.summarize({"x": 1}), ("runs must map labels to what lk.caching.simulate returns",)),
+    (lambda: lk.caching.plot("run"), ("runs must be a non-empty dict", "'run'")),
+    (lambda: lk.caching.plot({"a": panel_run(), "b": panel_run(servers=1)}),
+     ("runs must hold one run for this figure", "got 2")),
+    (lambda: lk.caching.summarize_hot_key({}), ("runs must be a non-empty dict",)),
+    (lambda: lk.caching.summarize_hot_key({"x": panel_run}),
+     ("runs must map labels to what lk.caching.simulate_hot_key returns",)),
+    (lambda: lk.caching.SlowDatabase(lk.Sim(0)).write_many([(1, {"a] TEXT, [b": 1})]),
+     ("field names must be Python identifiers",)),
+    (lambda: lk.caching.plot_hot_key(["run"]), ("runs must be a non-empty dict",)),
+    (lambda: lk.caching.plot_hot_key({"x": "run"}),
+     ("runs must map labels to what lk.caching.simulate_hot_key returns",)),
 ])
-def test_bad_arguments_name_the_parameter_and_range(call, message):
+def test_bad_arguments_name_the_parameter_and_range(call, words):
     with pytest.raises(ValueError) as err:
         call()
-    assert message in str(err.value)
+    for word in words:
+        assert word in str(err.value)

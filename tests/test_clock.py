@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import labkit as lk
+from labkit import lessons
 from labkit.clock import Sim
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -283,11 +284,17 @@ def test_same_seed_gives_the_same_trace_within_one_process():
     assert repr(a.summary()) == repr(b.summary())
 
 
-@pytest.mark.parametrize("simulate", [
-    lk.queue_playground, lambda: lk.simulate_calls(retries=3), lk.breaker_playground, lk.replicas_playground,
-    lambda: lk.simulate_replicas(replicas=2, read_your_writes="token"), lk.caching_playground,
-    lambda: lk.simulate_hot_key(duration_s=5.0), lk.stale_set_race,
-], ids=["queue", "calls", "breaker", "replicas", "replicas_token", "caching", "hot_key", "stale_set_race"])
+# Every lesson's Play panel at its defaults (found by discovery), and runs the panels do not make.
+SCENARIOS = {
+    **{f"{lesson.__name__.rsplit('.', 1)[-1]}_panel": lesson.PANEL.runs for lesson in lessons.discover()},
+    "calls": lambda: lk.simulate_calls(retries=3),
+    "replicas_token": lambda: lk.replicas.simulate(replicas=2, read_your_writes="token"),
+    "hot_key": lambda: lk.caching.simulate_hot_key(duration_s=5.0),
+    "stale_set_race": lambda: lk.caching.stale_set_race(),
+}
+
+
+@pytest.mark.parametrize("simulate", list(SCENARIOS.values()), ids=list(SCENARIOS))
 def test_a_dropped_run_is_freed_at_once_not_left_to_the_garbage_collector(simulate):
     """No reference cycle holds a finished simulation: a Play panel drops a run on every slider
     move, and a cycle kept each one (trace, databases) until a collector pass of 50-90 ms."""
@@ -297,7 +304,8 @@ def test_a_dropped_run_is_freed_at_once_not_left_to_the_garbage_collector(simula
     result = simulate()
     runs = list(result.values()) if isinstance(result, dict) else [result]
     sims = [weakref.ref(run.sim) for run in runs]
-    lk.resilience._without_breaker.cache_clear()  # breaker_playground keeps its baseline run on purpose
+    for lesson in lessons.discover():
+        lesson.PANEL.cache_clear()   # a panel keeps its baseline run (lesson 03's) on purpose
     gc.disable()
     try:
         del result, runs

@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 from labkit.clock import Sim
 from labkit.db import (Database, ExponentialLag, LagSpike, Replica, ReplicaDown, ReplicaSet,
                        UniformLag)
-from labkit.trace import rate_per_s
+from labkit.run import Run
 from labkit.workload import drive_workload, make_workload
 
 
@@ -191,8 +191,9 @@ def test_per_node_read_load_from_the_trace():
         for j in range(3):
             sim.at(i * 0.1, rs.read, "replica2", 1)
     sim.run(until=4)
-    _, r1 = rate_per_s(sim.trace.select("replica1", "read"), 0, 4)
-    _, r2 = rate_per_s(sim.trace.select("replica2", "read"), 0, 4)
+    run = Run()
+    run.sim, run.duration_s = sim, 4.0
+    r1, r2 = run.rate("replica1", "read", 1.0), run.rate("replica2", "read", 1.0)
     assert r1 == [10, 10, 10, 10] and r2 == [30, 30, 30, 30]
     assert sim.trace.count("primary", "read") == 0
 

@@ -1,11 +1,13 @@
-"""labkit.resilience: the reference CircuitBreaker and the retry-storm simulation (lesson 03)."""
+"""labkit.resilience and labkit.traffic: the reference CircuitBreaker and the retry-storm simulation; lk.breaker, the
+lesson's Play panel (lesson 03)."""
 import math
 
 import pytest
 
 import labkit as lk
 from labkit.clock import Sim
-from labkit.resilience import CLOSED, HALF_OPEN, OPEN, STATES, CircuitBreaker, breaker_playground, simulate_calls
+from labkit.resilience import CLOSED, HALF_OPEN, OPEN, STATES, CircuitBreaker
+from labkit.traffic import simulate_calls
 
 
 def fail(breaker, times=1):
@@ -244,9 +246,10 @@ def test_summary_reports_the_headline_numbers(runs):
 
 def test_every_request_is_recorded_once_with_its_outcome(runs):
     for run in runs.values():
-        requests = run.requests()
-        assert {e.outcome for e in requests} <= {"ok", "fallback", "failed"}
-        assert run.trace.count("backend", "call") == sum(e.attempts for e in requests)
+        outcomes = run.column("client", "request", "outcome")
+        assert len(outcomes) == run.summary()["requests"]
+        assert set(outcomes) <= {"ok", "fallback", "failed"}
+        assert run.trace.count("backend", "call") == sum(run.column("client", "request", "attempts"))
 
 
 def test_recovery_is_nan_without_an_outage():
@@ -289,6 +292,11 @@ def test_drive_traffic_asks_the_breaker_and_falls_back_when_refused():
         def allow_request(self):
             return False
 
+        def on_success(self):
+            raise AssertionError("a refused call has no outcome")
+
+        on_failure = on_success
+
     sim = Sim(1)
     service = lk.Service(sim)
     lk.drive_traffic(sim, service, rate_rps=20, until_s=10, breaker=Refuse())
@@ -298,13 +306,24 @@ def test_drive_traffic_asks_the_breaker_and_falls_back_when_refused():
     assert sim.trace.count("backend") == 0
 
 
+def test_drive_traffic_refuses_a_breaker_it_cannot_report_outcomes_to():
+    class AllowOnly:
+        def allow_request(self):
+            return True
+
+    sim = Sim(1)
+    with pytest.raises(TypeError, match=r"breaker must have allow_request\(\), on_success\(\) and on_failure\(\)"):
+        lk.drive_traffic(sim, lk.Service(sim), rate_rps=20, until_s=10, breaker=AllowOnly())
+    assert sim.pending == 0
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"rate_rps": 0}, r"rate_rps must be in \(0, 5000\], got 0"),
     ({"rate_rps": -5}, r"rate_rps must be in \(0, 5000\], got -5"),
     ({"retries": 11}, r"retries must be in \[0, 10\], got 11"),
     ({"retries": 1.5}, r"retries must be an int in \[0, 10\], got 1.5"),
     ({"duration_s": 0.5}, r"duration_s must be in \[1, 3600\], got 0.5"),
-    ({"timeout_s": 0}, r"timeout_s must be > 0, got 0"),
+    ({"timeout_s": 0}, r"timeout_s must be in \(0, 60\], got 0"),
     ({"outage_s": 100}, r"outage_s must be in \[0, 90\], got 100"),
     ({"outage_start_s": -1}, r"outage_start_s must be in \[0, 90\), got -1"),
     ({"outage_start_s": 90}, r"outage_start_s must be in \[0, 90\), got 90"),
@@ -318,31 +337,61 @@ def test_simulate_calls_arguments_are_validated(kwargs, message):
         simulate_calls(**kwargs)
 
 
-# --- breaker_playground ---------------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs, words", [
+    ({"rate_rps": 100}, ("rate_rps must be", "[5, 80]", "got 100")),
+    ({"outage_s": 61}, ("outage_s must be", "[0, 60]", "got 61")),
+    ({"retries": 6}, ("retries must be", "[0, 5]", "got 6")),
+    ({"retries": 1.5}, ("retries must be an int", "[0, 5]", "got 1.5")),
+])
+def test_the_lessons_simulate_checks_the_traffic_knobs_ranges(kwargs, words):
+    with pytest.raises(ValueError) as err:
+        lk.breaker.simulate(**kwargs)
+    for word in words:
+        assert word in str(err.value)
 
-def test_breaker_playground_runs_both_and_caches_the_baseline():
-    first = breaker_playground(rate_rps=20, outage_s=10, retries=2, seed=11)
+
+# --- lk.breaker.PANEL: the Play panel -------------------------------------------------------------
+
+def test_breaker_panel_runs_both_and_caches_the_baseline():
+    panel = lk.breaker.PANEL
+    panel.cache_clear()
+    first = panel.runs(rate_rps=20, outage_s=10, retries=2)
     assert list(first) == ["without breaker", "with breaker"]
     assert first["without breaker"].trace.count("breaker") == 0
     assert first["with breaker"].trace.count("breaker") > 0
-    second = breaker_playground(rate_rps=20, outage_s=10, retries=2, seed=11, failure_threshold=2,
-                                recovery_timeout_s=1)
+    second = panel.runs(rate_rps=20, outage_s=10, retries=2, failure_threshold=2, recovery_timeout_s=1)
     assert second["without breaker"] is first["without breaker"]  # only a breaker knob moved
     assert second["with breaker"] is not first["with breaker"]
-    third = breaker_playground(rate_rps=20, outage_s=10, retries=1, seed=11)
+    assert panel.cache_info().hits == 1 and panel.cache_info().misses == 1
+    third = panel.runs(rate_rps=20, outage_s=10, retries=1)
     assert third["without breaker"] is not first["without breaker"]  # a traffic knob moved
+    assert panel.cache_info().misses == 2
+    panel.cache_clear()
+    assert panel.cache_info().currsize == 0
 
 
-def test_breaker_playground_baseline_is_a_plain_simulate_calls_run():
-    runs = breaker_playground(rate_rps=20, outage_s=10, retries=2, seed=12)
-    fresh = simulate_calls(seed=12, rate_rps=20, outage_s=10, retries=2)
+def test_breaker_panel_baseline_is_a_plain_simulate_calls_run():
+    runs = lk.breaker.PANEL.runs(rate_rps=20, outage_s=10, retries=2)
+    fresh = simulate_calls(seed=1, rate_rps=20, outage_s=10, retries=2)   # the panel runs seed 1
     assert runs["without breaker"].trace.to_rows() == fresh.trace.to_rows()
+
+
+@pytest.mark.parametrize("knobs, words", [
+    ({"failure_threshold": 0}, ("failure_threshold must be", "[1, 50]", "got 0")),
+    ({"rate_rps": 100}, ("rate_rps must be", "[5, 80]", "got 100")),
+    ({"seed": 12}, ("seed is not a knob", "failure_threshold")),
+])
+def test_breaker_panel_names_a_bad_knob(knobs, words):
+    with pytest.raises(ValueError) as err:
+        lk.breaker.PANEL.runs(**knobs)
+    for word in words:
+        assert word in str(err.value)
 
 
 @pytest.mark.parametrize("runs, message", [
     ({}, "runs must be a non-empty dict of label -> run"),
-    ({"no breaker": lk.breaker_playground}, "runs must map labels to what simulate_calls returns"),
+    ({"no breaker": lk.breaker.PANEL.runs}, "runs must map labels to what lk.breaker.simulate returns"),
 ])
-def test_summarize_calls_names_what_it_needs(runs, message):
+def test_summarize_names_what_it_needs(runs, message):
     with pytest.raises(ValueError, match=message):
-        lk.summarize_calls(runs)
+        lk.breaker.summarize(runs)

@@ -1,11 +1,13 @@
-"""labkit.trace: the built-in event log and the metrics read from it (lesson 00)."""
+"""labkit.trace: the built-in event log and the metrics read from it; labkit.run.Run's time bins over it (lesson 00)."""
 import math
 import statistics
+import types
 
 import pytest
 from hypothesis import given, strategies as st
 
-from labkit.trace import Event, Trace, bins, fraction, latency_summary, percentile, rate_per_s, time_series
+from labkit.run import Run
+from labkit.trace import Event, Trace, bins, latency_summary, percentile
 
 
 @pytest.fixture
@@ -172,36 +174,44 @@ def test_bins_reject_empty_windows_and_bad_widths(args, message):
         bins(*args)
 
 
-def test_time_series_counts_per_bin_and_ignores_events_outside_the_window():
-    events = [ev(t) for t in (-0.5, 0, 0.99, 1, 3.5, 4, 7)]
-    edges, counts = time_series(events, 0, 4, 1)
-    assert edges == [0, 1, 2, 3]
-    assert counts == [2, 1, 0, 1]  # -0.5, 4 (the window is half-open) and 7 fall outside
+class EventsRun(Run):
+    """A run of `duration_s` over hand-made ("c", "e") events at `times`, each with its fields."""
+
+    def __init__(self, duration_s, times, fields=None):
+        trace = Trace()
+        for t, f in zip(times, fields or [{}] * len(times)):
+            trace.append(t, "c", "e", f)
+        self.sim, self.duration_s = types.SimpleNamespace(trace=trace), duration_s
 
 
-def test_time_series_ignores_events_past_the_end_of_a_partial_last_bin():
-    events = [ev(t) for t in (9.5, 10, 11)]
-    edges, counts = time_series(events, 0, 10, 3)
-    assert edges == [0, 3, 6, 9]
-    assert counts == [0, 0, 0, 1]
+def test_per_bin_counts_per_bin_and_ignores_events_outside_the_run():
+    run = EventsRun(4, [-0.5, 0, 0.99, 1, 3.5, 4, 7])
+    assert run.bin_starts(1) == [0, 1, 2, 3]
+    assert run.per_bin("c", "e", 1) == [2, 1, 0, 1]  # -0.5, 4 (the window is half-open) and 7 fall outside
 
 
-def test_time_series_applies_the_reducer_to_each_bin():
-    events = [ev(0.2, latency_s=0.1), ev(0.8, latency_s=0.3), ev(2.5, latency_s=0.7)]
-    _, worst = time_series(events, 0, 3, 1, reduce=lambda g: max((e.latency_s for e in g), default=0))
-    assert worst == [0.3, 0, 0.7]
+def test_per_bin_counts_a_partial_last_bin_to_its_own_end_and_ignores_events_past_it():
+    # A bin is bin_s wide even where it passes the end of the run (so rate() divides by its width).
+    run = EventsRun(10, [9.5, 10, 11, 12, 13])
+    assert run.bin_starts(3) == [0, 3, 6, 9]
+    assert run.per_bin("c", "e", 3) == [0, 0, 0, 3]
 
 
-def test_rate_per_s_divides_counts_by_the_bin_width():
-    events = [ev(t) for t in (0.1, 0.2, 0.3, 1.9, 2.1)]
-    edges, rates = rate_per_s(events, 0, 4, 2)
-    assert edges == [0, 2]
-    assert rates == [2.0, 0.5]
+def test_per_bin_applies_the_reducer_to_each_bin_s_values_of_a_field():
+    run = EventsRun(3, [0.2, 0.8, 2.5], [{"latency_s": 0.1}, {"latency_s": 0.3}, {"latency_s": 0.7}])
+    assert run.per_bin("c", "e", 1, "latency_s", reduce=lambda v: max(v, default=0)) == [0.3, 0, 0.7]
+    assert run.per_bin("c", "e", 1, "latency_s") == pytest.approx([0.4, 0, 0.7])   # the default reducer sums
 
 
-def test_fraction_is_the_share_per_bin_and_nan_for_an_empty_bin():
-    events = [ev(0.1, ok=True), ev(0.2, ok=False), ev(0.3, ok=True), ev(0.4, ok=True), ev(2.5, ok=False)]
-    _, share = time_series(events, 0, 3, 1, fraction(lambda e: e.ok))
+def test_rate_divides_counts_by_the_bin_width():
+    run = EventsRun(4, [0.1, 0.2, 0.3, 1.9, 2.1])
+    assert run.bin_starts(2) == [0, 2]
+    assert run.rate("c", "e", 2) == [2.0, 0.5]
+
+
+def test_a_share_per_bin_is_nan_for_an_empty_bin():
+    run = EventsRun(3, [0.1, 0.2, 0.3, 0.4, 2.5], [{"ok": v} for v in (True, False, True, True, False)])
+    share = run.per_bin("c", "e", 1, "ok", reduce=lambda v: sum(v) / len(v) if v else math.nan)
     assert share[0] == 0.75 and math.isnan(share[1]) and share[2] == 0.0
 
 
@@ -219,10 +229,11 @@ def test_percentile_is_monotone_in_q_and_between_min_and_max(values, q1, q2):
 
 
 @given(st.lists(st.floats(0, 20, allow_nan=False), max_size=60), st.sampled_from([0.5, 1, 2, 5]))
-def test_time_series_counts_every_event_inside_the_window_exactly_once(times, width):
-    edges, counts = time_series([ev(t) for t in times], 0, 10, width)
+def test_per_bin_counts_every_event_inside_the_run_exactly_once(times, width):
+    run = EventsRun(10, sorted(times))   # a trace holds each kind's events in time order
+    counts = run.per_bin("c", "e", width)
     assert sum(counts) == sum(1 for t in times if 0 <= t < 10)
-    assert len(edges) == len(counts) == 10 / width
+    assert len(run.bin_starts(width)) == len(counts) == 10 / width
 
 
 _KINDS = [("client", "request"), ("backend", "call"), ("replica-1", "read"), ("primary", "read")]

@@ -8,7 +8,9 @@ import IPython.display
 import pytest
 
 import labkit as lk
-from labkit.plots import Chart, fmt, new_figure, plot_calls, plot_latency
+from labkit import lessons
+from labkit.lessons.breaker.panel import OUTAGE_COLOUR, STATE_COLOURS
+from labkit.plots import Chart, fmt, new_figure
 from labkit.widgets import Play, Table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -193,48 +195,62 @@ def test_moving_a_slider_without_a_kernel_prints_the_new_table(capsys):
 
 @pytest.fixture(scope="module")
 def small_runs():
-    return [lk.simulate_calls(seed=1, duration_s=30, outage_start_s=10, outage_s=5, retries=r) for r in (0, 2)]
+    return {label: lk.breaker.simulate(seed=1, duration_s=30, outage_start_s=10, outage_s=5, retries=r)
+            for label, r in (("plain", 0), ("retries", 2))}
 
 
-def test_plot_calls_draws_a_png_chart_with_a_summary_title(small_runs):
-    chart = plot_calls(small_runs, ["plain", "retries"])
+def test_breaker_plot_draws_a_png_chart_with_a_summary_title(small_runs):
+    chart = lk.breaker.plot(small_runs)
     assert chart._repr_png_().startswith(PNG_SIGNATURE)
-    calls = fmt(small_runs[-1].summary()["service_calls"])
+    calls = fmt(small_runs["retries"].summary()["service_calls"])
     assert repr(chart).startswith(f"<Chart: retries: {calls} calls reached the service; ")
 
 
-def test_plot_calls_uses_a_given_title_and_accepts_one_run(small_runs):
-    chart = plot_calls(small_runs[0], title="Retry storm")
+def test_breaker_plot_uses_a_given_title_and_accepts_one_run(small_runs):
+    chart = lk.breaker.plot(small_runs["plain"], title="Retry storm")
     assert repr(chart) == "<Chart: Retry storm>"
     assert len(chart.fig.axes) == 3
 
 
-@pytest.mark.parametrize("labels", [["only one"], ["a", "b", "c"]])
-def test_plot_calls_needs_one_label_per_run(small_runs, labels):
-    with pytest.raises(ValueError, match=rf"labels must have one entry per run \(2\), got {len(labels)}"):
-        plot_calls(small_runs, labels)
+def test_breaker_plot_takes_its_labels_from_a_dict_of_runs_not_a_list(small_runs):
+    with pytest.raises(ValueError, match=r"runs must be a non-empty dict of label -> run"):
+        lk.breaker.plot(list(small_runs.values()))
+    with pytest.raises(ValueError, match=r"runs must map labels to what lk\.breaker\.simulate returns"):
+        lk.breaker.plot({"plain": small_runs["plain"], "retries": "a run"})
 
 
-@pytest.mark.parametrize("plot", ["plot_calls", "plot_latency", "plot_replicas", "plot_caching"])
-def test_plots_draw_nothing_inside_the_grading_child(plot, monkeypatch):
-    runs = {"plot_calls": lambda: lk.simulate_calls(seed=1, duration_s=5, outage_start_s=1, outage_s=2),
-            "plot_latency": lambda: lk.queue_playground(rate_rps=50, seed=1),
-            "plot_replicas": lambda: lk.simulate_replicas(seed=1, duration_s=5),
-            "plot_caching": lambda: lk.simulate_caching(seed=1, duration_s=5)}
-    run = runs[plot]()
+# A short run of each lesson (found by discovery), for its plot.
+SHORT_RUNS = {
+    "breaker": lambda: lk.breaker.simulate(seed=1, duration_s=5, outage_start_s=1, outage_s=2),
+    "queueing": lambda: lk.queueing.simulate(rate_rps=50, seed=1),
+    "replicas": lambda: lk.replicas.simulate(seed=1, duration_s=5),
+    "caching": lambda: lk.caching.simulate(seed=1, duration_s=5),
+}
+
+
+def test_every_lesson_has_a_short_run_for_its_plot():
+    assert set(SHORT_RUNS) == set(lessons.topics())
+
+
+@pytest.mark.parametrize("topic", sorted(SHORT_RUNS))
+def test_plots_draw_nothing_inside_the_grading_child(topic, monkeypatch):
+    plot = lessons.lesson(topic).plot
+    run = SHORT_RUNS[topic]()
     monkeypatch.setenv("LABKIT_GRADING_CHILD", "1")
-    chart = getattr(lk, plot)(run)
+    chart = plot(run)
     assert chart.fig is None and chart._repr_png_() is None
     assert repr(chart) == "<Chart: not drawn while grading>"
     monkeypatch.delenv("LABKIT_GRADING_CHILD")
-    assert getattr(lk, plot)(run)._repr_png_().startswith(PNG_SIGNATURE)
+    assert plot(run)._repr_png_().startswith(PNG_SIGNATURE)
 
 
-def test_plot_latency_draws_a_png_chart():
-    run = lk.queue_playground(rate_rps=100, seed=2)
-    chart = plot_latency(run)
+def test_queueing_plot_draws_a_png_chart():
+    run = lk.queueing.simulate(rate_rps=100, seed=2)
+    chart = lk.queueing.plot(run)
     assert chart._repr_png_().startswith(PNG_SIGNATURE)
     assert repr(chart).startswith("<Chart: 100 requests/s: callers' p99 latency is ")
+    with pytest.raises(ValueError, match=r"runs must hold one run for this figure, got 2"):
+        lk.queueing.plot({"100 requests/s": run, "again": run})
 
 
 @pytest.mark.parametrize("value, digits, expected", [
@@ -250,20 +266,21 @@ def test_fmt_formats_numbers_for_titles(value, digits, expected):
     assert fmt(value, digits) == expected
 
 
-@pytest.mark.parametrize("run, show, knob, first, second", [
-    (lk.breaker_playground, lk.show_calls, "failure_threshold", 1, 5),
-    (lk.queue_playground, lk.show_latency, "rate_rps", 400, 100),
-    (lk.replicas_playground, lk.show_replicas, "replicas", 0, 3),
-    (lk.caching_playground, lk.show_caching, "servers", 16, 2),
+@pytest.mark.parametrize("topic, knob, first, second", [
+    ("breaker", "failure_threshold", 1, 5),
+    ("queueing", "rate_rps", 400, 100),
+    ("replicas", "replicas", 0, 3),
+    ("caching", "servers", 16, 2),
 ])
-def test_a_play_panel_that_recycles_its_figure_draws_what_a_fresh_figure_draws(run, show, knob, first, second):
+def test_a_play_panel_that_recycles_its_figure_draws_what_a_fresh_figure_draws(topic, knob, first, second):
     """Play reuses its figure between redraws (plots.recycling); nothing of the last run may remain."""
-    play = Play(run, show, **{knob: (min(first, second), max(first, second), 1, first)})
+    panel = lessons.lesson(topic).PANEL
+    play = Play(panel.runs, panel.show, **{knob: (min(first, second), max(first, second), 1, first)})
     play.render()
     play.controls[knob].value = second
     _, recycled = play.render()
     assert len(play._figures) == 1
-    fresh = lk.plots.png(show(run(**{knob: second}))[1].fig)
+    fresh = lk.plots.png(panel.show(panel.runs(**{knob: second}))[1].fig)
     assert recycled == fresh
 
 
@@ -276,69 +293,54 @@ def _pixels(png_bytes):
     return np.asarray(Image.open(io.BytesIO(png_bytes)).convert("RGB")).astype(int)
 
 
-@pytest.mark.parametrize("run, show", [(lk.breaker_playground, lk.show_calls), (lk.queue_playground, lk.show_latency),
-                                       (lk.replicas_playground, lk.show_replicas),
-                                       (lk.caching_playground, lk.show_caching)])
-def test_the_two_layer_render_looks_like_a_plain_matplotlib_draw(run, show):
-    """png() draws axes, then data on top; only where the two overlap may a pixel differ."""
-    import io
-
-    from matplotlib import rc_context
-
-    fig = show(run())[1].fig
-    layered = _pixels(lk.plots.png(fig))
-    buf = io.BytesIO()
-    with rc_context({"text.hinting": "no_hinting"}):
-        fig.savefig(buf, format="png", dpi=lk.plots.DPI)
-    plain = _pixels(buf.getvalue())
-    assert layered.shape == plain.shape
-    assert (abs(layered - plain).max(axis=2) > 40).mean() < 0.002
-
-
 def test_a_redraw_that_keeps_the_axes_reuses_their_layer_and_draws_what_a_fresh_figure_draws():
-    play = Play(lk.breaker_playground, lk.show_calls, failure_threshold=(1, 50, 1, 5))
+    panel = lk.breaker.PANEL
+    play = Play(panel.runs, panel.show, failure_threshold=(1, 50, 1, 5))
     play.render()
-    (fig, _), = play._figures.values()
-    (signature, pixels), = fig.__dict__[lk.plots._LAYERED].items()
+    (layered,) = play._figures.values()
+    (signature, pixels), = layered.layers.items()
     play.controls["failure_threshold"].value = 6   # same traffic: the same axes, another breaker
     _, redrawn = play.render()
-    assert fig.__dict__[lk.plots._LAYERED] == {signature: pixels}
-    assert redrawn == lk.plots.png(lk.show_calls(lk.breaker_playground(failure_threshold=6))[1].fig)
+    assert layered.layers == {signature: pixels}
+    assert redrawn == lk.plots.png(panel.show(panel.runs(failure_threshold=6))[1].fig)
     play.controls["failure_threshold"].value = 5
-    assert play.render()[1] == lk.plots.png(lk.show_calls(lk.breaker_playground(failure_threshold=5))[1].fig)
+    assert play.render()[1] == lk.plots.png(panel.show(panel.runs(failure_threshold=5))[1].fig)
 
 
 def test_a_redraw_whose_axes_change_draws_another_layer_and_keeps_the_last_few():
-    play = Play(lk.queue_playground, lk.show_latency, rate_rps=(100, 400, 100, 100))
+    panel = lk.queueing.PANEL
+    play = Play(panel.runs, panel.show, rate_rps=(100, 400, 100, 100))
     play.render()
-    (fig, _), = play._figures.values()
-    kept = fig.__dict__[lk.plots._LAYERED]
+    (layered,) = play._figures.values()
+    kept = layered.layers
     first = dict(kept)
     play.controls["rate_rps"].value = 400          # more load: taller axes, other tick labels
     _, redrawn = play.render()
     assert len(kept) == 2 and first.items() <= kept.items()
-    assert redrawn == lk.plots.png(lk.show_latency(lk.queue_playground(rate_rps=400))[1].fig)
+    assert redrawn == lk.plots.png(panel.show(panel.runs(rate_rps=400))[1].fig)
     play.controls["rate_rps"].value = 100          # back: the first layer is reused, not redrawn
-    assert play.render()[1] == lk.plots.png(lk.show_latency(lk.queue_playground(rate_rps=100))[1].fig)
+    assert play.render()[1] == lk.plots.png(panel.show(panel.runs(rate_rps=100))[1].fig)
     assert len(kept) == 2 and first.items() <= kept.items()
-    for latency in (20.0, 40.0, 80.0, 160.0, 320.0):  # each a different y-axis
-        play.run = functools.partial(lk.queue_playground, latency_ms=latency)
+    for latency in (10.0, 20.0, 40.0, 80.0, 160.0):  # each a different y-axis
+        play.run = functools.partial(panel.runs, latency_ms=latency)
         play.render()
     assert len(kept) == lk.plots.KEPT_LAYERS and not first.items() <= kept.items()
 
 
 def test_a_legend_outside_the_axes_is_drawn_with_them_and_a_new_label_redraws_them():
-    play = Play(lk.breaker_playground, lk.show_calls, outage_s=(0, 60, 5, 30))
+    panel = lk.breaker.PANEL
+    play = Play(panel.runs, panel.show, outage_s=(0, 60, 5, 30))
     play.render()
-    (fig, _), = play._figures.values()
+    (layered,) = play._figures.values()
+    fig = layered.fig
     legend = fig.axes[0].get_legend()
-    assert legend not in lk.plots._top_layer(fig)
-    kept = fig.__dict__[lk.plots._LAYERED]
+    assert legend not in layered._top_layer()
+    kept = layered.layers
     play.controls["outage_s"].value = 0            # no outage: the legend loses its "outage" entry
     _, redrawn = play.render()
     assert "outage" not in [t.get_text() for t in fig.axes[0].get_legend().texts]
     assert len(kept) == 2
-    assert redrawn == lk.plots.png(lk.show_calls(lk.breaker_playground(outage_s=0))[1].fig)
+    assert redrawn == lk.plots.png(panel.show(panel.runs(outage_s=0))[1].fig)
 
 
 def test_an_outside_legend_whose_labels_change_redraws_the_axes_layer():
@@ -354,20 +356,20 @@ def test_an_outside_legend_whose_labels_change_redraws_the_axes_layer():
     pool: dict = {}
     fig, _ = draw("first label", pool)
     again, png = draw("second label", pool)     # the same axes, another legend
-    assert again is fig and len(fig.__dict__[lk.plots._LAYERED]) == 2
+    assert again is fig and len(lk.plots.LayeredFigure.of(fig).layers) == 2
     assert png == draw("second label", {})[1]
 
 
 def test_the_breaker_figure_legend_keys_the_outage_and_the_breaker_states_in_their_colours():
     from matplotlib.colors import to_rgba
 
-    fig = lk.show_calls(lk.breaker_playground())[1].fig
+    fig = lk.breaker.PANEL.show(lk.breaker.PANEL.runs())[1].fig
     legend = fig.axes[0].get_legend()
     keys = {t.get_text(): h for t, h in zip(legend.texts, legend.legend_handles)}
     assert list(keys) == ["outage", "breaker open", "breaker half-open", "without breaker", "with breaker"]
     assert keys["outage"].get_visible() and keys["breaker open"].get_visible()
-    assert keys["outage"].get_facecolor() == to_rgba(lk.plots.OUTAGE_COLOUR, 0.15)
-    assert keys["breaker open"].get_facecolor() == to_rgba(lk.plots.STATE_COLOURS["open"], 0.25)
+    assert keys["outage"].get_facecolor() == to_rgba(OUTAGE_COLOUR, 0.15)
+    assert keys["breaker open"].get_facecolor() == to_rgba(STATE_COLOURS["open"], 0.25)
     bands = [c for c in fig.axes[1].collections if len(c.get_paths()) > 1]
     assert len(bands) == 1   # the outage and every state interval: one collection per panel
 
@@ -380,6 +382,14 @@ def test_shade_takes_any_matplotlib_colour_or_a_colour_with_its_own_alpha():
                    {"rgb": (0.1, 0.2, 0.3), "pair": ("#D55E00", 0.5), "clear": None}, alpha=0.25)
     (bands,) = ax.collections
     assert [tuple(c) for c in bands.get_facecolor()] == [to_rgba((0.1, 0.2, 0.3), 0.25), to_rgba("#D55E00", 0.5)]
+
+
+def test_shade_keys_each_coloured_name_once_under_its_label():
+    fig, (ax,) = new_figure(1)
+    lk.plots.shade(ax, [(0, 1, "open"), (1, 2, "closed"), (2, 3, "open"), (3, 4, "half_open")],
+                   {"open": "#D55E00", "half_open": "#F0E442", "closed": None}, label_once=set(),
+                   labels={"open": "breaker open"})
+    assert ax.get_legend_handles_labels()[1] == ["breaker open", "half_open"]   # no label given: the name
 
 
 def _draw_with_legend(pool, colour="C0", legend=True):
@@ -424,7 +434,8 @@ def test_round_up_refuses_what_has_no_round_number_above_it(value):
 
 
 def test_axes_end_at_round_numbers_so_a_small_move_keeps_them():
-    before = lk.show_calls(lk.breaker_playground(rate_rps=50))[1].fig
-    after = lk.show_calls(lk.breaker_playground(rate_rps=60))[1].fig
+    panel = lk.breaker.PANEL
+    before = panel.show(panel.runs(rate_rps=50))[1].fig
+    after = panel.show(panel.runs(rate_rps=60))[1].fig
     assert [ax.get_ylim() for ax in before.axes] == [ax.get_ylim() for ax in after.axes]
     assert all(ax.get_xlim() == (0, 90) for ax in after.axes)

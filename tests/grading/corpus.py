@@ -266,9 +266,10 @@ def cases(token: str = "x", port: int = 9) -> dict[str, tuple[Case, object]]:
     add(Case("lie_not_stub", "ok", NONE, "makes the child say its stubs are not stubs: the checks then fail"),
         _after_setup(lesson, lie))
     sabotage = "\n".join([
-        "import labkit, labkit.resilience, labkit.checking",
-        "import labkit.exercises.ex03_circuit_breaker as ex",
-        "labkit.resilience.simulate_calls = lk.simulate_calls = lambda **kwargs: None",
+        "import labkit, labkit.traffic, labkit.lessons.breaker.model, labkit.checking",
+        "import labkit.lessons.breaker.exercises as ex",
+        "labkit.traffic.simulate_calls = lk.simulate_calls = lambda **kwargs: None",
+        "labkit.lessons.breaker.model.simulate = lk.breaker.simulate = lambda **kwargs: None",
         "ex._CHOICES['a'] = (True, 'Right!')",
         "for exercise in labkit.checking.all_exercises():",
         "    exercise.scenarios.clear()",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import socket
 import threading
@@ -224,7 +225,7 @@ def test_a_state_that_equals_anything_earns_what_the_honest_state_earns(graded):
 def test_a_remote_error_is_described_by_the_learner_s_own_frame():
     error = RemoteError({"type": "ZeroDivisionError", "module": "builtins", "message": "division by zero",
                          "frames": [["<ipython-input-1-x>", 3, "on_failure", "ratio = 1 / 0"]]})
-    status, message = checking._describe_exception(error)
+    status, message = checking.exercise._describe_exception(error)
     assert status == checking.FAILED
     assert message == "Your code raised ZeroDivisionError: division by zero\n  (in on_failure(), line 3: ratio = 1 / 0)"
 
