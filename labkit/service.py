@@ -21,6 +21,8 @@ class _Window:
 
     def active(self, time_s: float) -> bool:
         """True while `time_s` is inside [start_s, end_s)."""
+        if not (type(time_s) is float and -math.inf < time_s < math.inf):  # else the careful check
+            validate.number("time_s", time_s)
         return self.start_s <= time_s < self.end_s
 
 
@@ -58,7 +60,7 @@ class LatencySpike(_Window):
 
     def __post_init__(self):
         super().__post_init__()
-        validate.number("factor", self.factor, lo=0, lo_open=True)
+        validate.number("factor", self.factor, lo=0, lo_open=True, hi=1000)
 
 
 class Response(NamedTuple):
@@ -91,11 +93,15 @@ class WorkerPool:
 
     def next_start(self, now: float) -> float:
         """When a request arriving at `now` would start, without admitting it."""
+        if not (type(now) is float and 0 <= now < math.inf):
+            validate.number("now", now, lo=0)
         free = self._free_at[0]
         return free if free > now else now
 
     def admit(self, now: float, service_s: float) -> tuple[float, float]:
         """Queue a request that arrives at `now` and needs `service_s` of work; returns (start, end)."""
+        if not (type(service_s) is float and 0 <= service_s < math.inf):
+            validate.number("service_s", service_s, lo=0)
         start = self.next_start(now)
         end = start + service_s
         heapq.heapreplace(self._free_at, end)
@@ -103,6 +109,7 @@ class WorkerPool:
 
     def busy(self, now: float) -> int:
         """How many workers are busy at `now` (queued work included up to the pool size)."""
+        validate.number("now", now, lo=0)
         return sum(1 for t in self._free_at if t > now)
 
 

@@ -40,7 +40,7 @@ def number(name: str, value, *, lo: float | None = None, hi: float | None = None
         none = " or None" if optional else ""
         raise ArgumentTypeError(f"{name} must be {kind}{_range_text(lo, hi, lo_open, hi_open)}{none}, got {value!r}")
     if not integer and not math.isfinite(value):
-        raise ValueError(f"{name} must be {kind}{_range_text(lo, hi, lo_open, hi_open)}, got {value!r}")
+        raise ValueError(f"{name} must be a finite number{_range_text(lo, hi, lo_open, hi_open)}, got {value!r}")
     too_low = lo is not None and (value <= lo if lo_open else value < lo)
     too_high = hi is not None and (value >= hi if hi_open else value > hi)
     if too_low or too_high:
