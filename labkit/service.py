@@ -81,8 +81,9 @@ class WorkerPool:
 
     Admission is two steps, so that a caller can shape the work by when it starts (a fault
     window, a slow spell): `next_start(now)` says when a worker would take a request, and
-    `admit(now, service_s)` queues it. A pool that bounds its queue or its wait decides in
-    these two methods, and its callers need not change.
+    `admit(now, service_s)` queues it. A pool that bounds its queue or its wait (the
+    bulkhead lesson) extends these two methods; `next_start` is asked before any work is
+    drawn, so that is where such a pool can refuse a request.
     """
 
     MAX_WORKERS = 100_000  # the pool keeps one float per worker
@@ -133,7 +134,8 @@ class Service:
         self.max_concurrency = validate.number("max_concurrency", max_concurrency, lo=1,
                                                hi=WorkerPool.MAX_WORKERS, integer=True)
         if isinstance(faults, (Outage, ErrorBurst, LatencySpike)):
-            raise validate.ArgumentTypeError(f"faults must be a list of faults, got the single fault {faults!r}: use [fault]")
+            raise validate.ArgumentTypeError(
+                f"faults must be a list of faults, got the single fault {faults!r}: use [fault]")
         self.faults = tuple(validate.items("faults", faults, (Outage, ErrorBurst, LatencySpike),
                                            "Outage, ErrorBurst or LatencySpike"))
         self._mu = math.log(latency_s)
@@ -166,7 +168,6 @@ class Service:
         if timeout_s is not None and latency > timeout_s:
             return Response(False, timeout_s, "timeout")
         return Response(ok, latency, error)
-
 
     @property
     def capacity_rps(self) -> float:

@@ -28,11 +28,14 @@ test fails when a new failure appears, and when a known one is fixed (remove it 
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import math
 import os
+import pkgutil
 import resource
 import signal
+import sys
 import types
 
 import pytest
@@ -322,12 +325,27 @@ def _own_module(obj) -> str:
     return getattr(obj, "__module__", "") or ""
 
 
+# Packages whose __all__ is not a lesson's surface.
+NOT_LESSONS = {"labkit.grading": "the classroom grader's API, driven by its command line (labkit grade)"}
+
+
+def _lesson_modules() -> list[types.ModuleType]:
+    """Every labkit module that lists its public names in __all__ (how a lesson package joins).
+
+    All of them are imported first, so what is found does not depend on what other tests imported."""
+    for info in pkgutil.walk_packages(lk.__path__, "labkit."):
+        if not any(info.name == n or info.name.startswith(n + ".") for n in NOT_LESSONS):
+            importlib.import_module(info.name)
+    return [m for name, m in sorted(sys.modules.items())
+            if name.startswith("labkit.") and hasattr(m, "__all__")
+            and not any(name == n or name.startswith(n + ".") for n in NOT_LESSONS)]
+
+
 def discover() -> list[Case]:
     """Every public callable: lk.X, the public methods of lk's classes, and names in labkit modules' __all__."""
     roots = [(n, getattr(lk, n)) for n in (getattr(lk, "__all__", None) or dir(lk)) if not n.startswith("_")]
-    for _, module in [r for r in roots if isinstance(r[1], types.ModuleType)]:
-        for n in getattr(module, "__all__", ()):
-            roots.append((n, getattr(module, n)))
+    for module in _lesson_modules():
+        roots += [(n, getattr(module, n)) for n in module.__all__]
     cases, seen = [], set()
     for name, obj in roots:
         if isinstance(obj, types.ModuleType) or not callable(obj) or name in SKIP or id(obj) in seen:
