@@ -101,9 +101,11 @@ class WorkerPool:
 
     def admit(self, now: float, service_s: float) -> tuple[float, float]:
         """Queue a request that arrives at `now` and needs `service_s` of work; returns (start, end)."""
-        if not (type(service_s) is float and 0 <= service_s < math.inf):
-            validate.number("service_s", service_s, lo=0)
-        start = self.next_start(now)
+        if not (type(now) is float and type(service_s) is float and 0 <= now < math.inf
+                and 0 <= service_s < math.inf):
+            validate.number("now", now, lo=0), validate.number("service_s", service_s, lo=0)
+        free = self._free_at[0]
+        start = free if free > now else now
         end = start + service_s
         heapq.heapreplace(self._free_at, end)
         return start, end
