@@ -43,7 +43,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import labkit as lk
 
-ALARM_S = float(os.environ.get("LABKIT_FUZZ_ALARM_S", "1.5"))
+ALARM_S = float(os.environ.get("LABKIT_FUZZ_ALARM_S", "1"))
 MEMORY_HEADROOM = 2 << 30  # bytes of address space a call may add
 RUN_S = 10.0  # after a call that scheduled events, the shared Sim runs this many virtual seconds
 
@@ -593,7 +593,7 @@ lk.drive_traffic(sim=<Sim>, service=<Service>, rate_rps=-0.5, until_s=5.0)
 lk.drive_traffic(sim=<Sim>, service=<Service>, rate_rps=-1, until_s=5.0)
     -> unclear error ValueError: time_s must be >= now (0 s): time never goes backwards, got -1.86061
 lk.drive_traffic(sim=<Sim>, service=<Service>, rate_rps=-inf, until_s=5.0)
-    -> hung (still running after 1.5 s of CPU)
+    -> hung (still running after 1 s of CPU)
 lk.drive_traffic(sim=<Sim>, service=<Service>, rate_rps=0, until_s=5.0)
     -> unclear error ZeroDivisionError: float division by zero
 lk.drive_traffic(sim=<Sim>, service=<Service>, rate_rps=10.0, until_s='1')
@@ -635,7 +635,7 @@ lk.drive_traffic(sim=<Sim>, service=<Service>, rate_rps=10.0, until_s=inf)
 lk.drive_traffic(sim=<Sim>, service=<Service>, rate_rps=10.0, until_s=nan)
     -> silently accepted
 lk.drive_traffic(sim=<Sim>, service=<Service>, rate_rps=1000000000000.0, until_s=5.0)
-    -> hung (still running after 1.5 s of CPU)
+    -> hung (still running after 1 s of CPU)
 lk.drive_traffic(sim=<Sim>, service=<Service>, rate_rps=None, until_s=5.0)
     -> unclear error TypeError: unsupported operand type(s) for /: 'float' and 'NoneType'
 lk.drive_traffic(sim=<Sim>, service=<Service>, rate_rps=True, until_s=5.0)
@@ -643,7 +643,7 @@ lk.drive_traffic(sim=<Sim>, service=<Service>, rate_rps=True, until_s=5.0)
 lk.drive_traffic(sim=<Sim>, service=<Service>, rate_rps=[], until_s=5.0)
     -> unclear error TypeError: unsupported operand type(s) for /: 'float' and 'list'
 lk.drive_traffic(sim=<Sim>, service=<Service>, rate_rps=inf, until_s=5.0)
-    -> hung (still running after 1.5 s of CPU)
+    -> hung (still running after 1 s of CPU)
 lk.drive_traffic(sim=<Sim>, service=<Service>, rate_rps=nan, until_s=5.0)
     -> unclear error ValueError: time_s must be a finite number, got nan
 lk.drive_traffic(sim=<Sim>, service=None, rate_rps=10.0, until_s=5.0)
@@ -836,8 +836,7 @@ def test_discovery_finds_the_public_surface():
 
 # --- the property: any bad value of a kind, not just the canonical one ----------------------------
 
-OWNED_TRIALS = [(c, p, k) for c in CASES if c.owner in OWNED for p in c.params
-                if (k := c.kind(p)) in ("number", "int")]
+NUMBER_TRIALS = [(c, p, k) for c in CASES for p in c.params if (k := c.kind(p)) in ("number", "int")]
 
 
 def _bad_numbers(kind, none_ok):
@@ -855,10 +854,22 @@ def _bad_numbers(kind, none_ok):
     return st.one_of(cats)
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+def canonical(case: Case, p, category: str):
+    """The value of `category` that the grid above tries on this parameter."""
+    return next(v for c, v in bad_values(case.kind(p), case.none_ok(p)) if c == category)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
-def test_any_bad_number_gets_a_clear_error_in_the_modules_this_branch_owns(data):
-    case, p, kind = data.draw(st.sampled_from(OWNED_TRIALS), label="parameter")
+def test_any_bad_number_gets_the_clear_error_its_kind_gets(data):
+    # Not only -1 and 1e12: any negative, any huge value, any string. In a module this branch
+    # owns every one must be refused clearly; elsewhere a value may fail only as the grid's
+    # value of its category does, in a way KNOWN lists.
+    case, p, kind = data.draw(st.sampled_from(NUMBER_TRIALS), label="parameter")
     category, value = data.draw(_bad_numbers(kind, case.none_ok(p)), label="value")
     problem = judge(case, p, category, value)
-    assert problem is None, problem
+    if problem is None or case.owner in OWNED:
+        assert problem is None, problem
+        return
+    known = judge(case, p, category, canonical(case, p, category))
+    assert known is not None and _key(known) in KNOWN, problem
