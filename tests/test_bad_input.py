@@ -43,6 +43,14 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import labkit as lk
 
+# What labkit imports lazily, imported now: an alarm that interrupts a call in the middle of its
+# first import of matplotlib would leave half a matplotlib in sys.modules for every later test.
+LAZY_IMPORTS = ("matplotlib.figure", "matplotlib.backends.backend_agg", "matplotlib.collections",
+                "matplotlib.colors", "matplotlib.patches", "matplotlib.ticker", "PIL.Image", "IPython.display",
+                "ipywidgets", "sqlite_utils", "fakeredis")
+for _name in LAZY_IMPORTS:
+    importlib.import_module(_name)
+
 ALARM_S = float(os.environ.get("LABKIT_FUZZ_ALARM_S", "1"))
 MEMORY_HEADROOM = 2 << 30  # bytes of address space a call may add
 RUN_S = 10.0  # after a call that scheduled events, the shared Sim runs this many virtual seconds
@@ -399,7 +407,7 @@ def _vm_bytes() -> int:
     return 0
 
 
-def bounded(target, args, kwargs):
+def bounded(target, args, kwargs, alarm_s: float = ALARM_S):
     """Run the call under the alarms and a memory limit; returns the exception it raised, or None.
 
     The alarm counts the process's CPU time (ITIMER_PROF), so a busy machine does not make a
@@ -411,8 +419,8 @@ def bounded(target, args, kwargs):
         limit = min(limit, hard)
     previous = {sig: signal.signal(sig, _alarm) for sig in (signal.SIGPROF, signal.SIGALRM)}
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-    signal.setitimer(signal.ITIMER_PROF, ALARM_S)
-    signal.setitimer(signal.ITIMER_REAL, 10 * ALARM_S)
+    signal.setitimer(signal.ITIMER_PROF, alarm_s)
+    signal.setitimer(signal.ITIMER_REAL, 10 * alarm_s)
     try:
         target(*args, **kwargs)
         return None
@@ -452,6 +460,7 @@ def judge(case: Case, p: inspect.Parameter, category: str, value) -> str | None:
 
 
 def validate_fmt(value) -> str:
+    """How validate prints a number in a message (3600, not 3600.0), else the repr."""
     from labkit.validate import _fmt
     return _fmt(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
         else repr(value)
@@ -809,9 +818,10 @@ def _key(failure: str) -> str:
 def warm(case: Case) -> None:
     """Call once with valid arguments only, so that first-use costs (an import, a cache) are not timed.
 
-    Its outcome is not judged: some valid calls fail by design (a write sent to a replica)."""
+    Its outcome is not judged: some valid calls fail by design (a write sent to a replica). Its
+    alarm is generous, so that nothing is interrupted halfway through a first use."""
     target, args, kwargs, _ = case.call(None, None)
-    bounded(target, args, kwargs)
+    bounded(target, args, kwargs, alarm_s=30 * ALARM_S)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.public for c in CASES])
