@@ -24,9 +24,8 @@ class _CacheStats:
     """Hit/miss counting and tracing, shared by both caches."""
 
     def __init__(self, sim: Sim, name: str):
-        if not isinstance(sim, Sim):
-            raise ValueError(f"sim must be a labkit Sim, got {sim!r}")
-        self.sim, self.name = sim, name
+        validate.instance("sim", sim, Sim, "a labkit Sim")
+        self.sim, self.name = sim, validate.text("name", name)
         self.hits = 0
         self.misses = 0
 
@@ -47,6 +46,14 @@ class _CacheStats:
     def _ttl(self, ttl_s, default, name="ttl_s"):
         ttl_s = default if ttl_s is None else ttl_s
         return None if ttl_s is None else validate.number(name, ttl_s, lo=0, lo_open=True)
+
+    @staticmethod
+    def _check_key(key):
+        # Keys are ints or strings: Redis stores str(key), so 1 and "1" are one key there, and
+        # None, a float or a tuple would be silently turned into some string.
+        if not (type(key) is int or (type(key) is str and key)):
+            validate.key("key", key)
+        return key
 
     @staticmethod
     def _check_value(value) -> None:
@@ -87,6 +94,9 @@ class RedisCache(_CacheStats):
     def __init__(self, sim: Sim, name: str = "cache", *, client=None, namespace: str | None = None,
                  default_ttl_s: float | None = None, lease_ttl_s: float = 10.0, gc_ttl_s: int | None = 86_400):
         super().__init__(sim, name)
+        if client is not None and not all(callable(getattr(client, m, None)) for m in ("get", "set", "transaction")):
+            raise validate.ArgumentTypeError(f"client must be a redis-py client (redis.Redis or fakeredis), "
+                                             f"got {client!r}")
         if client is None:
             url = os.environ.get("LABKIT_REDIS_URL")
             if url:
@@ -99,7 +109,7 @@ class RedisCache(_CacheStats):
         if namespace is None:
             # Not from sim.rng: adding a cache must not change the numbers the rest of a run draws.
             namespace = f"labkit:{re.sub(r'[^A-Za-z0-9_.:-]', '_', name)}:{uuid.uuid4().hex[:12]}"
-        if not isinstance(namespace, str) or not re.fullmatch(r"[A-Za-z0-9_.:-]+", namespace):
+        if not re.fullmatch(r"[A-Za-z0-9_.:-]+", validate.text("namespace", namespace)):
             raise ValueError(f"namespace must be letters, digits and _ . : - only, got {namespace!r}")
         self.namespace = namespace
         # Braces cannot appear in a namespace, so "{a}:*" never matches "{a:b}:x"; they also
@@ -107,9 +117,8 @@ class RedisCache(_CacheStats):
         self._prefix = "{" + namespace + "}:"
         self.default_ttl_s = self._ttl(default_ttl_s, None, "default_ttl_s")
         self.lease_ttl_s = validate.number("lease_ttl_s", lease_ttl_s, lo=0, lo_open=True)
-        if gc_ttl_s is not None:
-            validate.number("gc_ttl_s", gc_ttl_s, lo=1, integer=True)
-        self.gc_ttl_s = gc_ttl_s
+        self.gc_ttl_s = validate.number("gc_ttl_s", gc_ttl_s, lo=1, hi=10 * 365 * 86_400, integer=True,
+                                        optional=True)
 
     # Each key holds one JSON object: {"v": value, "exp": virtual expiry, "ver": version,
     # "lease": token, "lease_exp": virtual time}, any of them absent. One object per key
@@ -117,7 +126,7 @@ class RedisCache(_CacheStats):
     # together, which is what invalidates fills in flight.
 
     def _key(self, key) -> str:
-        return f"{self._prefix}k:{key}"
+        return f"{self._prefix}k:{self._check_key(key)}"
 
     def _fresh(self, entry: dict) -> bool:
         return "exp" not in entry or self.sim.now < entry["exp"]
@@ -203,12 +212,13 @@ class RedisCache(_CacheStats):
     def delete(self, key, *, version=None, ttl_s: float | None = None) -> bool | None:
         """Remove `key`; with `version`, leave a tombstone (for `ttl_s`) that rejects older fills and return True if written."""
         k = self._key(key)
+        validate.number("version", version, optional=True)
+        ttl_s = self._ttl(ttl_s, self.default_ttl_s)
         if version is None:
             self.client.delete(k)
             self.sim.record(self.name, "delete", key=key, version=None, accepted=True)
             return None
-        validate.number("version", version)
-        accepted = self._store_versioned(k, _TOMBSTONE, version, self._ttl(ttl_s, self.default_ttl_s))
+        accepted = self._store_versioned(k, _TOMBSTONE, version, ttl_s)
         self.sim.record(self.name, "delete", key=key, version=version, accepted=accepted)
         return accepted
 
@@ -265,15 +275,17 @@ class LRUCache(_CacheStats):
     real caches. Values are stored as they are, not copied.
     """
 
+    MAX_ITEMS = 10_000_000  # an in-process cache bigger than this is not a lesson's L1
+
     def __init__(self, sim: Sim, max_items: int = 1000, ttl_s: float | None = None, *, name: str = "l1"):
         super().__init__(sim, name)
-        self.max_items = validate.number("max_items", max_items, lo=1, integer=True)
+        self.max_items = validate.number("max_items", max_items, lo=1, hi=self.MAX_ITEMS, integer=True)
         self.ttl_s = self._ttl(ttl_s, None)  # the default for set()
         self._items: OrderedDict = OrderedDict()  # key -> (value, expires_at); oldest use first
 
     def get(self, key):
         """The cached value (now the most recently used), or None on a miss."""
-        item = self._items.get(key)
+        item = self._items.get(self._check_key(key))
         if item is None:
             self._miss(key)
             return None
@@ -287,6 +299,7 @@ class LRUCache(_CacheStats):
 
     def set(self, key, value, ttl_s: float | None = None) -> None:
         """Store `value` for `ttl_s` virtual seconds (default: the cache's ttl_s), evicting the LRU entry if full."""
+        self._check_key(key)
         self._check_value(value)
         ttl_s = self._ttl(ttl_s, self.ttl_s)
         self._items[key] = (value, math.inf if ttl_s is None else self.sim.now + ttl_s)
@@ -298,7 +311,7 @@ class LRUCache(_CacheStats):
 
     def delete(self, key) -> None:
         """Remove `key` (a no-op if it is not there)."""
-        self._items.pop(key, None)
+        self._items.pop(self._check_key(key), None)
         self.sim.record(self.name, "delete", key=key, version=None, accepted=True)
 
     def flush(self) -> None:

@@ -8,6 +8,7 @@ import itertools
 import math
 import random
 
+from labkit import validate
 from labkit.trace import Trace
 
 
@@ -18,10 +19,10 @@ class Sim:
     clock or sleeps: `run(until=10)` finishes as fast as the callbacks do.
     """
 
+    MAX_EVENTS = 100_000_000  # the most `run(max_events=)` allows: a runaway run stops, never hangs
+
     def __init__(self, seed: int = 0):
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise ValueError(f"seed must be an int, got {seed!r}")
-        self.seed = seed
+        self.seed = validate.number("seed", seed, integer=True)
         self.now = 0.0
         self.rng = random.Random(seed)
         self.trace = Trace()
@@ -32,25 +33,31 @@ class Sim:
 
     def at(self, time_s: float, callback, *args, priority: int = 0) -> None:
         """Call `callback(*args)` when the clock reaches `time_s`."""
-        # One chained comparison on the hot path: False for the past, NaN and infinity alike.
-        if not self.now <= time_s < math.inf:
-            self._reject(time_s)
+        # One test on the hot path (False for the past, NaN and infinity alike); anything
+        # else (an int time, a bad argument) goes through the careful check.
+        if not (type(time_s) is float and self.now <= time_s < math.inf and type(priority) is int
+                and callable(callback)):
+            self._check(time_s, callback, priority)
         heapq.heappush(self._queue, (time_s, priority, next(self._serial), callback, args))
 
     def after(self, delay_s: float, callback, *args, priority: int = 0) -> None:
         """Call `callback(*args)` `delay_s` seconds from now."""
-        if not delay_s >= 0:
-            raise ValueError(f"delay_s must be >= 0, got {delay_s!r}")
+        if not (type(delay_s) is float and 0 <= delay_s < math.inf):
+            validate.number("delay_s", delay_s, lo=0)
         # `at` inlined: this is the busiest call of every simulation, and delay_s >= 0 rules out the past.
         time_s = self.now + delay_s
-        if not time_s < math.inf:
-            self._reject(time_s)
+        if not (time_s < math.inf and type(priority) is int and callable(callback)):
+            self._check(time_s, callback, priority)
         heapq.heappush(self._queue, (time_s, priority, next(self._serial), callback, args))
 
-    def _reject(self, time_s) -> None:
-        if not math.isfinite(time_s):
+    def _check(self, time_s, callback, priority) -> None:
+        if isinstance(time_s, float) and math.isinf(time_s):
             raise ValueError(f"time_s must be a finite number of seconds, got {time_s!r}")
-        raise ValueError(f"time_s must be >= now ({self.now:g} s): time never goes backwards, got {time_s:g}")
+        validate.number("time_s", time_s)
+        if not self.now <= time_s:
+            raise ValueError(f"time_s must be >= now ({self.now:g} s): time never goes backwards, got {time_s:g}")
+        validate.callable_("callback", callback)
+        validate.number("priority", priority, integer=True)
 
     def step(self) -> bool:
         """Run the next event; return False when the queue is empty."""
@@ -62,11 +69,14 @@ class Sim:
         return True
 
     def run(self, until: float | None = None, max_events: int = 10_000_000) -> "Sim":
-        """Run events up to and including time `until` (or until idle); the clock ends at `until`."""
-        if until is not None and not math.isfinite(until):
-            raise ValueError(f"until must be a finite number of seconds, got {until!r}")
-        if until is not None and until < self.now:
+        """Run events up to and including time `until` (or until idle); the clock ends at `until`.
+
+        More than `max_events` events (at most `Sim.MAX_EVENTS`) is taken for a runaway and
+        raises RuntimeError.
+        """
+        if validate.number("until", until, optional=True) is not None and until < self.now:
             raise ValueError(f"until must be >= now ({self.now:g} s), got {until:g}")
+        validate.number("max_events", max_events, lo=1, hi=self.MAX_EVENTS, integer=True)
         queue, pop = self._queue, heapq.heappop
         limit = math.inf if until is None else until
         ran = 0
@@ -87,8 +97,7 @@ class Sim:
 
     def advance(self, delay_s: float) -> "Sim":
         """Move the clock forward by `delay_s`, running whatever falls due."""
-        if not delay_s >= 0:
-            raise ValueError(f"delay_s must be >= 0, got {delay_s!r}")
+        validate.number("delay_s", delay_s, lo=0)
         return self.run(until=self.now + delay_s)
 
     @property

@@ -10,6 +10,8 @@ SQL. Keep written SQL deterministic (no `random()`, no `datetime('now')`), or re
 """
 from __future__ import annotations
 
+import math
+import random
 import re
 import weakref
 from dataclasses import dataclass
@@ -44,7 +46,7 @@ class ExponentialLag:
 
     def sample(self, rng) -> float:
         """One lag in seconds, drawn from the simulation's RNG."""
-        return rng.expovariate(1 / self.mean_s)
+        return _rng(rng).expovariate(1 / self.mean_s)
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class UniformLag:
 
     def sample(self, rng) -> float:
         """One lag in seconds, drawn from the simulation's RNG."""
-        return rng.uniform(self.low_s, self.high_s)
+        return _rng(rng).uniform(self.low_s, self.high_s)
 
 
 @dataclass(frozen=True)
@@ -76,13 +78,36 @@ class LagSpike:
         validate.number("start_s", self.start_s, lo=0)
         validate.number("end_s", self.end_s, lo=self.start_s, lo_open=True)
         validate.number("extra_s", self.extra_s, lo=0)
+        validate.text("replica", self.replica, optional=True)
 
     def active(self, time_s: float) -> bool:
         """True while `time_s` is inside [start_s, end_s)."""
+        if not (type(time_s) is float and -math.inf < time_s < math.inf):  # else the careful check
+            validate.number("time_s", time_s)
         return self.start_s <= time_s < self.end_s
 
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _rng(rng):
+    if type(rng) is not random.Random:
+        validate.instance("rng", rng, random.Random, "a random.Random (the simulation's sim.rng)")
+    return rng
+
+
+def _key(key):
+    """A row key: an int or a non-empty string (None would be SQL NULL, a new row on every write)."""
+    if not (type(key) is int or (type(key) is str and key)):
+        validate.key("key", key)
+    return key
+
+
+def _sql(sql, table, key) -> None:
+    validate.text("sql", sql)
+    validate.text("table", table, optional=True)
+    if key is not None:
+        _key(key)
 
 
 def _run(conn, statements) -> None:
@@ -135,9 +160,10 @@ class Database:
     def __init__(self, sim: Sim, name: str = "db", *, path: str | None = None, table: str = "users"):
         import sqlite_utils  # imported here: it is slow to import and only data lessons need it
 
-        if not isinstance(sim, Sim):
-            raise ValueError(f"sim must be a labkit Sim, got {sim!r}")
-        if not isinstance(table, str) or not _NAME.match(table):
+        validate.instance("sim", sim, Sim, "a labkit Sim")
+        validate.text("name", name)
+        validate.text("path", path, optional=True)
+        if not _NAME.match(validate.text("table", table)):
             raise ValueError(f"table must be a plain SQL name (letters, digits, _), got {table!r}")
         self.sim, self.name, self.table = sim, name, table
         self.db = sqlite_utils.Database(path) if path else sqlite_utils.Database(memory=True)
@@ -160,6 +186,7 @@ class Database:
     # -- writes (primary only) ------------------------------------------------
     def write(self, key, **fields) -> int:
         """Insert or update the row `key` of the table with `fields`; returns the commit's log position."""
+        _key(key)
         for column in fields:
             if not _NAME.match(column) or column == "id":
                 raise ValueError(f"field names must be plain SQL names (letters, digits, _) other than 'id', "
@@ -181,6 +208,7 @@ class Database:
 
         Name the `table` (and `key`) it touches so reads of them can tell whether they are stale.
         """
+        _sql(sql, table, key)
         return self._commit([(sql, tuple(params))], table, key)
 
     def _commit(self, statements, table, key) -> int:
@@ -208,6 +236,7 @@ class Database:
     # -- reads ------------------------------------------------------------------
     def read(self, key) -> dict | None:
         """The row `key` of the table as a dict, or None if this node has no such row."""
+        _key(key)
         self._check_up()
         cursor = self._conn.execute(self._read_sql, (key,))
         row = cursor.fetchone()
@@ -220,6 +249,7 @@ class Database:
         Staleness is judged against the last write to (`table`, `key`), to `table` if no
         key is given, or to the whole database if neither is.
         """
+        _sql(sql, table, key)
         self._check_up()
         # query_only makes SQLite refuse a write here, which would otherwise bypass the log.
         self._conn.execute("PRAGMA query_only = 1")
@@ -261,13 +291,14 @@ class Database:
         callback runs at once.
         """
         validate.number("position", position, lo=0, integer=True)
+        validate.callable_("callback", callback, "a function called with True or False")
+        validate.number("timeout_s", timeout_s, lo=0, optional=True)
         if self.position >= position:
             callback(True)
             return
         waiter = [position, callback, False]  # the flag makes sure exactly one outcome fires
         self._waiters.append(waiter)
         if timeout_s is not None:
-            validate.number("timeout_s", timeout_s, lo=0)
             self.sim.after(timeout_s, self._time_out, waiter)
 
     def _time_out(self, waiter) -> None:
@@ -288,6 +319,18 @@ class Database:
         return f"{type(self).__name__}({self.name!r}, position={self.position})"
 
 
+def _lag(lag):
+    """A replica's lag: seconds (a number >= 0), an ExponentialLag or a UniformLag."""
+    if isinstance(lag, (ExponentialLag, UniformLag)):
+        return lag
+    what = "seconds >= 0, an ExponentialLag or a UniformLag"
+    if isinstance(lag, bool) or not isinstance(lag, (int, float)):
+        raise validate.ArgumentTypeError(f"lag must be {what}; got {lag!r}")
+    if not (math.isfinite(lag) and lag >= 0):
+        raise ValueError(f"lag must be {what}; got {lag!r}")
+    return float(lag)
+
+
 class Replica(Database):
     """A read-only copy that replays its primary's log after a lag; it can go down and come back (lesson 01).
 
@@ -298,14 +341,10 @@ class Replica(Database):
     """
 
     def __init__(self, sim: Sim, name: str, primary: Database, lag=0.1, spikes=(), *, path: str | None = None):
+        validate.instance("primary", primary, Database, "the primary, a labkit Database")
         super().__init__(sim, name, path=path, table=primary.table)
-        if isinstance(lag, (ExponentialLag, UniformLag)):
-            self.lag = lag
-        else:
-            try:
-                self.lag = float(validate.number("lag", lag, lo=0))
-            except ValueError:
-                raise ValueError(f"lag must be seconds >= 0, an ExponentialLag or a UniformLag; got {lag!r}") from None
+        self.lag = _lag(lag)
+        spikes = validate.items("spikes", spikes, LagSpike, "LagSpike windows")
         self.spikes = tuple(s for s in spikes if s.replica in (None, name))
         self.primary = primary
         self.is_up = True
@@ -375,14 +414,17 @@ class ReplicaSet:
 
     def __init__(self, sim: Sim, replicas: int = 2, lag=0.1, *, spikes=(), path: str | None = None,
                  table: str = "users"):
+        validate.instance("sim", sim, Sim, "a labkit Sim")
         validate.number("replicas", replicas, lo=0, hi=32, integer=True)
+        validate.text("path", path, optional=True)
         lags = list(lag) if isinstance(lag, (list, tuple)) else [lag] * replicas
         if len(lags) != replicas:
             raise ValueError(f"lag must be one value or a list of {replicas} (one per replica), got {len(lags)}")
+        for lg in lags:
+            _lag(lg)
         names = [f"replica{i + 1}" for i in range(replicas)]
+        spikes = validate.items("spikes", spikes, LagSpike, "LagSpike windows")
         for spike in spikes:
-            if not isinstance(spike, LagSpike):
-                raise ValueError(f"spikes must hold LagSpike windows, got {spike!r}")
             if spike.replica is not None and spike.replica not in names:
                 raise ValueError(f"LagSpike replica must be one of {', '.join(names)}; got {spike.replica!r}")
 
@@ -407,6 +449,9 @@ class ReplicaSet:
         """A node given itself or its name ("primary", "replica1", ...)."""
         if isinstance(node, Database) and node in self.nodes:
             return node
+        if not isinstance(node, (str, Database)):
+            raise validate.ArgumentTypeError(f"node must be a node or one of the names "
+                                             f"{', '.join(repr(n.name) for n in self.nodes)}; got {node!r}")
         for n in self.nodes:
             if n.name == node:
                 return n

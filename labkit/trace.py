@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import math
 import operator
+import reprlib
 from bisect import bisect_left
 from collections.abc import Sequence
 from typing import Callable, Iterable, NamedTuple
+
+from labkit import validate
 
 
 class Event(NamedTuple):
@@ -64,6 +67,11 @@ class Trace:
         self._all: list[Event] = []      # `events`, built on demand
         self._taken: list[int] = []      # per kind: how many of its events `_all` holds
 
+    def _kind_of(self, component: str, event: str) -> _Kind | None:
+        """The kind's columns if any such event was recorded, for the readers (which check their arguments)."""
+        _name("component", component), _name("event", event)
+        return self._kinds.get((component, event))
+
     def _kind(self, component: str, event: str) -> _Kind:
         kind = self._kinds.get((component, event))
         if kind is None:
@@ -74,6 +82,10 @@ class Trace:
 
     def append(self, time_s: float, component: str, event: str, fields: dict) -> None:
         """Record an event (components call `sim.record`, which stamps the time)."""
+        # One test for the usual arguments; anything else gets the careful check.
+        if not (type(time_s) is float and 0 <= time_s < math.inf and type(fields) is dict
+                and type(component) is str and type(event) is str and component and event):
+            _check_event(time_s, component, event, fields)
         kind = self._kinds.get((component, event)) or self._kind(component, event)
         kind.times.append(time_s)
         kind.fields.append(fields)
@@ -83,8 +95,10 @@ class Trace:
         """`append` for one kind of event, bound once: `rec(time_s, fields)`.
 
         For a component that records an event on every simulated call (a service, the
-        callers): it skips finding the (component, event) kind each time.
+        callers): it skips finding the (component, event) kind each time, and checking the
+        arguments: `rec` is for labkit's own components, which pass a clock reading and a dict.
         """
+        _name("component", component), _name("event", event)
         kind = self._kind(component, event)
         times_append, fields_append, order_append, index = (kind.times.append, kind.fields.append,
                                                             self._order.append, kind.index)
@@ -123,6 +137,7 @@ class Trace:
 
     def select(self, component: str | None = None, event: str | None = None, **where) -> list[Event]:
         """The events of one component and/or kind whose fields equal `where`."""
+        _name("component", component, optional=True), _name("event", event, optional=True)
         if component is not None and event is not None:
             kind = self._kinds.get((component, event))
             found = kind.built() if kind is not None else []
@@ -139,6 +154,8 @@ class Trace:
         `since` is a `len(trace)` taken earlier: "what did that call record?" without building
         every Event recorded since.
         """
+        _name("event", event)
+        validate.number("since", since, lo=0, integer=True)  # past the end: nothing since
         order, kinds = self._order, self._by_index
         later = [0] * len(kinds)  # per kind: its events after the one looked at
         for k in reversed(order[since:]):
@@ -151,39 +168,54 @@ class Trace:
 
     def components(self, event: str) -> list[str]:
         """The components that recorded `event`, in the order they first did."""
+        _name("event", event)
         return [k.component for k in self._by_index if k.event == event and k.times]
 
     def timed(self, component: str, event: str):
         """(time_s, fields) of one kind's events, in order, without building an Event each.
 
         An iterator over the trace's own columns: read it before recording more."""
-        kind = self._kinds.get((component, event))
+        kind = self._kind_of(component, event)
         return zip(kind.times, kind.fields) if kind is not None else iter(())
 
     def times(self, component: str, event: str) -> list[float]:
         """The times of one kind's events, in order, without building an Event each."""
-        kind = self._kinds.get((component, event))
+        kind = self._kind_of(component, event)
         return list(kind.times) if kind is not None else []
 
     def fields(self, component: str, event: str) -> list[dict]:
         """The fields of one kind's events, in order, without building an Event each (do not modify them)."""
-        kind = self._kinds.get((component, event))
+        kind = self._kind_of(component, event)
         return list(kind.fields) if kind is not None else []
 
     def count(self, component: str | None = None, event: str | None = None, **where) -> int:
         """How many events match, as `select` would find them."""
         if component is not None and event is not None and not where:
-            kind = self._kinds.get((component, event))
+            kind = self._kind_of(component, event)
             return len(kind.times) if kind is not None else 0
         return len(self.select(component, event, **where))
 
     def values(self, field: str, component: str | None = None, event: str | None = None, **where) -> list:
         """One field of every matching event, in time order."""
+        _name("field", field)
         return [e.fields[field] for e in self.select(component, event, **where)]
 
     def to_rows(self) -> list[dict]:
         """Every event as a flat dict, ready for a table or JSON."""
         return [{"time_s": e.time_s, "component": e.component, "event": e.event, **e.fields} for e in self._built()]
+
+
+def _name(name: str, value, optional: bool = False):
+    """A component or event name: a non-empty string."""
+    if not (type(value) is str and value):
+        validate.text(name, value, optional=optional)
+    return value
+
+
+def _check_event(time_s, component, event, fields) -> None:
+    validate.number("time_s", time_s, lo=0)
+    _name("component", component), _name("event", event)
+    validate.instance("fields", fields, dict, "a dict of field name -> plain value")
 
 
 class _Events(Sequence):
@@ -228,11 +260,32 @@ class SimRun:
         return memo[key]
 
 
+MAX_BINS = 1_000_000  # the most time bins a series may ask for (one float each)
+
+
+def _sorted_numbers(name: str, values) -> list:
+    """`values` sorted, if they are finite numbers; else the error saying which is not."""
+    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
+        raise validate.ArgumentTypeError(f"{name} must be a list of numbers, got {reprlib.repr(values)}")
+    try:
+        data = sorted(values)
+        total = math.fsum(data)
+    except TypeError:
+        raise validate.ArgumentTypeError(f"{name} must be a list of numbers, got {reprlib.repr(values)}") from None
+    except OverflowError:
+        total = 0.0  # finite, only large
+    except ValueError:  # inf - inf
+        total = math.nan
+    if not math.isfinite(total):
+        bad = next(v for v in data if not math.isfinite(v))
+        raise ValueError(f"{name} must be finite numbers, got {bad!r} among them")
+    return data
+
+
 def percentile(values: Iterable[float], q: float) -> float:
     """The q-th percentile (0..100) with linear interpolation; NaN for no values."""
-    if not 0 <= q <= 100:
-        raise ValueError(f"q must be between 0 and 100, got {q!r}")
-    data = sorted(values)
+    validate.number("q", q, lo=0, hi=100)
+    data = _sorted_numbers("values", values)
     if not data:
         return math.nan
     pos = (len(data) - 1) * q / 100
@@ -243,18 +296,33 @@ def percentile(values: Iterable[float], q: float) -> float:
 
 def latency_summary(latencies_s: Iterable[float]) -> dict:
     """p50/p95/p99 in milliseconds of a list of latencies in seconds."""
-    data = sorted(latencies_s)
+    data = _sorted_numbers("latencies_s", latencies_s)
     return {f"p{q}_ms": percentile(data, q) * 1000 for q in (50, 95, 99)}
 
 
 def bins(start_s: float, end_s: float, bin_s: float) -> list[float]:
-    """The left edges of equal time bins covering [start_s, end_s)."""
-    if not bin_s > 0:
-        raise ValueError(f"bin_s must be > 0, got {bin_s!r}")
+    """The left edges of equal time bins covering [start_s, end_s), at most `MAX_BINS` of them."""
+    validate.number("start_s", start_s, lo=0)
+    validate.number("bin_s", bin_s, lo=0, lo_open=True)
+    validate.number("end_s", end_s)
     if not end_s > start_s:
         raise ValueError(f"end_s must be > start_s ({start_s:g}), got {end_s!r}")
     n = math.ceil((end_s - start_s) / bin_s - 1e-9)
+    if n > MAX_BINS:
+        raise ValueError(f"bin_s must give at most {MAX_BINS:,} bins from start_s to end_s; "
+                         f"{bin_s:g} s over {end_s - start_s:g} s gives {n:,}")
     return [start_s + i * bin_s for i in range(n)]
+
+
+def _sorted_events(events, key=None) -> list:
+    if isinstance(events, (str, bytes, dict)) or not hasattr(events, "__iter__"):
+        raise validate.ArgumentTypeError(f"events must be a list of trace events, got {reprlib.repr(events)}")
+    try:
+        return sorted(events, key=_time) if key is None else sorted(map(_time, events))
+    except (TypeError, IndexError, KeyError):
+        raise validate.ArgumentTypeError(
+            f"events must be trace events (time_s first, as trace.select returns them), got {reprlib.repr(events)}"
+        ) from None
 
 
 def time_series(
@@ -266,7 +334,8 @@ def time_series(
 ) -> tuple[list[float], list[float]]:
     """Group events into time bins and reduce each bin (default: count); returns (bin starts, values)."""
     edges = bins(start_s, end_s, bin_s)
-    events = sorted(events, key=_time)
+    validate.callable_("reduce", reduce, "a function of a list of events")
+    events = _sorted_events(events)
     cuts = bin_cuts([e[0] for e in events], start_s, bin_s, len(edges), end_s)
     return edges, [reduce(events[a:b]) for a, b in zip(cuts, cuts[1:])]
 
@@ -274,7 +343,7 @@ def time_series(
 def rate_per_s(events: Iterable[Event], start_s: float, end_s: float, bin_s: float = 1.0):
     """Events per second in each time bin; returns (bin starts, rates)."""
     edges = bins(start_s, end_s, bin_s)
-    cuts = bin_cuts(sorted(map(_time, events)), start_s, bin_s, len(edges), end_s)
+    cuts = bin_cuts(_sorted_events(events, key=_time), start_s, bin_s, len(edges), end_s)
     return edges, [(b - a) / bin_s for a, b in zip(cuts, cuts[1:])]
 
 
@@ -292,6 +361,8 @@ def bin_cuts(times: list[float], start_s: float, bin_s: float, n: int, end_s: fl
 
 def fraction(predicate: Callable[[Event], bool]) -> Callable[[list[Event]], float]:
     """A reducer for `time_series`: the share of a bin's events for which `predicate` holds (NaN if empty)."""
+
+    validate.callable_("predicate", predicate, "a function of one event")
 
     def reduce(group: list[Event]) -> float:
         return sum(1 for e in group if predicate(e)) / len(group) if group else math.nan

@@ -12,11 +12,17 @@ import heapq
 import itertools
 import math
 import numbers
+import random as _random
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from labkit import validate
 from labkit.clock import Sim
+
+
+MAX_RATE_RPS = 100_000      # the highest rate a profile may have
+MAX_ARRIVALS = 1_000_000    # the most arrivals one call may draw (about 100 MB of ops)
+MAX_DURATION_S = 86_400     # the longest workload: a day of virtual time
 
 
 class Op(NamedTuple):
@@ -47,10 +53,13 @@ class Zipf:
 
     def sample(self, rng) -> int:
         """One key, drawn with `rng`; key 1 is the most popular."""
+        if type(rng) is not _random.Random:
+            _rng(rng)
         return bisect.bisect_right(self._cdf, rng.random()) + 1
 
     def probability(self, key: int) -> float:
         """The chance that one draw is `key`."""
+        validate.number("key", key, integer=True)
         if not 1 <= key <= self.n_keys:
             return 0.0
         return self._cdf[key - 1] - (self._cdf[key - 2] if key > 1 else 0.0)
@@ -68,7 +77,7 @@ class Steady:
     rate_rps: float
 
     def __post_init__(self):
-        validate.number("rate_rps", self.rate_rps, lo=0, lo_open=True)
+        validate.number("rate_rps", self.rate_rps, lo=0, lo_open=True, hi=MAX_RATE_RPS)
 
     @property
     def peak_rps(self) -> float:
@@ -77,6 +86,7 @@ class Steady:
 
     def rate_at(self, time_s: float) -> float:
         """The arrival rate at `time_s`."""
+        _time(time_s)
         return self.rate_rps
 
 
@@ -89,7 +99,7 @@ class Diurnal:
     period_s: float = 60.0
 
     def __post_init__(self):
-        validate.number("mean_rps", self.mean_rps, lo=0, lo_open=True)
+        validate.number("mean_rps", self.mean_rps, lo=0, lo_open=True, hi=MAX_RATE_RPS / 2)
         validate.number("amplitude", self.amplitude, lo=0, hi=1)
         validate.number("period_s", self.period_s, lo=0, lo_open=True)
 
@@ -100,6 +110,7 @@ class Diurnal:
 
     def rate_at(self, time_s: float) -> float:
         """The arrival rate at `time_s`."""
+        _time(time_s)
         return self.mean_rps * (1 + self.amplitude * math.sin(2 * math.pi * time_s / self.period_s))
 
 
@@ -113,7 +124,7 @@ class Bursty:
     off_s: float = 4.0
 
     def __post_init__(self):
-        validate.number("on_rps", self.on_rps, lo=0, lo_open=True)
+        validate.number("on_rps", self.on_rps, lo=0, lo_open=True, hi=MAX_RATE_RPS)
         validate.number("off_rps", self.off_rps, lo=0, hi=self.on_rps)
         validate.number("on_s", self.on_s, lo=0, lo_open=True)
         validate.number("off_s", self.off_s, lo=0)
@@ -125,15 +136,34 @@ class Bursty:
 
     def rate_at(self, time_s: float) -> float:
         """The arrival rate at `time_s`."""
+        _time(time_s)
         return self.on_rps if time_s % (self.on_s + self.off_s) < self.on_s else self.off_rps
+
+
+def _time(time_s) -> None:
+    if not (type(time_s) is float and -math.inf < time_s < math.inf):  # a clock reading, or the careful check
+        validate.number("time_s", time_s)
+
+
+def _rng(rng):
+    return validate.instance("rng", rng, _random.Random, "a random.Random (the simulation's sim.rng)")
+
+
+_PROFILES = (Steady, Diurnal, Bursty)
 
 
 def arrivals(rng, rate, start_s: float, end_s: float) -> list[float]:
     """Poisson arrival times in [start_s, end_s) following a rate profile (lessons 01, 02).
 
     Thinning (Lewis and Shedler): draw at the peak rate and keep each arrival with
-    probability rate_at(t) / peak, which is exact for any rate shape.
+    probability rate_at(t) / peak, which is exact for any rate shape. At most
+    `MAX_ARRIVALS` are expected (peak rate times the window).
     """
+    _rng(rng)
+    validate.instance("rate", rate, _PROFILES, "a Steady, Diurnal or Bursty profile")
+    validate.number("start_s", start_s, lo=0)
+    validate.number("end_s", end_s, lo=start_s)
+    _bounded(rate, end_s - start_s, "end_s - start_s")
     peak, rate_at = rate.peak_rps, rate.rate_at
     out, t = [], start_s
     expo, random = rng.expovariate, rng.random
@@ -146,6 +176,13 @@ def arrivals(rng, rate, start_s: float, end_s: float) -> list[float]:
             out.append(t)
 
 
+def _bounded(rate, duration_s: float, what: str) -> None:
+    expected = rate.peak_rps * duration_s
+    if expected > MAX_ARRIVALS:
+        raise ValueError(f"{what} at {rate.peak_rps:g} requests/s would draw about {expected:,.0f} arrivals; "
+                         f"at most {MAX_ARRIVALS:,} are allowed: shorten {what} or lower the rate")
+
+
 def make_workload(sim: Sim, *, duration_s: float, rate=100.0, n_keys: int = 1000, zipf_s: float = 1.0,
              write_fraction: float = 0.1, read_after_write_s: float | None = None) -> list[Op]:
     """The ops of a run starting now, in time order, drawn from `sim.rng` (lessons 01, 02).
@@ -154,16 +191,19 @@ def make_workload(sim: Sim, *, duration_s: float, rate=100.0, n_keys: int = 1000
     keys follow `Zipf(n_keys, zipf_s)`; each op is a write with probability
     `write_fraction`. With `read_after_write_s`, every write is followed that many
     seconds later by a read of the same key (`after_write=True`): the user who just
-    saved a profile and looks at it.
+    saved a profile and looks at it. At most `MAX_DURATION_S` long and `MAX_ARRIVALS` ops.
     """
-    validate.number("duration_s", duration_s, lo=0, lo_open=True)
+    validate.instance("sim", sim, Sim, "a labkit Sim")
+    validate.number("duration_s", duration_s, lo=0, lo_open=True, hi=MAX_DURATION_S)
     if isinstance(rate, numbers.Real) and not isinstance(rate, bool):
+        validate.number("rate", rate, lo=0, lo_open=True, hi=MAX_RATE_RPS)
         rate = Steady(rate)
-    if not isinstance(rate, (Steady, Diurnal, Bursty)):
-        raise ValueError(f"rate must be requests per second or a Steady, Diurnal or Bursty profile, got {rate!r}")
+    validate.instance("rate", rate, _PROFILES, "requests per second or a Steady, Diurnal or Bursty profile")
+    _bounded(rate, duration_s, "duration_s")
+    validate.number("n_keys", n_keys, lo=1, hi=1_000_000, integer=True)
+    validate.number("zipf_s", zipf_s, lo=0, hi=5)
     validate.number("write_fraction", write_fraction, lo=0, hi=1)
-    if read_after_write_s is not None:
-        validate.number("read_after_write_s", read_after_write_s, lo=0)
+    validate.number("read_after_write_s", read_after_write_s, lo=0, hi=MAX_DURATION_S, optional=True)
     keys = Zipf(n_keys, zipf_s)
     rng = sim.rng
     random, cdf, bisect_right = rng.random, keys._cdf, bisect.bisect_right
@@ -188,10 +228,14 @@ def drive_workload(sim: Sim, ops, handler) -> None:
     Only the next op sits in the event queue at any moment, so a long workload costs
     one heap entry, not one per op.
     """
+    validate.instance("sim", sim, Sim, "a labkit Sim")
+    if isinstance(ops, (str, bytes, dict)) or not hasattr(ops, "__iter__"):
+        raise validate.ArgumentTypeError(f"ops must be a list of Op(time_s, op, key), got {ops!r}")
+    validate.callable_("handler", handler, "a function called with each op")
     feed = _Feed(sim, iter(ops), handler)
     first = next(feed.ops, None)
     if first is not None:
-        sim.at(first.time_s, feed.fire, first)
+        sim.at(_op_time(first), feed.fire, first)
 
 
 class _Feed:
@@ -208,4 +252,12 @@ class _Feed:
         self.handler(op)
         nxt = next(self.ops, None)
         if nxt is not None:
-            self.sim.at(nxt.time_s, self.fire, nxt)
+            self.sim.at(_op_time(nxt), self.fire, nxt)
+
+
+def _op_time(op) -> float:
+    """An op's time; ops come from make_workload or a list of Op (anything with a time_s will do)."""
+    time_s = getattr(op, "time_s", None)
+    if time_s is None:
+        raise validate.ArgumentTypeError(f"ops must hold Op(time_s, op, key) records, got {op!r}")
+    return time_s

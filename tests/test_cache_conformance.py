@@ -466,7 +466,7 @@ def test_lru_expired_entries_hold_a_slot_until_read():
 
 
 def test_lru_validates():
-    with pytest.raises(ValueError, match=r"max_items must be >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"max_items must be in \[1, 10000000\], got 0"):
         LRUCache(Sim(0), max_items=0)
     with pytest.raises(ValueError, match="sim must be a labkit Sim"):
         LRUCache(object())

@@ -79,9 +79,9 @@ def test_non_finite_times_are_rejected(bad):
 @pytest.mark.parametrize("bad", [-0.001, -5, math.nan])
 def test_negative_or_nan_delays_are_rejected(bad):
     sim = Sim()
-    with pytest.raises(ValueError, match=r"delay_s must be >= 0, got"):
+    with pytest.raises(ValueError, match=r"delay_s must be (a finite number )?>= 0, got"):
         sim.after(bad, print)
-    with pytest.raises(ValueError, match=r"delay_s must be >= 0, got"):
+    with pytest.raises(ValueError, match=r"delay_s must be (a finite number )?>= 0, got"):
         sim.advance(bad)
     assert sim.pending == 0 and sim.now == 0
 

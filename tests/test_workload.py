@@ -108,17 +108,21 @@ def test_drive_workload_calls_the_handler_at_each_op_time_with_one_queued_event(
     assert sim.pending == 0
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(duration_s=0), "duration_s must be > 0, got 0"),
-    (dict(duration_s=1, rate=-5), "rate_rps must be > 0, got -5"),
-    (dict(duration_s=1, rate="lots"), "rate must be requests per second or a Steady, Diurnal or Bursty profile"),
-    (dict(duration_s=1, write_fraction=1.5), "write_fraction must be in [0, 1], got 1.5"),
-    (dict(duration_s=1, zipf_s=-1), "s must be in [0, 5], got -1"),
-    (dict(duration_s=1, n_keys=0), "n_keys must be in [1, 1e+06], got 0"),
-    (dict(duration_s=1, read_after_write_s=-1), "read_after_write_s must be >= 0, got -1"),
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(duration_s=0), ValueError, "duration_s must be in (0, 86400], got 0"),
+    (dict(duration_s=1e12), ValueError, "duration_s must be in (0, 86400], got 1000000000000.0"),
+    (dict(duration_s=1, rate=-5), ValueError, "rate must be in (0, 100000], got -5"),
+    (dict(duration_s=1, rate="lots"), TypeError,
+     "rate must be requests per second or a Steady, Diurnal or Bursty profile"),
+    (dict(duration_s=3600, rate=1000), ValueError, "would draw about 3,600,000 arrivals; at most 1,000,000"),
+    (dict(duration_s=1, write_fraction=1.5), ValueError, "write_fraction must be in [0, 1], got 1.5"),
+    (dict(duration_s=1, zipf_s=-1), ValueError, "zipf_s must be in [0, 5], got -1"),
+    (dict(duration_s=1, n_keys=0), ValueError, "n_keys must be in [1, 1000000], got 0"),
+    (dict(duration_s=1, n_keys=10.0), TypeError, "n_keys must be an int in [1, 1000000], got 10.0"),
+    (dict(duration_s=1, read_after_write_s=-1), ValueError, "read_after_write_s must be in [0, 86400], got -1"),
 ])
-def test_bad_arguments_name_the_parameter_and_range(kwargs, message):
-    with pytest.raises(ValueError) as err:
+def test_bad_arguments_name_the_parameter_and_range(kwargs, error, message):
+    with pytest.raises(error) as err:
         make_workload(Sim(0), **kwargs)
     assert message in str(err.value)
 

@@ -144,7 +144,8 @@ def test_the_child_reads_only_exposed_attributes_of_the_grader_s_objects(endpoin
     method = endpoint.codec.export(after)
     assert method in endpoint.codec.granted
     endpoint.dispatch("call", {"q": 2, "op": "call", "target": method,
-                               "args": {"$": "list", "v": [1.5, None]}, "kwargs": {"$": "dict", "v": []}})
+                               "args": {"$": "list", "v": [1.5, {"$": "back", "id": method}]},
+                               "kwargs": {"$": "dict", "v": []}})
     assert clock.pending == 1
     with pytest.raises(ProtocolError):
         endpoint.dispatch("getattr", {"q": 3, "op": "getattr", "target": 12345, "name": "now"})
