@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import math
-import operator
 import reprlib
 from bisect import bisect_left
 from collections.abc import Sequence
-from typing import Callable, Iterable, NamedTuple
+from typing import Iterable, NamedTuple
 
 from labkit import validate
 
@@ -242,24 +241,6 @@ class _Events(Sequence):
         return f"<{len(self)} trace events>"
 
 
-class SimRun:
-    """Base of a simulation's result (a run): its trace, and what is derived from it, computed once.
-
-    A run does not change once simulated, so a series or summary that the table, the title
-    and the plot all ask for is computed on first use and kept (`_once`).
-    """
-
-    @property
-    def trace(self) -> Trace:
-        return self.sim.trace
-
-    def _once(self, key, compute):
-        memo = self.__dict__.setdefault("_memo", {})
-        if key not in memo:
-            memo[key] = compute()
-        return memo[key]
-
-
 MAX_BINS = 1_000_000  # the most time bins a series may ask for (one float each)
 
 
@@ -314,42 +295,6 @@ def bins(start_s: float, end_s: float, bin_s: float) -> list[float]:
     return [start_s + i * bin_s for i in range(n)]
 
 
-def _sorted_events(events, key=None) -> list:
-    if isinstance(events, (str, bytes, dict)) or not hasattr(events, "__iter__"):
-        raise validate.ArgumentTypeError(f"events must be a list of trace events, got {reprlib.repr(events)}")
-    try:
-        return sorted(events, key=_time) if key is None else sorted(map(_time, events))
-    except (TypeError, IndexError, KeyError):
-        raise validate.ArgumentTypeError(
-            f"events must be trace events (time_s first, as trace.select returns them), got {reprlib.repr(events)}"
-        ) from None
-
-
-def time_series(
-    events: Iterable[Event],
-    start_s: float,
-    end_s: float,
-    bin_s: float = 1.0,
-    reduce: Callable[[list[Event]], float] = len,
-) -> tuple[list[float], list[float]]:
-    """Group events into time bins and reduce each bin (default: count); returns (bin starts, values)."""
-    edges = bins(start_s, end_s, bin_s)
-    validate.callable_("reduce", reduce, "a function of a list of events")
-    events = _sorted_events(events)
-    cuts = bin_cuts([e[0] for e in events], start_s, bin_s, len(edges), end_s)
-    return edges, [reduce(events[a:b]) for a, b in zip(cuts, cuts[1:])]
-
-
-def rate_per_s(events: Iterable[Event], start_s: float, end_s: float, bin_s: float = 1.0):
-    """Events per second in each time bin; returns (bin starts, rates)."""
-    edges = bins(start_s, end_s, bin_s)
-    cuts = bin_cuts(_sorted_events(events, key=_time), start_s, bin_s, len(edges), end_s)
-    return edges, [(b - a) / bin_s for a, b in zip(cuts, cuts[1:])]
-
-
-_time = operator.itemgetter(0)  # an Event's time_s, at C speed
-
-
 def bin_cuts(times: list[float], start_s: float, bin_s: float, n: int, end_s: float) -> list[int]:
     """Where sorted `times` enter each of `n` bins from start_s: times[c[i]:c[i + 1]] fall in bin i.
 
@@ -359,12 +304,3 @@ def bin_cuts(times: list[float], start_s: float, bin_s: float, n: int, end_s: fl
     return [bisect_left(times, start_s + i * bin_s) for i in range(n)] + [bisect_left(times, end_s)]
 
 
-def fraction(predicate: Callable[[Event], bool]) -> Callable[[list[Event]], float]:
-    """A reducer for `time_series`: the share of a bin's events for which `predicate` holds (NaN if empty)."""
-
-    validate.callable_("predicate", predicate, "a function of one event")
-
-    def reduce(group: list[Event]) -> float:
-        return sum(1 for e in group if predicate(e)) / len(group) if group else math.nan
-
-    return reduce

@@ -14,7 +14,7 @@ from labkit import validate
 from labkit.clock import Sim
 from labkit.resilience import CLOSED
 from labkit.run import Run
-from labkit.trace import percentile
+from labkit.trace import latency_summary
 from labkit.service import Outage, Service
 
 # Bounds that keep a run finite in time and memory: 5,000 requests/s for an hour is 18 M requests.
@@ -96,8 +96,7 @@ class CallsRun(Run):
         """
         def compute():
             ended = bisect_left(self.times("client", "request"), self.duration_s)
-            data = sorted(self.column("client", "request", "latency_s")[:ended])
-            return {f"p{q}_ms": percentile(data, q) * 1000 for q in (50, 95, 99)}
+            return latency_summary(self.column("client", "request", "latency_s")[:ended])
 
         return dict(self._once("latency", compute))
 

@@ -23,7 +23,7 @@ How a notebook is graded:
 `gradebook` runs many notebooks at once and writes the CSV, the JSON and a summary.
 `expose` lists which attributes of the grader's own objects learner code may use.
 """
-from labkit.grading.expose import expose
+from labkit.checking.expose import expose
 from labkit.grading.gradebook import grade_batch, hidden_tests
 from labkit.grading.runner import Graded, grade_notebook
 from labkit.grading.sandbox import Limits

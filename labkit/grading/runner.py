@@ -23,9 +23,9 @@ from pathlib import Path
 from labkit import checking
 from labkit.checking import FAILED, NOT_ATTEMPTED, Exercise, Fail, Report, Result
 from labkit.grading.endpoint import UNSENT, Endpoint
-from labkit.grading.expose import exposed_names
+from labkit.checking.expose import exposed_names
 from labkit.grading.notebook import NotANotebook, Submission, defining_cell, detect_lesson, read_submission
-from labkit.grading.protocol import MAX_TEXT, FrameBuffer, ProtocolError, RemoteError, describe_error, pack, truncate
+from labkit.grading.protocol import MAX_TEXT, FrameBuffer, ProtocolError, RemoteError, pack, truncate
 from labkit.grading import sandbox
 from labkit.grading.sandbox import Child, Limits, UidPool
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from labkit.cache import LRUCache, RedisCache
 from labkit.checking import Exercise, Fail, construct, judge_choice, refuse_reference, register
-from labkit.grading.expose import expose
+from labkit.checking.expose import expose
 from labkit.lessons.caching.model import CacheAside, SlowDatabase, simulate_hot_key, stale_set_race
 from labkit.clock import Sim
 

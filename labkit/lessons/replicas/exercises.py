@@ -12,7 +12,7 @@ import math
 from labkit.checking import Exercise, Fail, clock_hint, construct, refuse_reference, register
 from labkit.clock import Sim
 from labkit.db import Database, LagSpike, Replica, ReplicaDown, ReplicaSet, UniformLag
-from labkit.grading.expose import expose
+from labkit.checking.expose import expose
 from labkit.lessons.replicas.model import ReplicaRouter
 
 # What a learner's router may use of the grader's objects. Never `execute`/`query` (raw SQL runs
