@@ -130,7 +130,7 @@ def _wipe(fig, axes) -> None:
         fig._suptitle.set_text("")
 
 
-def new_figure(rows: int = 1, height_per_row: float = 2.0, width: float = 9.0, *, right: float = 0.98,
+def new_figure(rows: int = 1, height_per_row: float = 2.0, width: float = 8.8, *, right: float = 0.98,
                top_in: float = 0.45):
     """A matplotlib Figure (not registered with pyplot, so nothing leaks) and its axes.
 
@@ -213,7 +213,7 @@ def latency_percentiles(ax, t, p50, p95, p99, colour_index: int = 0, label: str 
     ax.set_ylabel("latency (ms)")
 
 
-DPI = 80  # the resolution every labkit figure is drawn at
+DPI = 96  # the resolution every labkit figure is drawn at
 
 
 def png(fig) -> bytes:
@@ -224,7 +224,7 @@ def png(fig) -> bytes:
     depends only on the axes (frame, grid, ticks and their labels, axis labels), kept as
     pixels for the last few limits and labels the axes had (see `round_up`), and the
     data, legends and title on top, drawn every time; a legend outside the axes
-    (`legend_outside`) belongs to the axes layer. Text is unhinted (at 80 dpi it reads the
+    (`legend_outside`) belongs to the axes layer. Text is unhinted (at 96 dpi it reads the
     same) and zlib runs at level 1; benchmarks/FINDINGS.md has the figures.
     """
     from matplotlib import rc_context
