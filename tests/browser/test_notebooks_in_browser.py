@@ -251,8 +251,9 @@ def move_knob(visit: Visit, index: int, timeout_ms: int) -> list[str]:
     readout = cell.locator(".widget-slider .widget-readout").first
     table, image = cell.locator("table.labkit-table").first, cell.locator(".jp-OutputArea img").first
     start = (readout.inner_text(), table.inner_text(), image.get_attribute("src"))
-    at_max = float(handle.get_attribute("aria-valuenow")) >= float(handle.get_attribute("aria-valuemax"))
-    key = "ArrowLeft" if at_max else "ArrowRight"
+    # Towards the far end, so every press moves it (a panel is moved again after each reopening).
+    now, low, high = (float(handle.get_attribute(f"aria-value{a}")) for a in ("now", "min", "max"))
+    key = "ArrowLeft" if now - low > high - now else "ArrowRight"
     handle.scroll_into_view_if_needed()
     handle.focus()
     for _ in range(KNOB_PRESSES):
@@ -347,6 +348,11 @@ def survives_coming_back(visit: Visit, browser_context, indices: list[int], time
                 except Exception:  # noqa: BLE001 - reported below, panel by panel
                     pass
                 for i in indices:
+                    if not back.page.evaluate(PANEL_SHOWN_JS, [i]):
+                        text = back.page.locator(f'[data-lt-index="{i}"] .jp-Cell-outputArea').first.inner_text()
+                        found.append(f"{how}: cell [{i}]: the Play panel did not render within "
+                                     f"{RENDER_TIMEOUT_MS / 1000:g} s; its output reads {text[:150]!r}")
+                        continue
                     if readouts(back, i) != expected[i]:
                         found.append(f"{how}: cell [{i}]: the knobs read {readouts(back, i)}, but the kernel has "
                                      f"{expected[i]} (is the panel drawn from the saved file, not the kernel?)")
@@ -361,7 +367,8 @@ def survives_coming_back(visit: Visit, browser_context, indices: list[int], time
                 found.append(f"{how}: screenshot {shot.relative_to(ROOT)}")
             except Exception:  # noqa: BLE001 - the problems above matter more than the picture
                 pass
-            visit.console += [f"[{how}] {line}" for line in back.console]
+            if back is not visit:
+                visit.console += [f"[{how}] {line}" for line in back.console]
         problems += found
         if back is not visit:
             back.page.close()
