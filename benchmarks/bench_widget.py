@@ -145,8 +145,10 @@ def run(ctx) -> Outcome:
     if not found:
         out.rows.append(Row(NAME, "Play widgets", "none found", "", "", "not run", "no lesson in labkit/lessons"))
         return out
+    from labkit.plots import DPI
+
     out.details.append(
-        f"Each sample: set one control, then `Play.render()` (run + show + PNG at 80 dpi, Agg). "
+        f"Each sample: set one control, then `Play.render()` (run + show + PNG at {DPI:g} dpi, Agg). "
         f"±1 step: {n_step} alternating moves between the default and one step from it; "
         f"min/max: {n_end} renders at each end of each knob, the others at their defaults. "
         "Cache 'miss' knobs start every sample from empty caches; 'hit' knobs reuse what the default run "

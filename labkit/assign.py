@@ -149,9 +149,9 @@ def execute(paths, timeout_s: float = 120) -> None:
     """Run notebooks top to bottom in a fresh kernel and store their outputs in place (for solutions/).
 
     Timing metadata and live widgets are not stored: without a kernel a widget is a dead
-    control, and its random model id would change every run. What a Play panel shows
-    (its table and figure) are ordinary outputs and stay, so re-executing an unchanged
-    solution changes nothing.
+    control, and its random model id would change every run. An output that carries a
+    static copy beside its widget (a Play panel's table and figure as HTML) keeps the copy,
+    so re-executing an unchanged solution changes nothing.
     """
     from nbclient import NotebookClient
 
@@ -162,7 +162,14 @@ def execute(paths, timeout_s: float = 120) -> None:
         nb.metadata.pop("widgets", None)
         for cell in nb.cells:
             if cell.cell_type == "code":
-                cell.outputs = [o for o in cell.outputs
-                                if "application/vnd.jupyter.widget-view+json" not in o.get("data", {})]
+                cell.outputs = [o for o in cell.outputs if _strip_widget_view(o)]
         write_atomically(path, nbformat.writes(nb).rstrip("\n") + "\n")
         print(f"executed {path}")
+
+
+def _strip_widget_view(output) -> bool:
+    """Remove an output's widget view in place; whether anything worth keeping is left (not for a bare widget)."""
+    data = output.get("data", {})
+    if data.pop("application/vnd.jupyter.widget-view+json", None) is None:
+        return True
+    return bool(set(data) - {"text/plain"})

@@ -58,7 +58,9 @@ def recycling(pool: dict):
         _recycled.reset(token)
 
 
-DPI = 80  # the resolution every labkit figure is drawn at
+# 96 dpi: a matplotlib point is a CSS point, so 8.8 in fills JupyterLab's output area at its
+# default width without scaling, and a 10 pt label reads as the interface's own text.
+DPI = 96  # the resolution every labkit figure is drawn at
 KEPT_LAYERS = 4  # axes layers a figure keeps: a learner nudging a slider back and forth reuses them all
 
 
@@ -214,7 +216,7 @@ def _frozen(value):
     return value
 
 
-def new_figure(rows: int = 1, height_per_row: float = 2.0, width: float = 9.0, *, right: float = 0.98,
+def new_figure(rows: int = 1, height_per_row: float = 2.0, width: float = 8.8, *, right: float = 0.98,
                top_in: float = 0.45):
     """A matplotlib Figure (not registered with pyplot, so nothing leaks) and its axes, drawn in two layers.
 
@@ -302,7 +304,7 @@ def png(fig) -> bytes:
     """Render a figure to PNG bytes (what the notebooks and the Play widgets display).
 
     A figure from `new_figure` is drawn in its two layers (see `LayeredFigure`); any other
-    with matplotlib's `savefig`. Text is unhinted (at 80 dpi it reads the same) and zlib
+    with matplotlib's `savefig`. Text is unhinted (at 96 dpi it reads the same) and zlib
     runs at level 1; benchmarks/FINDINGS.md has the figures.
     """
     from matplotlib import rc_context

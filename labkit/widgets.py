@@ -78,8 +78,11 @@ def _control(name: str, spec):
 class Play:
     """A Play panel: knobs above, a summary table and a figure below, re-drawn on every change.
 
-    The outputs are ordinary display outputs updated in place (display ids), so a
-    notebook executed headless keeps the default run's table and figure as plain outputs.
+    The table and the figure live in widgets (an HTML and an Image, in one VBox with the
+    knobs), so the kernel holds what the panel shows: a notebook reopened, refreshed or
+    opened in a second tab while its kernel runs shows the panel as it is now, and it keeps
+    working. The output also carries the first render as plain HTML (`static_html`), which
+    is what a viewer without widgets shows: GitHub, nbviewer, `labkit execute`'s stored outputs.
     """
 
     def __init__(self, run, show, **knobs):
@@ -87,7 +90,7 @@ class Play:
         self.controls = {name: _control(name, spec) for name, spec in knobs.items()}
         self.renders = 0
         self._figures: dict = {}  # the figures plots.recycling reuses across this panel's redraws
-        self.table = self.figure = None
+        self.table = self.figure = self.panel = None  # the widgets, once displayed
 
     def values(self) -> dict:
         return {name: c.value for name, c in self.controls.items()}
@@ -104,29 +107,67 @@ class Play:
         return table, png
 
     def display(self):
+        """Show the panel (a widget); without a kernel, print the default run's table."""
         import ipywidgets as w
-        from IPython.display import DisplayHandle, Image, display
+        from IPython.display import display
 
-        box = w.Box(list(self.controls.values()), layout=w.Layout(flex_flow="row wrap"))
-        display(box)
         table, png = self.render()
-        # Handles made up front work with or without a kernel (display() returns None without one).
-        self.table, self.figure = DisplayHandle(), DisplayHandle()
-        self.table.display(table)
-        self.figure.display(Image(png))
+        self.table = w.HTML(_html(table))
+        # JupyterLab's own table style (rows, padding, zebra stripes), as an HTML output has it.
+        self.table.add_class("jp-RenderedHTMLCommon")
+        self.figure = w.Image(value=png, format="png", layout=w.Layout(max_width="100%", height="auto"))
+        knobs = w.Box(list(self.controls.values()), layout=w.Layout(flex_flow="row wrap"))
+        # flex-start: the table and figure keep their own width (a stretched PNG is a blurred one).
+        self.panel = w.VBox([knobs, self.table, self.figure], layout=w.Layout(align_items="flex-start"))
 
         def redraw(change):
             try:
                 table, png = self.render()
-            except ValueError as exc:
-                self.table.update(Table({"error": str(exc)}, "These settings cannot run"))
+            except ValueError as exc:  # the last good figure stays
+                self.table.value = _html(Table({"error": str(exc)}, "These settings cannot run"))
                 return
-            self.table.update(table)
-            self.figure.update(Image(png))
+            self.table.value = _html(table)
+            self.figure.value = png
 
         for c in self.controls.values():
             c.observe(redraw, "value")
+        display(_Shown(self.panel, table, static_html(table, png)))
         return self
+
+
+def static_html(table, png: bytes) -> str:
+    """A Play panel's first render as plain HTML (table, figure, a note): what a viewer without widgets shows."""
+    import base64
+
+    src = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    note = "A Play panel at its default settings. Run the notebook in JupyterLab to move its knobs."
+    return (f"<div class='labkit-play-static'>{_html(table)}<img src='{src}' alt='{html.escape(note)}'>"
+            f"<p><i>{html.escape(note)}</i></p></div>")
+
+
+def _html(table) -> str:
+    """A summary table as HTML: its own `_repr_html_` (a `Table`), else its text in a <pre>."""
+    to_html = getattr(table, "_repr_html_", None)
+    return to_html() if callable(to_html) else f"<pre>{html.escape(repr(table))}</pre>"
+
+
+class _Shown:
+    """What Play displays: the panel widget, with a static HTML copy and the table as text beside it.
+
+    A front end that renders widgets (JupyterLab, Notebook 7, VS Code) picks the widget; one
+    that does not picks the HTML; plain Python (no kernel) prints the table.
+    """
+
+    def __init__(self, panel, table, html_text: str):
+        self.panel, self.table, self.html = panel, table, html_text
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        bundle = self.panel._repr_mimebundle_()
+        bundle.update({"text/html": self.html, "text/plain": repr(self.table)})
+        return bundle
+
+    def __repr__(self) -> str:
+        return repr(self.table)
 
 
 def play(run, show, **knobs) -> None:

@@ -262,6 +262,15 @@ def test_failed_report_text_indents_each_message_line():
     assert "border-left: 4px solid #b2182b" in report._repr_html_()
 
 
+def test_report_html_wraps_between_words_at_the_notebooks_width_and_keeps_each_lines_indent():
+    report = Report("t.1", "in <flight>", [result("failed", 0, 2, "you divided: a & b")])
+    html = report._repr_html_()
+    assert "<pre" not in html and "word-break: normal" in html  # JupyterLab breaks an output <pre> mid-word
+    assert '<div style="padding-left: 0ch">Exercise t.1: in &lt;flight&gt;: 0/2 points</div>' in html
+    assert '<div style="padding-left: 2ch">✘ scenario failed</div>' in html
+    assert '<div style="padding-left: 6ch">you divided: a &amp; b</div>' in html
+
+
 def test_not_attempted_report_text_says_what_to_do():
     report = Report("t.1", "in flight", [result("not attempted", 0, 1, "fill in the cell above")] * 2)
     assert report.text() == "Exercise t.1: in flight\n  - not attempted yet: fill in the cell above"

@@ -3,7 +3,6 @@ import functools
 import math
 
 import ipywidgets as w
-import IPython.core.display_functions
 import IPython.display
 import pytest
 
@@ -114,81 +113,113 @@ def test_bad_knob_specs_name_the_knob(spec, message):
         Play(Recorder(), show, knob=spec)
 
 
-class Frontend:
-    """Stands in for a notebook front end: each output, with its versions as display ids update it.
-
-    It replaces IPython's `display` function, which both `display(x, display_id=True)` and
-    `DisplayHandle.display/update` end in, so the tests do not depend on which one Play uses.
-    """
-
-    def __init__(self):
-        self.outputs: list[list] = []  # one list of versions per output, in display order
-        self._by_id: dict = {}
-
-    def display(self, *objs, display_id=None, update=False, **kwargs):
-        if display_id is True:
-            display_id = f"output-{len(self.outputs)}"
-        for obj in objs:
-            if update:
-                self._by_id[display_id].append(obj)
-            else:
-                self.outputs.append([obj])
-                if display_id:
-                    self._by_id[display_id] = self.outputs[-1]
-        if display_id and not update:
-            return IPython.display.DisplayHandle(display_id)
-
-
 @pytest.fixture
-def frontend(monkeypatch):
-    fake = Frontend()
-    monkeypatch.setattr(IPython.core.display_functions, "display", fake.display)
-    monkeypatch.setattr(IPython.display, "display", fake.display)
-    return fake
+def shown(monkeypatch):
+    """What Play hands to IPython's display, in order (there is no front end in these tests)."""
+    objs = []
+    monkeypatch.setattr(IPython.display, "display", lambda *o, **kwargs: objs.extend(o))
+    return objs
 
 
-def test_display_shows_controls_table_and_figure(frontend):
+def test_display_shows_one_panel_of_knobs_table_and_figure_widgets(shown):
     play = Play(Recorder(), show, rate=(0, 100, 5, 20))
     assert play.display() is play
-    [box], [table], [image] = frontend.outputs
-    assert list(box.children) == [play.controls["rate"]]
-    assert table.rows == {"rate": [20]}
-    assert image.data.startswith(PNG_SIGNATURE)
+    [output] = shown
+    knobs, table, figure = play.panel.children
+    assert list(knobs.children) == [play.controls["rate"]]
+    assert (table, figure) == (play.table, play.figure)
+    assert isinstance(table, w.HTML) and table.value == Table({"rate": 20})._repr_html_()
+    assert isinstance(figure, w.Image) and figure.format == "png" and bytes(figure.value).startswith(PNG_SIGNATURE)
+    bundle = output._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == play.panel.model_id
+    assert bundle["text/plain"] == "rate  20"
 
 
-def test_moving_a_slider_re_renders_in_place(frontend):
+def test_the_output_carries_a_static_copy_for_viewers_without_widgets(shown):
+    import base64
+
+    play = Play(Recorder(), show, rate=(0, 100, 5, 20)).display()
+    static = shown[0]._repr_mimebundle_()["text/html"]
+    assert Table({"rate": 20})._repr_html_() in static
+    assert "data:image/png;base64," + base64.b64encode(bytes(play.figure.value)).decode() in static
+    assert "Run the notebook in JupyterLab to move its knobs" in static
+    play.controls["rate"].value = 45
+    assert shown[0]._repr_mimebundle_()["text/html"] == static  # a copy of the first render, not live
+
+
+def test_labkit_execute_stores_the_static_copy_and_drops_the_dead_widget(shown):
+    from nbformat.v4 import new_output
+
+    from labkit.assign import _strip_widget_view
+
+    Play(Recorder(), show, rate=(0, 100, 5, 20)).display()
+    bundle = shown[0]._repr_mimebundle_()
+    panel = new_output("display_data", data=bundle)
+    assert _strip_widget_view(panel) and set(panel.data) == {"text/html", "text/plain"}
+    assert panel.data["text/html"] == bundle["text/html"]
+    bare = new_output("display_data", data=w.Button()._repr_mimebundle_())  # a hints button: nothing to keep
+    assert not _strip_widget_view(bare)
+    text = new_output("stream", text="hello\n")
+    assert _strip_widget_view(text) and text.text == "hello\n"
+
+
+def test_moving_a_slider_re_renders_into_the_same_widgets(shown):
     run = Recorder()
     play = Play(run, show, rate=(0, 100, 5, 20), mode=["fast", "slow"]).display()
+    table, figure, first = play.table, play.figure, play.figure.value
     play.controls["rate"].value = 45
     play.controls["mode"].value = "slow"
-    assert play.renders == 3
+    assert play.renders == 3 and len(shown) == 1  # nothing displayed again
     assert run.calls[1:] == [{"rate": 45, "mode": "fast"}, {"rate": 45, "mode": "slow"}]
-    _, tables, images = frontend.outputs  # updated in place, never appended
-    assert [t.rows for t in tables] == [{"rate": [20]}, {"rate": [45]}, {"rate": [45]}]
-    assert len(images) == 3 and all(img.data.startswith(PNG_SIGNATURE) for img in images)
+    assert (play.table, play.figure) == (table, figure)
+    assert table.value == Table({"rate": 45})._repr_html_()
+    assert bytes(figure.value).startswith(PNG_SIGNATURE) and figure.value != first
 
 
-def test_settings_that_cannot_run_show_an_error_table_instead_of_raising(frontend):
+def test_what_a_reopened_notebook_fetches_from_the_kernel_is_the_current_panel(shown):
+    """A front end that reconnects asks the kernel for every widget's state (ipywidgets' request_states)."""
+    play = Play(Recorder(), show, rate=(0, 100, 5, 20)).display()
+    play.controls["rate"].value = 45
+    state = w.Widget.get_manager_state(widgets=[play.panel, play.table, play.figure, *play.controls.values()])
+    models = state["state"]
+    assert models[play.table.model_id]["state"]["value"] == Table({"rate": 45})._repr_html_()
+    assert models[play.controls["rate"].model_id]["state"]["value"] == 45
+    assert models[play.panel.model_id]["state"]["children"][1:] == [f"IPY_MODEL_{play.table.model_id}",
+                                                                    f"IPY_MODEL_{play.figure.model_id}"]
+
+
+def test_settings_that_cannot_run_show_an_error_table_instead_of_raising(shown):
     play = Play(Recorder(), show, rate=(-10, 100, 5, 20)).display()
+    good = play.figure.value
     play.controls["rate"].value = -5
-    _, tables, images = frontend.outputs
-    assert tables[-1].title == "These settings cannot run"
-    assert tables[-1].rows == {"error": ["rate must be >= 0, got -5"]}
-    assert len(images) == 1  # the last good figure stays
+    error = Table({"error": "rate must be >= 0, got -5"}, "These settings cannot run")._repr_html_()
+    assert play.table.value == error
+    assert play.figure.value == good  # the last good figure stays
     play.controls["rate"].value = 30  # and the panel keeps working
-    assert tables[-1].rows == {"rate": [30]} and len(images) == 2
+    assert play.table.value == Table({"rate": 30})._repr_html_() and play.figure.value != good
+
+
+def test_a_redraw_that_fails_otherwise_raises_into_the_callback():
+    """Only ValueError means "these settings cannot run"; any other error is a bug, and ipywidgets reports it."""
+    def broken(rate):
+        if rate != 20:
+            raise RuntimeError("broken on purpose")
+        return {"rate": rate}
+
+    play = Play(broken, show, rate=(0, 100, 5, 20)).display()
+    with pytest.raises(RuntimeError, match="broken on purpose"):
+        play.controls["rate"].value = 25
 
 
 def test_display_without_a_kernel_prints_the_default_run(capsys):
     Play(Recorder(), show, rate=(0, 100, 5, 20)).display()
-    assert "rate  20" in capsys.readouterr().out
+    assert capsys.readouterr().out == "rate  20\n"
 
 
-def test_moving_a_slider_without_a_kernel_prints_the_new_table(capsys):
-    play = Play(Recorder(), show, rate=(0, 100, 5, 20)).display()
-    play.controls["rate"].value = 45
-    assert play.renders == 2
-    assert "rate  45" in capsys.readouterr().out
+def test_play_shows_nothing_inside_the_grading_child(shown, monkeypatch):
+    monkeypatch.setenv("LABKIT_GRADING_CHILD", "1")
+    lk.play(Recorder(), show, rate=(0, 100, 5, 20))
+    assert shown == []
 
 
 # --- plots --------------------------------------------------------------------------------------

@@ -80,5 +80,11 @@ class Report:
     def _repr_html_(self) -> str:
         import html
         colour = {PASSED: "#1b7837", FAILED: "#b2182b", ERROR: "#b2182b", NOT_ATTEMPTED: "#555"}[self.status]
-        return (f'<pre style="border-left: 4px solid {colour}; padding-left: 8px; white-space: pre-wrap">'
-                f"{html.escape(self.text())}</pre>")
+        # The notebook's own font and width, wrapped between words (JupyterLab breaks a <pre> in
+        # an output anywhere, mid-word); each line of text() is a block indented by its leading
+        # spaces, so a wrapped message keeps its indent.
+        lines = "".join(f'<div style="padding-left: {len(line) - len(line.lstrip())}ch">'
+                        f"{html.escape(line.strip())}</div>" for line in self.text().splitlines())
+        return (f'<div class="labkit-report" style="border-left: 4px solid {colour}; padding-left: 8px; '
+                f'white-space: pre-wrap; word-break: normal; overflow-wrap: anywhere; line-height: 1.5">'
+                f"{lines}</div>")

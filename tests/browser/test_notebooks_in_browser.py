@@ -29,10 +29,11 @@ RENDER_TIMEOUT_MS = 30_000         # widget views, images and mermaid render aft
 KNOB_TIMEOUT_MS = 20_000
 KNOB_PRESSES = 2
 
-PLAY = re.compile(r"\blk\.play\(")
-HINTS = re.compile(r"\blk\.hints\(")
-CHECK = re.compile(r"\blk\.check\(")
-DRAWS = re.compile(r"\blk\.(play|plot_\w+)\(")
+# `lk.play(` and a lesson's own `lk.breaker.play(`; figures from `lk.plot_calls(` or `lk.breaker.plot(`.
+PLAY = re.compile(r"\blk\.(?:\w+\.)?play\(")
+HINTS = re.compile(r"\blk\.(?:\w+\.)?hints\(")
+CHECK = re.compile(r"\blk\.(?:\w+\.)?check\(")
+DRAWS = re.compile(r"\blk\.(?:\w+\.)?(?:play|plot\w*)\(")
 MERMAID = re.compile(r"^```mermaid\s*$", re.MULTILINE)
 VERDICT = {"lessons": "not attempted", "solutions": "All checks passed"}
 
@@ -250,8 +251,9 @@ def move_knob(visit: Visit, index: int, timeout_ms: int) -> list[str]:
     readout = cell.locator(".widget-slider .widget-readout").first
     table, image = cell.locator("table.labkit-table").first, cell.locator(".jp-OutputArea img").first
     start = (readout.inner_text(), table.inner_text(), image.get_attribute("src"))
-    at_max = float(handle.get_attribute("aria-valuenow")) >= float(handle.get_attribute("aria-valuemax"))
-    key = "ArrowLeft" if at_max else "ArrowRight"
+    # Towards the far end, so every press moves it (a panel is moved again after each reopening).
+    now, low, high = (float(handle.get_attribute(f"aria-value{a}")) for a in ("now", "min", "max"))
+    key = "ArrowLeft" if now - low > high - now else "ArrowRight"
     handle.scroll_into_view_if_needed()
     handle.focus()
     for _ in range(KNOB_PRESSES):
@@ -272,6 +274,104 @@ def move_knob(visit: Visit, index: int, timeout_ms: int) -> list[str]:
         problems.append(f"cell [{index}]: {moved}: the figure did not change within {timeout_ms / 1000:g} s")
     if "These settings cannot run" in end[1]:
         problems.append(f"cell [{index}]: {moved}: the panel says the settings cannot run: {end[1][:200]!r}")
+    return problems
+
+
+PANEL_SHOWN_JS = """
+(indices) => { window.__lt.snapshot();  // numbers the cells of this (new) notebook widget
+  return indices.every(i => {
+    const cell = document.querySelector(`[data-lt-index="${i}"]`), img = cell && cell.querySelector('.jp-OutputArea img');
+    return !!(cell && !/Loading widget/.test(cell.innerText) && cell.querySelector('.widget-slider .noUi-handle')
+              && cell.querySelector('table.labkit-table') && img && img.complete && img.naturalWidth > 0);
+  }); }
+"""
+KERNEL_ID_JS = "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.id"
+# The three ways a learner comes back to a notebook whose kernel still runs.
+REOPENINGS = ("new tab", "refresh", "reopen")
+
+
+def readouts(visit: Visit, index: int) -> list[str]:
+    return visit.page.locator(f'[data-lt-index="{index}"] .widget-slider .widget-readout').all_inner_texts()
+
+
+def save(visit: Visit) -> None:
+    """Save the notebook, as JupyterLab's autosave or the learner would before leaving it."""
+    visit.page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+    visit.page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty",
+                                 timeout=KNOB_TIMEOUT_MS, polling=100)
+
+
+def come_back(visit: Visit, how: str, browser_context) -> Visit:
+    """Leave the notebook and come back to it `how`; the visit to judge the panel in (a new page for "new tab")."""
+    page, path = visit.page, visit.path
+    if how == "new tab":  # the same URL in a second page; the first one stays open
+        visit = Visit(visit.lab, browser_context.new_page(), path, log_offset=visit.log_offset)
+        open_notebook(visit)
+        return visit
+    if how == "refresh":
+        page.reload(wait_until="domcontentloaded")
+    elif how == "reopen":  # close the tab, then double-click the notebook in the file browser
+        name = path.rsplit("/", 1)[-1]
+        page.locator(".jp-mod-current .lm-TabBar-tabCloseIcon, .lm-TabBar-tab.lm-mod-current .lm-TabBar-tabCloseIcon"
+                     ).first.click()
+        page.wait_for_function("(path) => !window.jupyterapp.shell.currentWidget"
+                               " || !window.jupyterapp.shell.currentWidget.context"
+                               " || window.jupyterapp.shell.currentWidget.context.path !== path",
+                               arg=path, timeout=KNOB_TIMEOUT_MS, polling=100)
+        page.evaluate("(dir) => window.jupyterapp.commands.execute('filebrowser:go-to-path', {path: dir})",
+                      path.rsplit("/", 1)[0] + "/" if "/" in path else "")
+        page.locator(".jp-DirListing-item", has=page.locator(".jp-DirListing-itemText", has_text=name)).first.dblclick()
+    visit.step(f"{how}: waiting for the kernel to be connected and idle")
+    page.wait_for_function(KERNEL_READY_JS, arg=path, timeout=KERNEL_READY_TIMEOUT_MS, polling=100)
+    page.evaluate(HELPERS_JS)
+    page.evaluate("() => window.jupyterapp.shell.collapseLeft()")
+    return visit
+
+
+def survives_coming_back(visit: Visit, browser_context, indices: list[int], timeout_ms: int) -> list[str]:
+    """Each way back to the notebook, the kernel still running: the panels show its state, and knobs still re-draw."""
+    problems: list[str] = []
+    kernel = visit.page.evaluate(KERNEL_ID_JS)
+    for how in REOPENINGS:
+        visit.step(f"{how}: saving the notebook")
+        expected = {i: readouts(visit, i) for i in indices}
+        save(visit)
+        back = come_back(visit, how, browser_context)
+        found: list[str] = []
+        try:
+            back.step(f"{how}: waiting for the Play panel to render")
+            if back.page.evaluate(KERNEL_ID_JS) != kernel:
+                found.append(f"{how}: the notebook came back with another kernel; this test needs the first one")
+            else:
+                try:
+                    back.page.wait_for_function(PANEL_SHOWN_JS, arg=indices, timeout=RENDER_TIMEOUT_MS, polling=100)
+                except Exception:  # noqa: BLE001 - reported below, panel by panel
+                    pass
+                for i in indices:
+                    if not back.page.evaluate(PANEL_SHOWN_JS, [i]):
+                        text = back.page.locator(f'[data-lt-index="{i}"] .jp-Cell-outputArea').first.inner_text()
+                        found.append(f"{how}: cell [{i}]: the Play panel did not render within "
+                                     f"{RENDER_TIMEOUT_MS / 1000:g} s; its output reads {text[:150]!r}")
+                        continue
+                    if readouts(back, i) != expected[i]:
+                        found.append(f"{how}: cell [{i}]: the knobs read {readouts(back, i)}, but the kernel has "
+                                     f"{expected[i]} (is the panel drawn from the saved file, not the kernel?)")
+                    back.step(f"{how}: moving a knob of the Play panel in cell [{i}]")
+                    found += [f"{how}: {p}" for p in move_knob(back, i, timeout_ms)]
+        except Exception as exc:  # noqa: BLE001 - a timeout or a dead page is this case's failure
+            found.append(f"{how}: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}")
+        if found:
+            shot = visit.artifact(f".{how.replace(' ', '-')}.failed.png")
+            try:
+                back.page.screenshot(path=str(shot))
+                found.append(f"{how}: screenshot {shot.relative_to(ROOT)}")
+            except Exception:  # noqa: BLE001 - the problems above matter more than the picture
+                pass
+            if back is not visit:
+                visit.console += [f"[{how}] {line}" for line in back.console]
+        problems += found
+        if back is not visit:
+            back.page.close()
     return problems
 
 
@@ -355,12 +455,17 @@ def live(cell: dict) -> bool:
 
 
 def check_notebook(lab, browser_context, path: str, verdict: str, interact: bool,
-                   knob_timeout_ms: int = KNOB_TIMEOUT_MS) -> Visit:
-    """Open `path` (relative to the server root), run it and judge it; on failure, fail naming the artifacts."""
+                   knob_timeout_ms: int = KNOB_TIMEOUT_MS, revisit: bool = False) -> Visit:
+    """Open `path` (relative to the server root), run it and judge it; on failure, fail naming the artifacts.
+
+    With `revisit`, each Play panel must also keep working when the notebook is opened in a
+    new tab, refreshed, and closed and reopened from the file browser, the kernel still running.
+    """
     flags = cell_flags(lab.root / path)
     page = browser_context.new_page()
     visit = Visit(lab, page, path, log_offset=lab.log_size())
-    for stale in (visit.artifact(".failed.png"), visit.artifact(".failed.txt")):
+    for stale in (visit.artifact(".failed.png"), visit.artifact(".failed.txt"),
+                  *(visit.artifact(f".{how.replace(' ', '-')}.failed.png") for how in REOPENINGS)):
         stale.unlink(missing_ok=True)
     problems: list[str] = []
     try:
@@ -372,7 +477,8 @@ def check_notebook(lab, browser_context, path: str, verdict: str, interact: bool
             problems += find_problems(snapshot, flags, verdict)
             cells = {c["i"]: c for c in snapshot["cells"]}
             if interact:
-                for i in [i for i, f in flags.items() if f["play"] and live(cells[i]) and cells[i]["tables"]]:
+                panels = [i for i, f in flags.items() if f["play"] and live(cells[i]) and cells[i]["tables"]]
+                for i in panels:
                     visit.step(f"moving a knob of the Play panel in cell [{i}]")
                     problems += move_knob(visit, i, knob_timeout_ms)
                 hints = [i for i, f in flags.items() if f["hints"] and live(cells[i])]
@@ -381,6 +487,8 @@ def check_notebook(lab, browser_context, path: str, verdict: str, interact: bool
                     problems += reveal_hint(visit, hints[0], knob_timeout_ms)
             visit.step("reading the log console")
             problems += log_console_errors(visit, knob_timeout_ms)
+            if interact and revisit and panels and not problems:
+                problems += survives_coming_back(visit, browser_context, panels, knob_timeout_ms)
         except Exception as exc:  # noqa: BLE001 - a timeout or a dead page is a failure with artifacts too
             problems.append(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}")
         if problems:
@@ -398,8 +506,10 @@ def check_notebook(lab, browser_context, path: str, verdict: str, interact: bool
 
 @pytest.mark.parametrize("name", LESSONS)
 def test_lesson(lab, browser_context, name):
-    """A lesson as handed out: runs clean, renders, every check says 'not attempted', Play knobs re-draw."""
-    check_notebook(lab, browser_context, f"lessons/{name}.ipynb", VERDICT["lessons"], interact=True)
+    """A lesson as handed out: runs clean, renders, every check says 'not attempted', Play knobs re-draw,
+
+    and keep re-drawing after the notebook is opened in a new tab, refreshed, or closed and reopened."""
+    check_notebook(lab, browser_context, f"lessons/{name}.ipynb", VERDICT["lessons"], interact=True, revisit=True)
 
 
 @pytest.mark.parametrize("name", SOLUTIONS)
