@@ -170,18 +170,6 @@ class _Shown:
         return repr(self.table)
 
 
-def play(run, show, **knobs) -> None:
-    """Show a Play panel: `run(**knobs)` simulates, `show(result)` returns (Table, figure) (lesson 00).
-
-    A knob is (min, max, step, default) for a slider, a list of options (first is the
-    default) for a dropdown, a bool for a checkbox, or any ipywidgets value widget.
-    """
-    from labkit.mode import grading_child
-
-    if not grading_child():
-        Play(run, show, **knobs).display()
-
-
 def hints(exercise_id: str):
     """A button that reveals an exercise's hints one at a time (lesson 00)."""
     import ipywidgets as w

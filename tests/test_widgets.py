@@ -218,7 +218,7 @@ def test_display_without_a_kernel_prints_the_default_run(capsys):
 
 def test_play_shows_nothing_inside_the_grading_child(shown, monkeypatch):
     monkeypatch.setenv("LABKIT_GRADING_CHILD", "1")
-    lk.play(Recorder(), show, rate=(0, 100, 5, 20))
+    lk.queueing.play()
     assert shown == []
 
 

@@ -29,7 +29,7 @@ RENDER_TIMEOUT_MS = 30_000         # widget views, images and mermaid render aft
 KNOB_TIMEOUT_MS = 20_000
 KNOB_PRESSES = 2
 
-# `lk.play(` and a lesson's own `lk.breaker.play(`; figures from `lk.plot_calls(` or `lk.breaker.plot(`.
+# A lesson's `lk.breaker.play(` (or a bare `lk.play(`); figures from `lk.breaker.plot(` or `lk.plot_x(`.
 PLAY = re.compile(r"\blk\.(?:\w+\.)?play\(")
 HINTS = re.compile(r"\blk\.(?:\w+\.)?hints\(")
 CHECK = re.compile(r"\blk\.(?:\w+\.)?check\(")
@@ -521,11 +521,13 @@ def test_solution(lab, browser_context, name):
 BROKEN_CELLS = [
     ("markdown", "# A notebook broken on purpose\n\n```mermaid\nflowchart LR\n  A -->> B[[\n```"),
     ("code", "import labkit as lk"),
-    ("code", "def run(rate_rps):\n"
+    ("code", "def run(rate_rps, max_concurrency, latency_ms):\n"
              "    if rate_rps != 200:\n"
              "        raise RuntimeError('the Play callback is broken on purpose')\n"
-             "    return lk.queue_playground(rate_rps=rate_rps)\n\n"
-             "lk.play(run, lk.show_latency, rate_rps=(20, 420, 20, 200))"),
+             "    return lk.queueing.simulate(rate_rps=rate_rps, max_concurrency=max_concurrency,\n"
+             "                                latency_ms=latency_ms)\n\n"
+             "lk.queueing.PANEL.run = run\n"
+             "lk.queueing.play()"),
     ("code", "lk.check('00.1', lambda rate_rps, latency_s: 0)"),
     ("code", "1 / 0"),
     ("code", "print('never reached')"),
