@@ -4,9 +4,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import inspect
 import io
 import math
 import weakref
+
+from labkit import validate
 
 # Okabe & Ito's palette: distinguishable with every common colour-vision deficiency.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
@@ -30,10 +33,16 @@ class Chart:
 def not_drawn_while_grading(plot):
     """Decorator for plot functions: the grader's sandboxed child shows nobody a figure, so it draws none."""
 
+    takes_title = "title" in inspect.signature(plot).parameters
+
     @functools.wraps(plot)
     def draw(*args, **kwargs):
         from labkit.mode import grading_child
 
+        if takes_title and kwargs.get("title") is not None or len(args) > 1 and takes_title:
+            title = kwargs["title"] if "title" in kwargs else args[1]
+            if title is not None and not isinstance(title, str):
+                raise validate.ArgumentTypeError(f"title must be a string (or None for the default), got {title!r}")
         return Chart(None) if grading_child() else plot(*args, **kwargs)
 
     return draw

@@ -6,6 +6,8 @@ slice of each column. A lesson's Run class adds only what is specific to it.
 """
 from __future__ import annotations
 
+import numbers
+
 from labkit import validate
 from labkit.trace import Trace, bin_cuts, bins, percentile
 
@@ -30,20 +32,26 @@ class Run:
 
     def times(self, component: str, event: str) -> list[float]:
         """When each event of one kind happened, in order (read once)."""
+        _kind(component, event)
         return self._once(("times", component, event), lambda: self.trace.times(component, event))
 
     def column(self, component: str, event: str, field: str) -> list:
-        """One field of every event of one kind, in order (read once)."""
+        """One field of every event of one kind, in order (read once); a field an event lacks is None."""
+        _kind(component, event)
+        validate.text("field", field)
         return self._once(("column", component, event, field),
-                          lambda: [f[field] for f in self.trace.fields(component, event)])
+                          lambda: [f.get(field) for f in self.trace.fields(component, event)])
 
     def bin_starts(self, bin_s: float) -> list[float]:
         """The left edges of the time bins of width `bin_s` that cover the run."""
-        return self._once(("bins", bin_s), lambda: bins(0.0, self.duration_s, validate.number("bin_s", bin_s, lo=0,
-                                                                                              lo_open=True)))
+        validate.number("bin_s", bin_s, lo=0, lo_open=True)
+        return self._once(("bins", float(bin_s)), lambda: bins(0.0, self.duration_s, bin_s))
 
     def cuts(self, component: str, event: str, bin_s: float) -> list[int]:
         """Where each bin's events start in that kind's columns: bin i is [cuts[i], cuts[i + 1])."""
+        _kind(component, event)
+        validate.number("bin_s", bin_s, lo=0, lo_open=True)
+
         def compute():
             n = len(self.bin_starts(bin_s))
             return bin_cuts(self.times(component, event), 0.0, bin_s, n, n * bin_s)
@@ -55,6 +63,7 @@ class Run:
 
         `reduce` defaults to `sum`, so `per_bin("app", "read", 1.0, "stale")` counts stale reads per second.
         """
+        validate.callable_("reduce", reduce, optional=True)
         cuts = self.cuts(component, event, bin_s)
         pairs = zip(cuts, cuts[1:])
         if field is None:
@@ -69,6 +78,10 @@ class Run:
     def percentiles(self, component: str, event: str, field: str, bin_s: float | None = None, scale: float = 1.0,
                     qs=(50, 95, 99)) -> dict:
         """`p50`... of one field (times `scale`) over the whole run, or per bin (NaN where a bin is empty)."""
+        validate.number("scale", scale, lo=0, lo_open=True)
+        qs = validate.items("qs", qs, numbers.Real, "percentiles (numbers from 0 to 100)")
+        for q in qs:
+            validate.number("qs", q, lo=0, hi=100)
         values = self.column(component, event, field)
         if bin_s is None:
             data = sorted(values)
@@ -78,6 +91,11 @@ class Run:
         return {f"p{q}": [percentile(g, q) * scale if g else float("nan") for g in groups] for q in qs}
 
 
+
+
+def _kind(component, event) -> None:
+    validate.text("component", component)
+    validate.text("event", event)
 
 
 def as_runs(runs, run_type: type, made_by: str) -> dict:

@@ -32,6 +32,7 @@ class CallsRun(Run):
 
     def series(self, bin_s: float = 1.0) -> dict:
         """Per-bin time series: callers' success rate, load on the service (calls/s) and callers' p99 (ms)."""
+        validate.number("bin_s", bin_s, lo=0, lo_open=True)
         return self._once(("series", bin_s), lambda: self._series(bin_s))
 
     def _series(self, bin_s):
@@ -44,6 +45,8 @@ class CallsRun(Run):
 
     def latency_series(self, bin_s: float = 1.0) -> dict:
         """Per-bin p50/p95/p99 latency of callers' requests, in ms."""
+        validate.number("bin_s", bin_s, lo=0, lo_open=True)
+
         def compute():
             by_bin = self.percentiles("client", "request", "latency_s", bin_s, scale=1000)
             return {**{f"{q}_ms": v for q, v in by_bin.items()}, "time_s": self.bin_starts(bin_s)}
@@ -72,6 +75,7 @@ class CallsRun(Run):
     def recovery_s(self, bin_s: float = 1.0) -> float:
         """Seconds from the end of the outage to the first bin whose success rate is back to
         90 % of the pre-outage rate (inf if it never gets there; NaN without an outage)."""
+        validate.number("bin_s", bin_s, lo=0, lo_open=True)
         if self.outage is None:
             return math.nan
         s = self.series(bin_s)
