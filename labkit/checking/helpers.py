@@ -1,6 +1,10 @@
 """What many exercises' scenarios need: build the answer or fail, refuse labkit's own class, judge a choice."""
 from __future__ import annotations
 
+import decimal
+import math
+import numbers
+
 from labkit.checking.verdicts import Fail
 
 
@@ -47,3 +51,28 @@ def clock_hint(ctx, *, ask: bool = True) -> str:
         return ""
     return ("\nDoes it read the time from the clock it was given (self.clock.now)? "
             "time.time() and datetime.now() do not move in a simulation.")
+
+
+def number(value, what: str, *, whole: bool = False, should: str = "it should be a number"):
+    """`value` as a plain float (an int if `whole`), or a Fail: "{what} {value!r}, a str: {should}."
+
+    Any real number counts: int, float, numpy's integers and floats, Fraction, Decimal. A bool,
+    a string, None, NaN or an infinity does not (a NaN compares False with everything, so a
+    check that only asked "too far off?" would let it through).
+    """
+    if isinstance(value, bool) or type(value).__name__ == "bool_" or not (
+            isinstance(value, (numbers.Real, decimal.Decimal))):
+        raise Fail(f"{what} {value!r}, a {type(value).__name__}: {should}.")
+    try:
+        as_float = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise Fail(f"{what} {value!r}: {should}.") from None
+    if math.isnan(as_float):
+        raise Fail(f"{what} NaN (not a number): {should}. NaN comes from 0/0, inf - inf, or the mean of nothing.")
+    if math.isinf(as_float):
+        raise Fail(f"{what} {as_float:g}: {should}, and a finite one.")
+    if not whole:
+        return as_float
+    if not as_float.is_integer():
+        raise Fail(f"{what} {as_float:g}: {should}, a whole one.")
+    return int(as_float)
