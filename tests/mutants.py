@@ -55,11 +55,13 @@ class Mutant:
     before: str      # the statement (first line) before the change
     after: str       # the same statement after it
     source: str      # the whole mutated cell
+    occurrence: int = 1   # the n-th mutant of the cell with this same name (two identical lines)
 
     @property
     def key(self) -> str:
         """A name that survives edits elsewhere in the cell: where, which operator, what became what."""
-        return f"{self.where}: {self.operator}: {self.before} => {self.after}"
+        name = f"{self.where}: {self.operator}: {self.before} => {self.after}"
+        return name if self.occurrence == 1 else f"{name} (#{self.occurrence})"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,18 +167,6 @@ class _Scope(ast.NodeVisitor):
             self._names.pop()
         if isinstance(node, ast.stmt):
             self._stmt = saved
-
-
-def _sites(tree, lines: set[int]):
-    """Every (node, parent field, index) pair in the learner's lines, in source order."""
-    for parent in ast.walk(tree):
-        for field, value in ast.iter_fields(parent):
-            if isinstance(value, list):
-                for i, child in enumerate(value):
-                    if isinstance(child, ast.AST):
-                        yield parent, field, i, child
-            elif isinstance(value, ast.AST):
-                yield parent, field, None, value
 
 
 def _in(node, lines) -> bool:
@@ -312,14 +302,17 @@ def mutants_of(exercise_id: str, source: str) -> list[Mutant]:
     """Every mutant of one exercise's solution cell, with duplicates (same code) dropped."""
     tree, _, changes = mutations(source)
     original = ast.unparse(tree)
-    seen, out = {original}, []
+    seen, names, out = {original}, {}, []
     for operator, path, change in changes:
         mutated, where, before, after = _apply(tree, path, change)
         code = ast.unparse(mutated)
         if code in seen:
             continue
         seen.add(code)
-        out.append(Mutant(exercise_id, operator, where, before, after, code))
+        mutant = Mutant(exercise_id, operator, where, before, after, code)
+        names[mutant.key] = names.get(mutant.key, 0) + 1
+        mutant.occurrence = names[mutant.key]
+        out.append(mutant)
     return out
 
 

@@ -101,7 +101,17 @@ def _resets(Breaker, ctx):
                        f"at call {i}, although there were never 3 failures in a row "
                        "(failure_threshold=3). A success in the 'closed' state should reset the count.")
         bench.wait(0.2)
-    return "stayed closed through fail-fail-success patterns"
+    # A second round: after the last success, exactly failure_threshold failures open it again.
+    for i in range(1, 4):
+        if not bench.call(ok=False):
+            raise Fail(f"After a success reset the count, your breaker refused call {i} of the next failures "
+                       "(failure_threshold=3): it opened too early.")
+        bench.wait(0.2)
+    if bench.state != "open":
+        raise Fail(f"After a success, 3 failures in a row (failure_threshold=3) left your breaker {bench.state!r}, "
+                   "not 'open'. A success should set the count back to 0, no lower, so the next "
+                   "failure_threshold failures open it again.")
+    return "stayed closed through fail-fail-success patterns, and opened on the next 3 failures"
 
 
 @state_machine.scenario("refuses while open, then lets a trial through after recovery_timeout_s")
@@ -150,7 +160,68 @@ def _closes(Breaker, ctx):
     if bench.state != "closed":
         raise Fail("Once closed again, a single failure re-opened your breaker (failure_threshold=2): "
                    "the failures from before it opened were still counted. Reset the count when it closes.")
-    return "closed after 2 successful trials, with a fresh failure count"
+    bench.call(ok=False)
+    bench.wait(0.2)
+    if bench.state != "open":
+        raise Fail(f"Once closed again, 2 failures in a row (failure_threshold=2) left your breaker "
+                   f"{bench.state!r}: the second round should open on the threshold like the first. When it "
+                   "closes, set the failure count back to 0, no lower.")
+    return "closed after 2 successful trials, with a fresh failure count that opens it again"
+
+
+@state_machine.scenario("the first call exactly recovery_timeout_s after opening is a trial")
+def _boundary(Breaker, ctx):
+    # Times that are exact in binary (quarters of a second), so "exactly 10 s later" is exact.
+    bench = _Bench(Breaker, failure_threshold=2, recovery_timeout_s=10.0, success_threshold=1)
+    for _ in range(2):
+        bench.call(ok=False, duration_s=0.25)
+        bench.wait(0.5)
+    if bench.state != "open" or bench.opened_at is None:
+        raise Fail(f"After 2 failures in a row (failure_threshold=2) your breaker was {bench.state!r}, not "
+                   "'open'. Exercise 1's first check says more.")
+    opened = bench.opened_at
+    bench.sim.run(until=opened + 9.75)
+    if bench.call(ok=True):
+        raise Fail("Your breaker let a call through 9.75 s after it opened (recovery_timeout_s=10).")
+    bench.sim.run(until=opened + 10.0)
+    if bench.call(ok=True, duration_s=0.25):
+        return "a call exactly 10 s after opening went through as a trial"
+    bench.sim.run(until=opened + 10.25)
+    admitted_later = bench.call(ok=True)
+    raise Fail(f"Your breaker opened at t={opened:g} s and refused a call at exactly t={opened + 10:g} s, "
+               f"recovery_timeout_s=10 later" + (", then let one through 0.25 s after that" if admitted_later else "")
+               + ". The first call *at least* recovery_timeout_s after opening is a trial: compare "
+               "now - opened_at with < to keep refusing, not with <=." + ("" if admitted_later else clock_hint(ctx)))
+
+
+@state_machine.scenario("outcomes that arrive while open change nothing")
+def _late_outcomes(Breaker, ctx):
+    bench = _Bench(Breaker, failure_threshold=2, recovery_timeout_s=10.0, success_threshold=1)
+    bench.call(ok=True, duration_s=3.0)     # slow calls let through while closed:
+    bench.call(ok=False, duration_s=5.0)    # their outcomes arrive after it has opened
+    for _ in range(2):
+        bench.call(ok=False, duration_s=0.25)
+        bench.wait(0.5)
+    if bench.state != "open" or bench.opened_at is None:
+        raise Fail(f"After 2 failures in a row (failure_threshold=2) your breaker was {bench.state!r}, not "
+                   "'open'. Exercise 1's first check says more.")
+    opened = bench.opened_at
+    bench.sim.run(until=3.5)
+    if bench.state != "open" or bench.call(ok=True):
+        raise Fail(f"Your breaker opened at t={opened:g} s. At t=3 s a slow call that had been let through "
+                   f"before that succeeded, and your breaker became {bench.state!r} (or let calls through). That "
+                   "success is old news from before the outage, not a trial: while 'open', on_success() "
+                   "changes nothing.")
+    bench.sim.run(until=opened + 10.5)
+    if not bench.call(ok=True):
+        bench.sim.run(until=5.0 + 10.5)
+        later = bench.call(ok=True)
+        raise Fail(f"Your breaker opened at t={opened:g} s; a slow call from before that failed at t=5 s, while it "
+                   f"was open, and at t={opened + 10.5:g} s (recovery_timeout_s=10 after opening) it still refused "
+                   "the trial" + (": that late failure restarted the timeout" if later else "") + ". A failure "
+                   "that arrives while 'open' changes nothing: the timeout runs from the moment it opened."
+                   + ("" if later else clock_hint(ctx)))
+    return "a late success did not close it and a late failure did not restart the timeout"
 
 
 @state_machine.scenario("a failed trial re-opens it and restarts recovery_timeout_s")
@@ -175,7 +246,26 @@ def _reopens(Breaker, ctx):
     bench.wait(reopened + 10.5 - bench.sim.now)
     if not bench.call(ok=True):
         raise Fail("After re-opening, your breaker refused calls even after a fresh recovery_timeout_s.")
-    return "re-opened on the failed trial and waited a full timeout again"
+    # A second half-open round starts from no successes: one that half-succeeded counts for nothing.
+    bench = _Bench(Breaker, failure_threshold=2, recovery_timeout_s=10.0, success_threshold=2)
+    opened = bench.open_it()
+    bench.wait(opened + 10.5 - bench.sim.now)
+    bench.call(ok=True)
+    bench.wait(0.2)
+    bench.call(ok=False)
+    bench.wait(0.2)
+    if bench.state != "open" or bench.opened_at is None:
+        raise Fail(f"In 'half_open' one trial succeeded and the next failed (success_threshold=2); your breaker "
+                   f"was then {bench.state!r}. Any failed trial re-opens it.")
+    bench.wait(bench.opened_at + 10.5 - bench.sim.now)
+    bench.call(ok=True)
+    bench.wait(0.2)
+    if bench.state == "closed":
+        raise Fail("In the first half-open round one trial succeeded, then one failed and re-opened the breaker. "
+                   "In the next round a single successful trial closed it (success_threshold=2): the success from "
+                   "the earlier round was still counted. Start counting trial successes from 0 in every "
+                   "half-open round.")
+    return "re-opened on the failed trial, waited a full timeout again, and counted the next round afresh"
 
 
 trial_limit = register(Exercise(
@@ -234,7 +324,23 @@ def _late_success(Breaker, ctx):
         raise Fail("After a trial failed and re-opened the breaker, two other trials from the same round "
                    "succeeded, and your breaker closed (or let calls through). Outcomes that arrive while "
                    "'open' must not count as trial successes.")
-    return "stayed open despite late successes"
+    # The second round: a full set of trial slots again, whatever the first round left behind.
+    bench.wait(bench.opened_at + 10.5 - bench.sim.now if bench.opened_at is not None else 10.5)
+    before = bench.reached
+    for _ in range(10):
+        bench.call(ok=True, duration_s=0.3)
+    trials = bench.reached - before
+    if trials != 3:
+        raise Fail(f"In the first half-open round one trial failed, and two others were still in flight when it "
+                   f"re-opened. When recovery_timeout_s had passed again and 10 calls arrived together, your "
+                   f"breaker let {trials} through (half_open_max_calls=3). Each half-open round starts with all "
+                   "its slots free: trials left over from an earlier round (failed, or finished while 'open') "
+                   "must not hold one, nor free one twice.")
+    bench.wait(0.5)
+    if bench.state != "closed":
+        raise Fail(f"In a second half-open round 3 trials succeeded (success_threshold=2), and your breaker was "
+                   f"{bench.state!r}: successes of the first round's trials, or its failure, were still counted.")
+    return "stayed open despite late successes; the next round had its 3 slots and closed"
 
 
 @trial_limit.scenario("a finished trial frees its slot for the next one")
@@ -250,7 +356,20 @@ def _releases(Breaker, ctx):
     bench.wait(0.2)
     if bench.state != "closed":
         raise Fail(f"Two trials succeeded (success_threshold=2) but your breaker was {bench.state!r}.")
-    return "trials ran one after another and closed it"
+    # One finished trial frees one slot: with 2 permitted and one still in flight, at most one more.
+    bench = _trial_bench(Breaker, max_calls=2, success_threshold=2)
+    bench.call(ok=True, duration_s=0.1)
+    bench.call(ok=True, duration_s=1.0)
+    bench.wait(0.2)
+    before = bench.reached
+    for _ in range(5):
+        bench.call(ok=True, duration_s=0.1)
+    if bench.reached - before > 1:
+        raise Fail(f"With half_open_max_calls=2, two trials went through; one succeeded while the other was still "
+                   f"in flight, and then 5 calls arrived together: your breaker let {bench.reached - before} of "
+                   "them through, so more than 2 trials were in flight at once. A finished trial frees one slot: "
+                   "give back exactly one per outcome.")
+    return "trials ran one after another and closed it; a finished trial freed exactly one slot"
 
 
 # Three seeds with slightly different outage lengths, so no recovery_timeout_s passes by
