@@ -30,7 +30,7 @@ import argparse
 import ast
 import contextlib
 import copy
-import hashlib
+import functools
 import io
 import json
 import os
@@ -42,7 +42,7 @@ from dataclasses import dataclass
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EQUIVALENT = ROOT / "tests" / "mutants_equivalent.toml"
 TARGET = 0.95
-TIME_LIMIT_S = 3.0   # per scenario: a mutant that loops forever is killed by the check's own time limit
+CPU_LIMIT_S = 3.0    # per scenario: a mutant that loops forever is killed by the check's own time limit
 
 
 @dataclass
@@ -96,6 +96,7 @@ def solution_lines(source: str) -> set[int]:
     return lines
 
 
+@functools.lru_cache(maxsize=None)
 def lesson_namespace(lesson) -> dict:
     """The solution notebook's names after running its code cells, as the grader's child does (no checks run)."""
     os.environ["LABKIT_GRADING_CHILD"] = "1"
@@ -368,35 +369,37 @@ def judge(exercise, namespace: dict, mutant: Mutant) -> Verdict:
 
     with contextlib.redirect_stdout(io.StringIO()):
         report = exercise.run(ns[exercise.answer_name], include_hidden=True, stop_at_first_failure=True,
-                              ctx_factory=lambda: LocalContext(time_limit_s=TIME_LIMIT_S))
+                              ctx_factory=lambda: LocalContext(cpu_limit_s=CPU_LIMIT_S))
     failed = [r for r in report.results if not r.passed]
     return Verdict(mutant, report.status, failed[0].message if failed else "", time.perf_counter() - start)
 
 
-def _cache_key(exercise, mutant: Mutant) -> str:
-    """Hash of what decides a verdict: the mutant, the lesson's exercises module and labkit's checking code."""
-    import labkit
-
-    h = hashlib.sha256(mutant.source.encode())
-    base = pathlib.Path(labkit.__file__).parent
-    number = exercise.id.split(".")[0]
-    for path in sorted(base.rglob("*.py")):
-        h.update(path.read_bytes())
-    h.update(number.encode())
-    return h.hexdigest()
+_WORK: dict = {}   # what a forked worker judges: set before the pool forks, so nothing is pickled but the index
 
 
-def score(exercise, lesson, cell, *, verbose: bool = False) -> dict:
-    """Run every mutant of one exercise; returns its score, survivors and timing."""
+def _judge_index(i: int):
+    v = judge(_WORK["exercise"], _WORK["namespace"], _WORK["mutants"][i])
+    return v.status, v.message, v.seconds
+
+
+def score(exercise, lesson, cell, *, verbose: bool = False, jobs: int = 1) -> dict:
+    """Run every mutant of one exercise (in `jobs` forked processes); returns its score, survivors and timing."""
     namespace = lesson_namespace(lesson)
     equivalent = load_equivalent().get(exercise.id, {})
     mutants = mutants_of(exercise.id, cell)
     start = time.perf_counter()
+    if jobs > 1 and len(mutants) > 1:
+        import multiprocessing
+
+        _WORK.update(exercise=exercise, namespace=namespace, mutants=mutants)
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            judged = pool.map(_judge_index, range(len(mutants)), chunksize=1)
+        verdicts = [Verdict(m, *j) for m, j in zip(mutants, judged)]
+    else:
+        verdicts = [judge(exercise, namespace, m) for m in mutants]
     survivors, killed, marked, errors, stale = [], 0, [], [], set(equivalent)
-    verdicts = []
-    for mutant in mutants:
-        verdict = judge(exercise, namespace, mutant)
-        verdicts.append(verdict)
+    for verdict in verdicts:
+        mutant = verdict.mutant
         if verdict.status == "passed":
             if mutant.key in equivalent:
                 marked.append(mutant)
@@ -409,6 +412,8 @@ def score(exercise, lesson, cell, *, verbose: bool = False) -> dict:
                 errors.append(verdict)
         if verbose:
             print(f"  [{verdict.status:>13}] {verdict.seconds:5.2f}s {mutant.key}")
+            if verdict.message and verbose > 1:
+                print("      " + verdict.message.splitlines()[0][:150])
     non_equivalent = len(mutants) - len(marked)
     return dict(exercise=exercise.id, mutants=len(mutants), equivalent=len(marked), killed=killed,
                 score=killed / non_equivalent if non_equivalent else 1.0, survivors=survivors, errors=errors,
@@ -418,14 +423,17 @@ def score(exercise, lesson, cell, *, verbose: bool = False) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.mutants", description=__doc__.splitlines()[0])
     parser.add_argument("exercises", nargs="*", help="exercise ids (default: every implementation exercise)")
-    parser.add_argument("--list", action="store_true", help="print every mutant and its verdict")
+    parser.add_argument("--list", action="count", default=0,
+                        help="print every mutant and its verdict (twice: with the check's message)")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="processes (default: 2)")
+    parser.add_argument("--json", metavar="PATH", help="also write the scores as JSON (for tests/test_mutants.py)")
     args = parser.parse_args(argv)
-    worst, total_start = 1.0, time.perf_counter()
+    worst, total_start, rows = 1.0, time.perf_counter(), []
     for exercise, lesson, cell in implementation_exercises():
         if args.exercises and exercise.id not in args.exercises:
             continue
-        print(f"{exercise.id} {exercise.title}")
-        s = score(exercise, lesson, cell, verbose=args.list)
+        print(f"{exercise.id} {exercise.title}", flush=True)
+        s = score(exercise, lesson, cell, verbose=args.list, jobs=args.jobs)
         worst = min(worst, s["score"])
         print(f"  {s['killed']}/{s['mutants'] - s['equivalent']} non-equivalent mutants killed "
               f"({100 * s['score']:.1f} %), {s['equivalent']} equivalent, {s['seconds']:.1f} s")
@@ -435,7 +443,14 @@ def main(argv=None) -> int:
             print(f"  CHECKER ERROR {v.mutant.key}\n      {v.message.splitlines()[0]}")
         for key in s["stale_equivalents"]:
             print(f"  listed as equivalent but not a surviving mutant any more: {key}")
-    print(f"total {time.perf_counter() - total_start:.1f} s; lowest score {100 * worst:.1f} % (target {100 * TARGET:.0f} %)")
+        rows.append(dict(exercise=s["exercise"], mutants=s["mutants"], equivalent=s["equivalent"], killed=s["killed"],
+                         score=s["score"], seconds=s["seconds"], survivors=[m.key for m in s["survivors"]],
+                         errors=[[v.mutant.key, v.message] for v in s["errors"]],
+                         stale_equivalents=s["stale_equivalents"]))
+    print(f"total {time.perf_counter() - total_start:.1f} s; lowest score {100 * worst:.1f} % "
+          f"(target {100 * TARGET:.0f} %)")
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0 if worst >= TARGET else 1
 
 

@@ -169,7 +169,7 @@ def test_an_exception_from_labkits_own_code_is_an_error_not_the_learners_fault()
     # A scenario whose code lives under labkit/, as every lesson's checks do.
     source = "def broken_scenario(answer, ctx):\n    return {}['missing']\n"
     namespace = {}
-    exec(compile(source, os.path.join(checking._LABKIT_DIR, "exercises", "broken.py"), "exec"), namespace)
+    exec(compile(source, os.path.join(checking.exercise._LABKIT_DIR, "exercises", "broken.py"), "exec"), namespace)
     report = exercise(("broken", namespace["broken_scenario"], 1), ("fine", passes, 1)).run(learner_divides)
     broken, fine = report.results
     assert broken.status == "error"
@@ -186,8 +186,10 @@ def test_keyboard_interrupt_stops_the_run():
 
     ex = exercise(("first", passes, 1), ("loops", interrupted, 1), ("never reached", lambda a, c: ran.append(1), 1))
     report = ex.run(learner_divides)
-    assert [(r.scenario, r.status) for r in report.results] == [("first", "passed"), ("loops", "failed")]
+    assert [(r.scenario, r.status) for r in report.results] == [("first", "passed"), ("loops", "failed"),
+                                                                 ("never reached", "failed")]
     assert "stuck in a loop" in report.results[1].message
+    assert report.max_score == 3   # the scenarios not reached still count: 1/3, not 1/2
     assert ran == []
 
 

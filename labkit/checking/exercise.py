@@ -73,13 +73,19 @@ class Exercise:
         for i, s in enumerate(scenarios):
             ctx = ctx_factory() if ctx_factory else LocalContext()
             try:
-                with ctx, limits(getattr(ctx, "time_limit_s", None), getattr(ctx, "memory_limit_bytes", None)):
+                with ctx, limits(getattr(ctx, "time_limit_s", None), getattr(ctx, "memory_limit_bytes", None),
+                                 getattr(ctx, "cpu_limit_s", None)):
                     note = s.fn(answer, ctx)
                 result = Result(self.id, s.name, PASSED, s.points, s.points, note or "", s.hidden)
             except Fail as fail:
                 result = Result(self.id, s.name, FAILED, 0, s.points, str(fail), s.hidden)
             except OutOfTime as exc:
-                result = Result(self.id, s.name, FAILED, 0, s.points, _too_slow(exc.seconds), s.hidden)
+                # One stuck scenario is enough to know: the others would only keep the cell busy as long.
+                report.results.append(Result(self.id, s.name, FAILED, 0, s.points, _too_slow(exc), s.hidden))
+                report.results.extend(Result(self.id, rest.name, FAILED, 0, rest.points,
+                                             "Not checked: your code did not finish in the check above.",
+                                             rest.hidden) for rest in scenarios[i + 1:])
+                break
             except KeyboardInterrupt:
                 report.results.append(Result(self.id, s.name, FAILED, 0, s.points,
                                              "Interrupted while your code was running: is it stuck in a loop?",
@@ -89,7 +95,7 @@ class Exercise:
                                              rest.hidden) for rest in scenarios[i + 1:])
                 break
             except BaseException as exc:  # noqa: BLE001 - a learner's exception is a verdict, not a crash
-                status, message = _describe_exception(exc)
+                status, message = _describe_exception(exc, answer)
                 result = Result(self.id, s.name, status, 0, s.points, message, s.hidden)
             report.results.append(result)
             if stop_at_first_failure and not result.passed:
@@ -97,66 +103,73 @@ class Exercise:
         return report
 
 
-def _too_slow(seconds: float) -> str:
-    return (f"Your code did not finish within {seconds:g} s (the whole check takes well under a second of "
-            "that with a correct answer), so the check stopped it. Is a loop waiting for something that never "
-            "happens (a while loop whose condition your code never changes), or is a callback scheduling "
-            "itself again and again?")
+def _too_slow(exc: "OutOfTime") -> str:
+    what = "computing" if exc.cpu else "waiting"
+    return (f"Your code did not finish within {exc.seconds:g} s of {what}, so the check stopped it (a correct "
+            "answer needs well under a second). Is a loop waiting for something that never happens (a while loop "
+            "whose condition nothing in it changes, or time.sleep() waiting for the simulation, whose clock only "
+            "moves between your calls), or is a callback scheduling itself again and again?")
 
 
 class OutOfTime(BaseException):
     """A scenario ran past its time limit (a BaseException, so a learner's `except Exception` cannot swallow it)."""
 
-    def __init__(self, seconds: float):
+    def __init__(self, seconds: float, cpu: bool):
         super().__init__(f"did not finish within {seconds:g} s")
-        self.seconds = seconds
+        self.seconds, self.cpu = seconds, cpu
 
 
 @contextlib.contextmanager
-def limits(time_limit_s: float | None, memory_limit_bytes: int | None):
-    """Run the body under a time limit and a memory allowance, where this process can enforce them.
+def limits(time_limit_s: float | None, memory_limit_bytes: int | None, cpu_limit_s: float | None = None):
+    """Run the body under time limits and a memory allowance, where this process can enforce them.
 
-    The time limit is a SIGALRM timer, which only the main thread can set (and only on
-    systems with `signal.setitimer`); it re-fires every half second, in case a bare
-    `except:` swallowed the first one. The memory allowance is a soft RLIMIT_AS of the
-    address space in use at the start plus the allowance, restored on the way out (Linux
-    only: other systems do not enforce it). Where either cannot be set, the body runs
-    without it.
+    `cpu_limit_s` bounds the processor time the body uses (a busy loop), whatever else the
+    machine is doing, so a correct answer on a loaded machine is not cut short; `time_limit_s`
+    bounds the time it takes on the wall (a loop that sleeps). Both are interval timers
+    (SIGPROF, SIGALRM), which only the main thread can set, on systems with
+    `signal.setitimer`; they re-fire every half second, in case a bare `except:` swallowed
+    the first one. The memory allowance is a soft RLIMIT_AS of the address space in use at
+    the start plus the allowance, restored on the way out (Linux; other systems do not
+    enforce it). Where one cannot be set, the body runs without it.
     """
     with contextlib.ExitStack() as stack:
+        if cpu_limit_s:
+            stack.enter_context(_timer(cpu_limit_s, cpu=True))
         if time_limit_s:
-            stack.enter_context(_time_limit(time_limit_s))
+            stack.enter_context(_timer(time_limit_s, cpu=False))
         if memory_limit_bytes:
             stack.enter_context(_memory_limit(memory_limit_bytes))
         yield
 
 
 @contextlib.contextmanager
-def _time_limit(seconds: float):
+def _timer(seconds: float, cpu: bool):
     if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
         yield
         return
+    signum, which = (signal.SIGPROF, signal.ITIMER_PROF) if cpu else (signal.SIGALRM, signal.ITIMER_REAL)
     armed = True
 
-    def on_alarm(signum, frame):
+    def on_timer(signum, frame):
         if armed:
-            raise OutOfTime(seconds)
+            raise OutOfTime(seconds, cpu)
 
     try:
-        previous = signal.signal(signal.SIGALRM, on_alarm)
+        previous = signal.signal(signum, on_timer)
     except (ValueError, OSError):   # not the main interpreter, or signals unavailable
         yield
         return
-    started = _monotonic()
-    outer, _ = signal.setitimer(signal.ITIMER_REAL, seconds, 0.5)
+    started = _monotonic() if not cpu else time.process_time()
+    outer, _ = signal.setitimer(which, seconds, 0.5)
     try:
         yield
     finally:
         armed = False
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(which, 0)
+        signal.signal(signum, previous)
         if outer:   # someone else's timer was running: give it back what is left of it
-            signal.setitimer(signal.ITIMER_REAL, max(outer - (_monotonic() - started), 0.001))
+            used = (_monotonic() if not cpu else time.process_time()) - started
+            signal.setitimer(which, max(outer - used, 0.001))
 
 
 def _address_space() -> int | None:
@@ -196,7 +209,20 @@ def _memory_limit(allowance: int):
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
-def _describe_exception(exc: BaseException) -> tuple[str, str]:
+def _learner_names(answer) -> set[str]:
+    """The names a Python error message would use for the learner's answer: its class and their bases, or its function."""
+    if answer is _NO_ANSWER:
+        return set()
+    if isinstance(answer, type):
+        return {k.__name__ for k in answer.__mro__ if not k.__module__.startswith(("labkit", "builtins"))}
+    name = getattr(answer, "__name__", None)
+    return {name} if isinstance(name, str) and name != "<lambda>" else set()
+
+
+_NO_ANSWER = object()
+
+
+def _describe_exception(exc: BaseException, answer=_NO_ANSWER) -> tuple[str, str]:
     """(status, message) for an exception: the learner's own line if the error came from their code."""
     # An error raised in a grading child arrives as a RemoteError carrying the learner's
     # frames and type name; it must read exactly as the same error raised here.
@@ -220,6 +246,23 @@ def _describe_exception(exc: BaseException) -> tuple[str, str]:
                         f"its parent's method call it back) with nothing that stops it?\n  ({_where(own[-1])})")
     if own:
         return FAILED, f"Your code raised {what}\n  ({_where(own[-1])})"
+    # Errors raised at the check's call into the learner's code, before any line of it ran: a method
+    # or attribute the check uses is missing, or takes other parameters than the starter cell's.
+    names, text = _learner_names(answer), str(exc)
+    obj = getattr(exc, "obj", None)
+    if name == "AttributeError" and (
+            (isinstance(answer, type) and obj is not None and isinstance(obj, answer))
+            or any(text.startswith(f"'{n}' object has no attribute") for n in names)):
+        attribute = getattr(exc, "name", None) or text.rsplit(" ", 1)[-1].strip("'")
+        return FAILED, (f"The check used {attribute!r} of your object and it has none ({text}). Keep the names of "
+                        "the starter cell: the check calls those methods and reads those attributes.")
+    if name == "TypeError" and any(text.startswith(f"{n}.") or text.startswith(f"{n}()") for n in names):
+        return FAILED, (f"The check could not call your code as the exercise says ({text}). Keep the parameters "
+                        "of the starter cell: their names, their order and their defaults.")
+    if name == "TypeError" and answer is not _NO_ANSWER and not callable(answer) \
+            and text.startswith(f"'{type(answer).__name__}' object is not callable"):
+        return FAILED, (f"Expected a function or class here, got {type(answer).__name__} {answer!r:.80}: pass the "
+                        "function or class itself (its name, without calling it).")
     return ERROR, f"The checker itself failed ({what}). This is a labkit bug: please report it."
 
 
@@ -256,11 +299,15 @@ class LocalContext:
     """An answer running in this process: did it read the wall clock? And the limits each scenario runs under."""
 
     _CLOCKS = ("time", "monotonic", "perf_counter", "time_ns", "monotonic_ns", "perf_counter_ns")
-    TIME_LIMIT_S = 5.0              # per scenario; a correct answer needs well under a second
-    MEMORY_LIMIT_BYTES = 2 << 30    # per scenario, on top of what the process already uses
+    # Per scenario. A correct answer needs well under a second of processor time; the wall-clock
+    # limit only catches code that waits (sleeps), so it is looser, for a loaded machine.
+    CPU_LIMIT_S = 5.0
+    TIME_LIMIT_S = 15.0
+    MEMORY_LIMIT_BYTES = 2 << 30    # on top of what the process already uses
 
-    def __init__(self, time_limit_s: float | None = TIME_LIMIT_S, memory_limit_bytes: int | None = MEMORY_LIMIT_BYTES):
-        self.time_limit_s, self.memory_limit_bytes = time_limit_s, memory_limit_bytes
+    def __init__(self, time_limit_s: float | None = TIME_LIMIT_S, memory_limit_bytes: int | None = MEMORY_LIMIT_BYTES,
+                 cpu_limit_s: float | None = CPU_LIMIT_S):
+        self.time_limit_s, self.memory_limit_bytes, self.cpu_limit_s = time_limit_s, memory_limit_bytes, cpu_limit_s
         self.wall_clock_reads = 0
         self._saved: dict = {}
 

@@ -22,9 +22,16 @@ def judge_choice(answer, choices: dict) -> str:
 def construct(Answer, *args, shown: str | None = None, **kwargs):
     """`Answer(*args, **kwargs)`, or a Fail that shows the call (`shown`: how to spell the arguments)."""
     name = getattr(Answer, "__name__", "your class")
-    if not callable(Answer):
-        raise Fail(f"Expected a class here, got {type(Answer).__name__} {Answer!r}: define a class in the "
-                   "cell above and pass the class itself (its name, without calling it).")
+    if not isinstance(Answer, type):
+        if callable(Answer) and hasattr(Answer, "__code__"):
+            got = f"the function {name}()"
+        else:
+            got = f"{type(Answer).__name__} {Answer!r:.80}" + (" (an instance: a class is called to make one)"
+                                                              if not callable(Answer) and hasattr(Answer, "__dict__")
+                                                              and not isinstance(Answer, dict) else "")
+        raise Fail(f"Expected a class here, got {got}: define a class in the cell above (class "
+                   f"{name if isinstance(name, str) and name.isidentifier() else 'Name'}: ...) and pass the class "
+                   "itself (its name, without calling it).")
     if shown is None:
         shown = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
     try:

@@ -33,6 +33,10 @@ class _Bench:
     def call(self, ok: bool, duration_s: float = 0.05) -> bool:
         """One call now: True if the breaker let it through; its outcome lands `duration_s` later."""
         admitted = bool(self.breaker.allow_request())
+        if admitted and self.state == "open":
+            raise Fail(f"At t={self.sim.now:.2f} s your breaker let a call through while its state was 'open' "
+                       "(allow_request() returned True and state stayed 'open'). While 'open' it refuses every "
+                       "call; the one call it lets through after recovery_timeout_s is a trial, in 'half_open'.")
         if admitted:
             self.reached += 1
             self.sim.after(duration_s, self._settle, ok)

@@ -30,6 +30,9 @@ def _measured_in_flight(rate_rps: float, latency_s: float, seed: int) -> float:
 
 @littles_law.scenario("matches a simulation at several rates and latencies")
 def _matches(in_flight, ctx):
+    if not callable(in_flight) or isinstance(in_flight, type):
+        raise Fail(f"in_flight should be a function, def in_flight(rate_rps, latency_s): ...; got "
+                   f"{type(in_flight).__name__} {in_flight!r:.80}.")
     for seed, (rate, latency) in enumerate([(100, 0.05), (20, 0.5), (400, 0.2)], 1):
         returned = in_flight(rate, latency)
         predicted = number(returned, f"in_flight({rate}, {latency}) returned", should="it should return a number")

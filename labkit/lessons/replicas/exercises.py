@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 
-from labkit.checking import Exercise, Fail, clock_hint, construct, refuse_reference, register
+from labkit.checking import Exercise, Fail, clock_hint, construct, number, refuse_reference, register
 from labkit.clock import Sim
 from labkit.db import Database, LagSpike, Replica, ReplicaDown, ReplicaSet, UniformLag
 from labkit.grading.expose import expose
@@ -669,17 +669,21 @@ capacity = register(Exercise(
 
 @capacity.scenario("enough replicas, with headroom, and no more")
 def _capacity(answer, ctx):
-    if isinstance(answer, float) and answer.is_integer():
-        answer = int(answer)
-    if isinstance(answer, float):
-        raise Fail(f"You can't run {answer:g} replicas: REPLICAS must be a whole number. Which whole number "
+    count = number(answer, "REPLICAS is", should="REPLICAS should be a whole number of replicas") \
+        if not isinstance(answer, (bool, str)) else None
+    if count is None:
+        raise Fail(f"REPLICAS should be a whole number of replicas; got {answer!r}.")
+    if not count.is_integer():
+        raise Fail(f"You can't run {count:g} replicas: REPLICAS must be a whole number. Which whole number "
                    "keeps every replica at or under 75 %?")
-    if not isinstance(answer, int) or isinstance(answer, bool) or answer < 0:
+    answer = int(count)
+    if answer < 0:
         raise Fail(f"REPLICAS should be a whole number of replicas; got {answer!r}.")
     if answer == 0:
         raise Fail("With 0 replicas the primary takes all 16,000 queries/s: 320 % of its capacity.")
     u = _replica_utilisation(answer)
-    load = f"With {answer} replicas each would run at {100 * u:.0f} % of its capacity at peak"
+    load = (f"With {answer} replica{'' if answer == 1 else 's'} each would run at {100 * u:.0f} % of its capacity "
+            "at peak")
     mistake = next((name for name, f in _KNOWN_MISTAKES.items() if f() == answer), None)
     if u > MAX_UTILISATION:
         nudge = {
