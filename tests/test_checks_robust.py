@@ -272,3 +272,24 @@ def test_an_interrupted_check_keeps_the_exercises_full_points():
     assert report.max_score == full > 1 and report.score == 0
     assert "0/" + f"{full:g}" in report.text()
     assert lk.check("00.1", interrupts).max_score == 1
+
+
+# --- messages ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("exercise_id, right_words", [
+    ("03.4", ["allow_request", "stays open", "for good", "never called", "b."]),
+    ("02.5", ["12", "each server", "per server", "one query", "inside one process", "b."]),
+])
+def test_feedback_on_a_wrong_choice_does_not_give_the_right_one_away(exercise_id, right_words):
+    for choice in "acd":
+        message = failed_messages(lk.check(exercise_id, choice))
+        assert message.startswith("No:"), message
+        for words in right_words:
+            assert words not in message, f"{exercise_id} {choice!r} feedback says {words!r}: {message}"
+
+
+def test_ordinals_are_english():
+    from labkit.lessons.breaker.exercises import _ordinal
+
+    assert [_ordinal(n) for n in (1, 2, 3, 4, 5, 11, 12, 13, 21, 22, 101, 111)] == \
+        ["1st", "2nd", "3rd", "4th", "5th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th"]

@@ -63,6 +63,12 @@ class _Bench:
         return self.opened_at if self.opened_at is not None else self.sim.now
 
 
+def _ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, 21st."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 state_machine = register(Exercise(
     "03.1", "the breaker's state machine", answer="CircuitBreaker",
     hints=(
@@ -90,7 +96,7 @@ def _opens(Breaker, ctx):
                        "switch to 'open' when the count reaches failure_threshold.")
         if bench.reached != threshold:
             raise Fail(f"With failure_threshold={threshold}, your breaker opened after {bench.reached} "
-                       f"failures in a row; it should open on the {threshold}th. Check >= against >, "
+                       f"failures in a row; it should open on the {_ordinal(threshold)}. Check >= against >, "
                        "and where you increment the count.")
     return "opened on the threshold-th failure, for thresholds 3 and 5"
 
@@ -376,10 +382,16 @@ def _releases(Breaker, ctx):
     return "trials ran one after another and closed it; a finished trial freed exactly one slot"
 
 
-# Three seeds with slightly different outage lengths, so no recovery_timeout_s passes by
-# happening to line a trial up with the end of one particular outage.
-TUNING_TARGETS = dict(rate_rps=50.0, error_rate=0.10, outage_start_s=20.0, outages_s=(30.0, 26.0, 33.0),
-                      duration_s=70.0, max_outage_calls=100, recover_within_s=3.0)
+# Eight seeds whose outages end at eight different phases of a trial cycle (26 to 33 s), so no
+# recovery_timeout_s passes by happening to line a trial up with the end of one outage. Recovery
+# is judged on the average over the runs: one run's recovery is a lottery (where the outage
+# ends in the cycle, whether the first trial meets one of the ordinary 10 % errors), and a
+# worst case over a few seeds graded that luck. tests/test_tuning_seeds.py checks that each
+# verdict holds on 20 more seeds, and where the margins are.
+TUNING_SEEDS = (11, 12, 13, 14, 15, 16, 17, 18)
+TUNING_TARGETS = dict(rate_rps=50.0, error_rate=0.10, outage_start_s=20.0,
+                      outages_s=(30.0, 26.0, 33.0, 28.0, 31.0, 27.0, 32.0, 29.0),
+                      duration_s=70.0, max_outage_calls=120, recover_within_s=4.0)
 _TUNING_KEYS = ("failure_threshold", "recovery_timeout_s", "success_threshold")
 
 tuning = register(Exercise(
@@ -416,7 +428,7 @@ def _tuned_runs(tuning_answer):
 def _simulate_tuned(tuning_answer):
     t = TUNING_TARGETS
     runs = []
-    for seed, outage_s in zip((11, 12, 13), t["outages_s"]):
+    for seed, outage_s in zip(TUNING_SEEDS, t["outages_s"]):
         try:
             run = simulate(seed=seed, duration_s=t["duration_s"], rate_rps=t["rate_rps"],
                                  error_rate=t["error_rate"], outage_start_s=t["outage_start_s"],
@@ -437,7 +449,7 @@ def _no_false_alarm(answer, ctx):
             raise Fail(f"With seed {run.settings['seed']} the breaker opened at t={opened[0]:.1f} s, before the "
                        "outage, on ordinary 10 % errors: failure_threshold="
                        f"{answer['failure_threshold']} trips on bad luck. Callers got fallbacks for nothing.")
-    return "never opened before the outage (3 seeds)"
+    return f"never opened before the outage ({len(TUNING_SEEDS)} seeds)"
 
 
 @tuning.scenario(f"protects the dead service: at most {TUNING_TARGETS['max_outage_calls']} calls reach it")
@@ -447,32 +459,35 @@ def _protects(answer, ctx):
         raise Fail(f"Up to {worst} calls reached the dead service during its outage "
                    f"(the target is at most {TUNING_TARGETS['max_outage_calls']}). A high failure_threshold lets "
                    "many calls in before opening; a short recovery_timeout_s sends many trials.")
-    return f"at most {worst} calls reached it (3 seeds)"
+    return f"at most {worst} calls reached it ({len(TUNING_SEEDS)} seeds)"
 
 
-@tuning.scenario(f"recovers: callers back to normal within {TUNING_TARGETS['recover_within_s']:g} s")
+@tuning.scenario(f"recovers: callers back to normal within {TUNING_TARGETS['recover_within_s']:g} s, on average")
 def _recovers(answer, ctx):
-    worst = max(run.recovery_s() for run in _tuned_runs(answer))
-    if worst > TUNING_TARGETS["recover_within_s"]:
-        shown = "did not return to normal before the run ended" if math.isinf(worst) else \
-            f"took {worst:.0f} s to return to normal"
+    times = [run.recovery_s() for run in _tuned_runs(answer)]
+    never = sum(math.isinf(t) for t in times)
+    mean = sum(times) / len(times)
+    if mean > TUNING_TARGETS["recover_within_s"]:
+        shown = (f"did not return to normal before the run ended in {never} of {len(times)} runs" if never else
+                 f"took {mean:.1f} s on average to return to normal (the slowest run {max(times):.0f} s)")
         raise Fail(f"After the service came back, callers' success rate {shown} "
-                   f"(target: {TUNING_TARGETS['recover_within_s']:g} s). The breaker only finds out the "
+                   f"(target: {TUNING_TARGETS['recover_within_s']:g} s on average). The breaker only finds out the "
                    "service is back when a trial succeeds: recovery_timeout_s and success_threshold set "
                    "how long that takes.")
-    return f"recovered within {worst:.0f} s (3 seeds)"
+    return f"recovered within {mean:.1f} s on average, at worst {max(times):.0f} s ({len(times)} seeds)"
 
 
 _CHOICES = {
-    "a": (False, "No: nothing in the breaker runs on its own. Reading .state does not move it from "
-                 "'open' to 'half_open'; only a call through allow_request() does."),
+    "a": (False, "No: reading an attribute runs none of the breaker's code. Reading .state does not move it from "
+                 "'open' to anything, however often the dashboard looks: .state is a plain value."),
     "b": (True, "Right: the move to 'half_open' happens inside allow_request(), and the dashboard never "
                 "calls it while the breaker is open, so it stays open for good. Send calls through the "
                 "breaker and let it refuse them."),
-    "c": (False, "No: recovery_timeout_s is only compared when a call asks for permission. A breaker "
-                 "nobody calls never notices the timeout has passed."),
-    "d": (False, "No: the breaker's state machine has no failures to count while no calls are made; "
-                 "the problem is that no call ever asks it."),
+    "c": (False, "No: labkit's breaker, like pybreaker's, starts no timer and no thread of its own: nothing fires "
+                 "when recovery_timeout_s ends. Look at which of its methods hold code that changes the state, "
+                 "and who calls them."),
+    "d": (False, "No: an open breaker never closes straight from 'open'. Closing takes successful trials, and a "
+                 "quiet spell with no calls is not a success."),
 }
 
 concept = register(Exercise(
