@@ -293,3 +293,10 @@ def test_ordinals_are_english():
 
     assert [_ordinal(n) for n in (1, 2, 3, 4, 5, 11, 12, 13, 21, 22, 101, 111)] == \
         ["1st", "2nd", "3rd", "4th", "5th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th"]
+
+
+def test_counts_take_the_right_number():
+    from labkit.checking import counted
+
+    assert [counted(1, "replica"), counted(3, "replica"), counted(1200, "read"), counted(1, "query", "queries"),
+            counted(2, "query", "queries")] == ["1 replica", "3 replicas", "1,200 reads", "1 query", "2 queries"]

@@ -52,7 +52,7 @@ def clock_hint(ctx, *, ask: bool = True) -> str:
     reads = getattr(ctx, "wall_clock_reads", 0)
     if reads:
         return ("\nYour code read the wall clock (time.time(), time.monotonic() or similar) "
-                f"{reads} times. In a simulation only clock.now moves: those seconds "
+                f"{'once' if reads == 1 else f'{reads:,} times'}. In a simulation only clock.now moves: those seconds "
                 "passed in microseconds of real time. Read the time from self.clock.now.")
     if not ask:
         return ""
@@ -83,3 +83,9 @@ def number(value, what: str, *, whole: bool = False, should: str = "it should be
     if not as_float.is_integer():
         raise Fail(f"{what} {as_float:g}: {should}, a whole one.")
     return int(as_float)
+
+
+def counted(n, word: str, plural: str | None = None) -> str:
+    """'1 replica', '3 replicas', '1,200 reads': a count with its noun in the right number."""
+    shown = f"{n:,}" if isinstance(n, int) else f"{n:g}"
+    return f"{shown} {word if n == 1 else plural or word + 's'}"

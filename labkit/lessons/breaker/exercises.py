@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from labkit.checking import Exercise, Fail, clock_hint, construct, judge_choice, refuse_reference, register
+from labkit.checking import Exercise, Fail, clock_hint, construct, counted, judge_choice, refuse_reference, register
 from labkit.clock import Sim
 from labkit.lessons.breaker.model import simulate
 from labkit.resilience import STATES, CircuitBreaker
@@ -314,7 +314,7 @@ def _stampede(Breaker, ctx):
             raise Fail("When recovery_timeout_s ended, your breaker refused every call: no trial got "
                        "through, so it can never close." + clock_hint(ctx))
         if trials < max_calls:
-            raise Fail(f"With half_open_max_calls={max_calls}, your breaker let only {trials} trial(s) "
+            raise Fail(f"With half_open_max_calls={max_calls}, your breaker let only {counted(trials, 'trial')} "
                        "through when 20 calls arrived together.")
     return "admitted exactly the permitted trials, for 1 and 3"
 

@@ -9,7 +9,7 @@ proxy, so the scenarios only construct the answer and call its methods.
 from __future__ import annotations
 
 from labkit.cache import LRUCache, RedisCache
-from labkit.checking import Exercise, Fail, construct, judge_choice, refuse_reference, register
+from labkit.checking import Exercise, Fail, construct, counted, judge_choice, refuse_reference, register
 from labkit.grading.expose import expose
 from labkit.lessons.caching.model import CacheAside, SlowDatabase, simulate_hot_key, stale_set_race
 from labkit.clock import Sim
@@ -606,7 +606,7 @@ write_behind = register(Exercise(
 def _acknowledges(Answer, ctx):
     run = _WriteBehindRun(Answer)
     if run.write_errors:
-        raise Fail(f"{len(run.write_errors)} calls to write() raised DatabaseDown while the database was down (the "
+        raise Fail(f"{counted(len(run.write_errors), 'call')} to write() raised DatabaseDown while the database was down (the "
                    f"first at t={run.write_errors[0]:.2f} s). In write-behind, write() only updates the cache and "
                    "queues the row: the database's troubles must not reach the caller.")
     if run.not_cached:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 
-from labkit.checking import Exercise, Fail, clock_hint, construct, number, refuse_reference, register
+from labkit.checking import Exercise, Fail, clock_hint, construct, counted, number, refuse_reference, register
 from labkit.clock import Sim
 from labkit.db import Database, LagSpike, Replica, ReplicaDown, ReplicaSet, UniformLag
 from labkit.grading.expose import expose
@@ -306,13 +306,13 @@ def _skips(Router, ctx):
     ordinary = [r for r in run.reads if not r[3]]
     strong_elsewhere = [r for r in run.reads if r[3] and r[1] != "primary"]
     if strong_elsewhere:
-        raise Fail(f"{len(strong_elsewhere)} reads with strong=True were served by replicas: strong reads "
+        raise Fail(f"{counted(len(strong_elsewhere), 'read')} with strong=True were served by replicas: strong reads "
                    "still go to the primary.")
     behind = [r for r in ordinary if r[1] != "primary" and r[2][r[1]] > MAX_LAG_S]
     if behind:
         worst = max(r[2][r[1]] for r in behind)
         names = sorted({r[1] for r in behind})
-        raise Fail(f"{', '.join(names)} served {len(behind)} reads while more than max_lag_s={MAX_LAG_S:g} s "
+        raise Fail(f"{', '.join(names)} served {counted(len(behind), 'read')} while more than max_lag_s={MAX_LAG_S:g} s "
                    f"behind (up to {worst:.1f} s): those users saw data that old. Check each replica's lag_s "
                    "before you send it a read.")
     needless = [r for r in ordinary if r[1] == "primary" and _fresh(r[2])]
@@ -575,7 +575,7 @@ def _own_writes(Router, ctx):
                        "the primary, whoever asks.")
         if run.lagging_visitors:
             t, node, lag = run.lagging_visitors[0]
-            raise Fail(f"In the scenario '{label}', {len(run.lagging_visitors)} reads by users who had never saved "
+            raise Fail(f"In the scenario '{label}', {counted(len(run.lagging_visitors), 'read')} by users who had never saved "
                        f"anything were served by a replica more than max_lag_s={MAX_LAG_S:g} s behind (at t={t:.1f} s, "
                        f"{node}, {lag:.1f} s behind). Only the user who just saved needs special routing; everyone "
                        "else's reads follow the lag-aware rules of exercise 2 (a token of 0 is not 'any replica').")
