@@ -301,6 +301,7 @@ def _fresh(lags):
 
 @lag_aware.scenario(f"skips replicas more than max_lag_s={MAX_LAG_S:g} s behind")
 def _skips(Router, ctx):
+    _boundary(Router, ctx)
     run = _LagRun(Router, spikes=[LagSpike(5, 8, extra_s=3.0, replica="replica2")], seed=1,
                   down=("replica3", 14.0, 15.0))
     ordinary = [r for r in run.reads if not r[3]]
@@ -396,33 +397,27 @@ def _degraded(Router, ctx):
     return f"{len(none_fresh)} reads went to the primary during the spike, each counted"
 
 
-@lag_aware.scenario(f"a replica exactly max_lag_s={MAX_LAG_S:g} s behind still qualifies")
 def _boundary(Router, ctx):
+    """A replica exactly max_lag_s behind still qualifies (part of the first lag-aware scenario)."""
     # Replicas 1.5 s behind; one write at t=2. At t=3 every replica is exactly 1 s behind (the
-    # times are exact in binary), at t=3.25 1.25 s behind.
+    # times are exact in binary). Only the boundary is judged here: other mistakes get the
+    # diagnosis of the scenario this is part of.
     bench = _Bench(Router, lag=1.5, max_lag_s=MAX_LAG_S)
     for key in range(1, 4):
         bench.rs.write(key, bio="v0")
     bench.run_until(2.0)
     bench.rs.write(1, bio="v1")
+    bench.run_until(2.5)
+    if "primary" in [bench.read(1 + i % 3)[0].component for i in range(3)]:
+        return "reads go to the primary even 0.5 s behind: the rest of the scenario says why"
     bench.run_until(3.0)
-    degraded_before = getattr(bench.router, "degraded_reads", 0)
     served = [bench.read(1 + i % 3)[0].component for i in range(6)]
     lags = sorted({r.lag_s for r in bench.replicas})
     if "primary" in served:
         raise Fail(f"Every replica was exactly {lags[-1]:g} s behind, max_lag_s={MAX_LAG_S:g}, and your router sent "
                    f"{served.count('primary')} of 6 ordinary reads to the primary. A replica at most max_lag_s "
                    "behind qualifies: lag_s <= max_lag_s, not <.")
-    bench.run_until(3.25)
-    served = [bench.read(1 + i % 3)[0].component for i in range(4)]
-    if any(name != "primary" for name in served):
-        raise Fail("Every replica was 1.25 s behind (max_lag_s=1), and your router still sent reads to them.")
-    degraded = getattr(bench.router, "degraded_reads", 0)
-    if isinstance(degraded, (int, float)) and isinstance(degraded_before, (int, float)) \
-            and degraded - degraded_before != 4:
-        raise Fail(f"Every replica was 1.25 s behind (max_lag_s=1): 4 reads went to the primary, and "
-                   f"degraded_reads went up by {degraded - degraded_before:g}, not 4.")
-    return "replicas exactly 1 s behind served the reads; 1.25 s behind, the primary did, counted"
+    return "replicas exactly 1 s behind served the reads"
 
 
 # --------------------------------------------------------------------------------------------
