@@ -187,8 +187,10 @@ def test_keyboard_interrupt_stops_the_run():
 
     ex = exercise(("first", passes, 1), ("loops", interrupted, 1), ("never reached", lambda a, c: ran.append(1), 1))
     report = ex.run(learner_divides)
-    assert [(r.scenario, r.status) for r in report.results] == [("first", "passed"), ("loops", "failed")]
+    assert [(r.scenario, r.status) for r in report.results] == [("first", "passed"), ("loops", "failed"),
+                                                                 ("never reached", "failed")]
     assert "stuck in a loop" in report.results[1].message
+    assert report.max_score == 3   # the scenarios not reached still count: 1/3, not 1/2
     assert ran == []
 
 

@@ -487,7 +487,7 @@ def test_an_in_order_queue_without_coalescing_also_passes():
 # --- 02.5 the scope of coalescing ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("answer, expected", [
-    ("a", "plain cache-aside sends"), ("c", "coalescing only sees the requests of its own process"),
+    ("a", "plain cache-aside sends"), ("c", "can another app server's process see it"),
     ("d", "only those that miss while a query is running matter"), ("e", "ANSWER should be one of"),
 ])
 def test_each_wrong_scope_answer_gets_its_own_feedback(answer, expected):

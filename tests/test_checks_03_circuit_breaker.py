@@ -66,7 +66,7 @@ WRONG_BREAKERS = {
     "opens one failure late": (
         "if self.failures >= self.failure_threshold:",
         "if self.failures > self.failure_threshold:",
-        "it should open on the 3th"),
+        "it should open on the 3rd"),
     "keeps old failures after closing": (
         """                self.state = "closed"
                 self.failures = 0""",
@@ -206,8 +206,8 @@ def test_other_good_tunings_pass(tuning):
 
 @pytest.mark.parametrize("choice, expected", [
     ("a", "Reading .state does not move it"),
-    ("c", "only compared when a call asks for permission"),
-    ("d", "no call ever asks it"),
+    ("c", "starts no timer and no thread of its own"),
+    ("d", "a quiet spell with no calls is not a success"),
     ("z", "ANSWER should be one of"),
 ])
 def test_each_wrong_concept_answer_gets_its_own_feedback(choice, expected):

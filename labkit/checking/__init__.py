@@ -4,11 +4,11 @@ A lesson's `exercises.py` builds `Exercise`s, registers them and writes scenario
 helpers here; notebooks call `lk.check(...)`; the grader and hidden tests use `get(...)`.
 """
 from labkit.checking.exercise import Exercise, LocalContext, Scenario, is_stub
-from labkit.checking.helpers import clock_hint, construct, judge_choice, refuse_reference
+from labkit.checking.helpers import clock_hint, construct, counted, judge_choice, number, refuse_reference
 from labkit.checking.registry import all_exercises, check, get, register
 from labkit.checking.verdicts import ERROR, FAILED, NOT_ATTEMPTED, PASSED, Fail, Report, Result
 from labkit.mode import grading_child
 
 __all__ = ["ERROR", "FAILED", "NOT_ATTEMPTED", "PASSED", "Exercise", "Fail", "LocalContext", "Report", "Result",
-           "Scenario", "all_exercises", "check", "clock_hint", "construct", "get", "grading_child", "is_stub",
-           "judge_choice", "refuse_reference", "register"]
+           "Scenario", "all_exercises", "check", "clock_hint", "construct", "counted", "get", "grading_child", "is_stub",
+           "judge_choice", "number", "refuse_reference", "register"]

@@ -1,6 +1,10 @@
 """What many exercises' scenarios need: build the answer or fail, refuse labkit's own class, judge a choice."""
 from __future__ import annotations
 
+import decimal
+import math
+import numbers
+
 from labkit.checking.verdicts import Fail
 
 
@@ -18,9 +22,16 @@ def judge_choice(answer, choices: dict) -> str:
 def construct(Answer, *args, shown: str | None = None, **kwargs):
     """`Answer(*args, **kwargs)`, or a Fail that shows the call (`shown`: how to spell the arguments)."""
     name = getattr(Answer, "__name__", "your class")
-    if not callable(Answer):
-        raise Fail(f"Expected a class here, got {type(Answer).__name__} {Answer!r}: define a class in the "
-                   "cell above and pass the class itself (its name, without calling it).")
+    if not isinstance(Answer, type):
+        if callable(Answer) and hasattr(Answer, "__code__"):
+            got = f"the function {name}()"
+        else:
+            got = f"{type(Answer).__name__} {Answer!r:.80}" + (" (an instance: a class is called to make one)"
+                                                              if not callable(Answer) and hasattr(Answer, "__dict__")
+                                                              and not isinstance(Answer, dict) else "")
+        raise Fail(f"Expected a class here, got {got}: define a class in the cell above (class "
+                   f"{name if isinstance(name, str) and name.isidentifier() else 'Name'}: ...) and pass the class "
+                   "itself (its name, without calling it).")
     if shown is None:
         shown = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
     try:
@@ -41,9 +52,40 @@ def clock_hint(ctx, *, ask: bool = True) -> str:
     reads = getattr(ctx, "wall_clock_reads", 0)
     if reads:
         return ("\nYour code read the wall clock (time.time(), time.monotonic() or similar) "
-                f"{reads} times. In a simulation only clock.now moves: those seconds "
+                f"{'once' if reads == 1 else f'{reads:,} times'}. In a simulation only clock.now moves: those seconds "
                 "passed in microseconds of real time. Read the time from self.clock.now.")
     if not ask:
         return ""
     return ("\nDoes it read the time from the clock it was given (self.clock.now)? "
             "time.time() and datetime.now() do not move in a simulation.")
+
+
+def number(value, what: str, *, whole: bool = False, should: str = "it should be a number"):
+    """`value` as a plain float (an int if `whole`), or a Fail: "{what} {value!r}, a str: {should}."
+
+    Any real number counts: int, float, numpy's integers and floats, Fraction, Decimal. A bool,
+    a string, None, NaN or an infinity does not (a NaN compares False with everything, so a
+    check that only asked "too far off?" would let it through).
+    """
+    if isinstance(value, bool) or type(value).__name__ == "bool_" or not (
+            isinstance(value, (numbers.Real, decimal.Decimal))):
+        raise Fail(f"{what} {value!r}, a {type(value).__name__}: {should}.")
+    try:
+        as_float = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise Fail(f"{what} {value!r}: {should}.") from None
+    if math.isnan(as_float):
+        raise Fail(f"{what} NaN (not a number): {should}. NaN comes from 0/0, inf - inf, or the mean of nothing.")
+    if math.isinf(as_float):
+        raise Fail(f"{what} {as_float:g}: {should}, and a finite one.")
+    if not whole:
+        return as_float
+    if not as_float.is_integer():
+        raise Fail(f"{what} {as_float:g}: {should}, a whole one.")
+    return int(as_float)
+
+
+def counted(n, word: str, plural: str | None = None) -> str:
+    """'1 replica', '3 replicas', '1,200 reads': a count with its noun in the right number."""
+    shown = f"{n:,}" if isinstance(n, int) else f"{n:g}"
+    return f"{shown} {word if n == 1 else plural or word + 's'}"

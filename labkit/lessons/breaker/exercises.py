@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from labkit.checking import Exercise, Fail, clock_hint, construct, judge_choice, refuse_reference, register
+from labkit.checking import Exercise, Fail, clock_hint, construct, counted, judge_choice, refuse_reference, register
 from labkit.clock import Sim
 from labkit.lessons.breaker.model import simulate
 from labkit.resilience import STATES, CircuitBreaker
@@ -33,6 +33,10 @@ class _Bench:
     def call(self, ok: bool, duration_s: float = 0.05) -> bool:
         """One call now: True if the breaker let it through; its outcome lands `duration_s` later."""
         admitted = bool(self.breaker.allow_request())
+        if admitted and self.state == "open":
+            raise Fail(f"At t={self.sim.now:.2f} s your breaker let a call through while its state was 'open' "
+                       "(allow_request() returned True and state stayed 'open'). While 'open' it refuses every "
+                       "call; the one call it lets through after recovery_timeout_s is a trial, in 'half_open'.")
         if admitted:
             self.reached += 1
             self.sim.after(duration_s, self._settle, ok)
@@ -57,6 +61,12 @@ class _Bench:
                        f"(failure_threshold={self.settings['failure_threshold']}) your breaker was "
                        f"{self.state!r}, not 'open'. Exercise 1's checks say more.")
         return self.opened_at if self.opened_at is not None else self.sim.now
+
+
+def _ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, 21st."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 state_machine = register(Exercise(
@@ -86,7 +96,7 @@ def _opens(Breaker, ctx):
                        "switch to 'open' when the count reaches failure_threshold.")
         if bench.reached != threshold:
             raise Fail(f"With failure_threshold={threshold}, your breaker opened after {bench.reached} "
-                       f"failures in a row; it should open on the {threshold}th. Check >= against >, "
+                       f"failures in a row; it should open on the {_ordinal(threshold)}. Check >= against >, "
                        "and where you increment the count.")
     return "opened on the threshold-th failure, for thresholds 3 and 5"
 
@@ -101,11 +111,22 @@ def _resets(Breaker, ctx):
                        f"at call {i}, although there were never 3 failures in a row "
                        "(failure_threshold=3). A success in the 'closed' state should reset the count.")
         bench.wait(0.2)
-    return "stayed closed through fail-fail-success patterns"
+    # A second round: after the last success, exactly failure_threshold failures open it again.
+    for i in range(1, 4):
+        if not bench.call(ok=False):
+            raise Fail(f"After a success reset the count, your breaker refused call {i} of the next failures "
+                       "(failure_threshold=3): it opened too early.")
+        bench.wait(0.2)
+    if bench.state != "open":
+        raise Fail(f"After a success, 3 failures in a row (failure_threshold=3) left your breaker {bench.state!r}, "
+                   "not 'open'. A success should set the count back to 0, no lower, so the next "
+                   "failure_threshold failures open it again.")
+    return "stayed closed through fail-fail-success patterns, and opened on the next 3 failures"
 
 
 @state_machine.scenario("refuses while open, then lets a trial through after recovery_timeout_s")
 def _half_opens(Breaker, ctx):
+    _boundary(Breaker, ctx)
     bench = _Bench(Breaker, failure_threshold=2, recovery_timeout_s=10.0, success_threshold=1)
     opened = bench.open_it()
     for after in (1.0, 5.0, 9.5):
@@ -150,11 +171,75 @@ def _closes(Breaker, ctx):
     if bench.state != "closed":
         raise Fail("Once closed again, a single failure re-opened your breaker (failure_threshold=2): "
                    "the failures from before it opened were still counted. Reset the count when it closes.")
-    return "closed after 2 successful trials, with a fresh failure count"
+    bench.call(ok=False)
+    bench.wait(0.2)
+    if bench.state != "open":
+        raise Fail(f"Once closed again, 2 failures in a row (failure_threshold=2) left your breaker "
+                   f"{bench.state!r}: the second round should open on the threshold like the first. When it "
+                   "closes, set the failure count back to 0, no lower.")
+    return "closed after 2 successful trials, with a fresh failure count that opens it again"
+
+
+def _boundary(Breaker, ctx):
+    """The first call exactly recovery_timeout_s after opening is a trial (part of the half-open scenario)."""
+    # Times that are exact in binary (quarters of a second), so "exactly 10 s later" is exact.
+    bench = _Bench(Breaker, failure_threshold=2, recovery_timeout_s=10.0, success_threshold=1)
+    for _ in range(2):
+        bench.call(ok=False, duration_s=0.25)
+        bench.wait(0.5)
+    if bench.state != "open" or bench.opened_at is None:
+        raise Fail(f"After 2 failures in a row (failure_threshold=2) your breaker was {bench.state!r}, not "
+                   "'open'. Exercise 1's first check says more.")
+    opened = bench.opened_at
+    bench.sim.run(until=opened + 9.75)
+    if bench.call(ok=True):
+        raise Fail("Your breaker let a call through 9.75 s after it opened (recovery_timeout_s=10).")
+    bench.sim.run(until=opened + 10.0)
+    if bench.call(ok=True, duration_s=0.25):
+        return "a call exactly 10 s after opening went through as a trial"
+    bench.sim.run(until=opened + 10.25)
+    if not bench.call(ok=True):
+        return "not a boundary mistake: the rest of the scenario says what it is"
+    raise Fail(f"Your breaker opened at t={opened:g} s and refused a call at exactly t={opened + 10:g} s, "
+               "recovery_timeout_s=10 later, then let one through 0.25 s after that. The first call *at least* "
+               "recovery_timeout_s after opening is a trial: compare now - opened_at with < to keep refusing, "
+               "not with <=.")
+
+
+def _late_outcomes(Breaker, ctx):
+    """Outcomes that arrive while open change nothing (part of the re-open scenario)."""
+    bench = _Bench(Breaker, failure_threshold=2, recovery_timeout_s=10.0, success_threshold=1)
+    bench.call(ok=True, duration_s=3.0)     # slow calls let through while closed:
+    bench.call(ok=False, duration_s=5.0)    # their outcomes arrive after it has opened
+    for _ in range(2):
+        bench.call(ok=False, duration_s=0.25)
+        bench.wait(0.5)
+    if bench.state != "open" or bench.opened_at is None:
+        raise Fail(f"After 2 failures in a row (failure_threshold=2) your breaker was {bench.state!r}, not "
+                   "'open'. Exercise 1's first check says more.")
+    opened = bench.opened_at
+    bench.sim.run(until=3.5)
+    if bench.state != "open" or bench.call(ok=True):
+        raise Fail(f"Your breaker opened at t={opened:g} s. At t=3 s a slow call that had been let through "
+                   f"before that succeeded, and your breaker became {bench.state!r} (or let calls through). That "
+                   "success is old news from before the outage, not a trial: while 'open', on_success() "
+                   "changes nothing.")
+    bench.sim.run(until=opened + 10.5)
+    if not bench.call(ok=True):
+        bench.sim.run(until=5.0 + 10.5)
+        if not bench.call(ok=True):
+            return "no trial at all: the rest of the scenario says why"
+        raise Fail(f"Your breaker opened at t={opened:g} s; a slow call from before that failed at t=5 s, while it "
+                   f"was open, and at t={opened + 10.5:g} s (recovery_timeout_s=10 after opening) it still refused "
+                   "the trial, but let one through 10.5 s after that late failure: the late failure restarted the "
+                   "timeout. A failure that arrives while 'open' changes nothing: the timeout runs from the moment "
+                   "it opened.")
+    return "a late success did not close it and a late failure did not restart the timeout"
 
 
 @state_machine.scenario("a failed trial re-opens it and restarts recovery_timeout_s")
 def _reopens(Breaker, ctx):
+    _late_outcomes(Breaker, ctx)
     bench = _Bench(Breaker, failure_threshold=2, recovery_timeout_s=10.0, success_threshold=1)
     opened = bench.open_it()
     bench.wait(opened + 10.5 - bench.sim.now)
@@ -175,7 +260,26 @@ def _reopens(Breaker, ctx):
     bench.wait(reopened + 10.5 - bench.sim.now)
     if not bench.call(ok=True):
         raise Fail("After re-opening, your breaker refused calls even after a fresh recovery_timeout_s.")
-    return "re-opened on the failed trial and waited a full timeout again"
+    # A second half-open round starts from no successes: one that half-succeeded counts for nothing.
+    bench = _Bench(Breaker, failure_threshold=2, recovery_timeout_s=10.0, success_threshold=2)
+    opened = bench.open_it()
+    bench.wait(opened + 10.5 - bench.sim.now)
+    bench.call(ok=True)
+    bench.wait(0.2)
+    bench.call(ok=False)
+    bench.wait(0.2)
+    if bench.state != "open" or bench.opened_at is None:
+        raise Fail(f"In 'half_open' one trial succeeded and the next failed (success_threshold=2); your breaker "
+                   f"was then {bench.state!r}. Any failed trial re-opens it.")
+    bench.wait(bench.opened_at + 10.5 - bench.sim.now)
+    bench.call(ok=True)
+    bench.wait(0.2)
+    if bench.state == "closed":
+        raise Fail("In the first half-open round one trial succeeded, then one failed and re-opened the breaker. "
+                   "In the next round a single successful trial closed it (success_threshold=2): the success from "
+                   "the earlier round was still counted. Start counting trial successes from 0 in every "
+                   "half-open round.")
+    return "re-opened on the failed trial, waited a full timeout again, and counted the next round afresh"
 
 
 trial_limit = register(Exercise(
@@ -214,7 +318,7 @@ def _stampede(Breaker, ctx):
             raise Fail("When recovery_timeout_s ended, your breaker refused every call: no trial got "
                        "through, so it can never close." + clock_hint(ctx))
         if trials < max_calls:
-            raise Fail(f"With half_open_max_calls={max_calls}, your breaker let only {trials} trial(s) "
+            raise Fail(f"With half_open_max_calls={max_calls}, your breaker let only {counted(trials, 'trial')} "
                        "through when 20 calls arrived together.")
     return "admitted exactly the permitted trials, for 1 and 3"
 
@@ -234,7 +338,23 @@ def _late_success(Breaker, ctx):
         raise Fail("After a trial failed and re-opened the breaker, two other trials from the same round "
                    "succeeded, and your breaker closed (or let calls through). Outcomes that arrive while "
                    "'open' must not count as trial successes.")
-    return "stayed open despite late successes"
+    # The second round: a full set of trial slots again, whatever the first round left behind.
+    bench.wait(bench.opened_at + 10.5 - bench.sim.now if bench.opened_at is not None else 10.5)
+    before = bench.reached
+    for _ in range(10):
+        bench.call(ok=True, duration_s=0.3)
+    trials = bench.reached - before
+    if trials != 3:
+        raise Fail(f"In the first half-open round one trial failed, and two others were still in flight when it "
+                   f"re-opened. When recovery_timeout_s had passed again and 10 calls arrived together, your "
+                   f"breaker let {trials} through (half_open_max_calls=3). Each half-open round starts with all "
+                   "its slots free: trials left over from an earlier round (failed, or finished while 'open') "
+                   "must not hold one, nor free one twice.")
+    bench.wait(0.5)
+    if bench.state != "closed":
+        raise Fail(f"In a second half-open round 3 trials succeeded (success_threshold=2), and your breaker was "
+                   f"{bench.state!r}: successes of the first round's trials, or its failure, were still counted.")
+    return "stayed open despite late successes; the next round had its 3 slots and closed"
 
 
 @trial_limit.scenario("a finished trial frees its slot for the next one")
@@ -250,13 +370,32 @@ def _releases(Breaker, ctx):
     bench.wait(0.2)
     if bench.state != "closed":
         raise Fail(f"Two trials succeeded (success_threshold=2) but your breaker was {bench.state!r}.")
-    return "trials ran one after another and closed it"
+    # One finished trial frees one slot: with 2 permitted and one still in flight, at most one more.
+    bench = _trial_bench(Breaker, max_calls=2, success_threshold=2)
+    bench.call(ok=True, duration_s=0.1)
+    bench.call(ok=True, duration_s=1.0)
+    bench.wait(0.2)
+    before = bench.reached
+    for _ in range(5):
+        bench.call(ok=True, duration_s=0.1)
+    if bench.reached - before > 1:
+        raise Fail(f"With half_open_max_calls=2, two trials went through; one succeeded while the other was still "
+                   f"in flight, and then 5 calls arrived together: your breaker let {bench.reached - before} of "
+                   "them through, so more than 2 trials were in flight at once. A finished trial frees one slot: "
+                   "give back exactly one per outcome.")
+    return "trials ran one after another and closed it; a finished trial freed exactly one slot"
 
 
-# Three seeds with slightly different outage lengths, so no recovery_timeout_s passes by
-# happening to line a trial up with the end of one particular outage.
-TUNING_TARGETS = dict(rate_rps=50.0, error_rate=0.10, outage_start_s=20.0, outages_s=(30.0, 26.0, 33.0),
-                      duration_s=70.0, max_outage_calls=100, recover_within_s=3.0)
+# Eight seeds whose outages end at eight different phases of a trial cycle (26 to 33 s), so no
+# recovery_timeout_s passes by happening to line a trial up with the end of one outage. Recovery
+# is judged on the average over the runs: one run's recovery is a lottery (where the outage
+# ends in the cycle, whether the first trial meets one of the ordinary 10 % errors), and a
+# worst case over a few seeds graded that luck. tests/test_tuning_seeds.py checks that each
+# verdict holds on 20 more seeds, and where the margins are.
+TUNING_SEEDS = (11, 12, 13, 14, 15, 16, 17, 18)
+TUNING_TARGETS = dict(rate_rps=50.0, error_rate=0.10, outage_start_s=20.0,
+                      outages_s=(30.0, 26.0, 33.0, 28.0, 31.0, 27.0, 32.0, 29.0),
+                      duration_s=70.0, max_outage_calls=120, recover_within_s=4.0)
 _TUNING_KEYS = ("failure_threshold", "recovery_timeout_s", "success_threshold")
 
 tuning = register(Exercise(
@@ -293,7 +432,7 @@ def _tuned_runs(tuning_answer):
 def _simulate_tuned(tuning_answer):
     t = TUNING_TARGETS
     runs = []
-    for seed, outage_s in zip((11, 12, 13), t["outages_s"]):
+    for seed, outage_s in zip(TUNING_SEEDS, t["outages_s"]):
         try:
             run = simulate(seed=seed, duration_s=t["duration_s"], rate_rps=t["rate_rps"],
                                  error_rate=t["error_rate"], outage_start_s=t["outage_start_s"],
@@ -314,7 +453,7 @@ def _no_false_alarm(answer, ctx):
             raise Fail(f"With seed {run.settings['seed']} the breaker opened at t={opened[0]:.1f} s, before the "
                        "outage, on ordinary 10 % errors: failure_threshold="
                        f"{answer['failure_threshold']} trips on bad luck. Callers got fallbacks for nothing.")
-    return "never opened before the outage (3 seeds)"
+    return f"never opened before the outage ({len(TUNING_SEEDS)} seeds)"
 
 
 @tuning.scenario(f"protects the dead service: at most {TUNING_TARGETS['max_outage_calls']} calls reach it")
@@ -324,32 +463,35 @@ def _protects(answer, ctx):
         raise Fail(f"Up to {worst} calls reached the dead service during its outage "
                    f"(the target is at most {TUNING_TARGETS['max_outage_calls']}). A high failure_threshold lets "
                    "many calls in before opening; a short recovery_timeout_s sends many trials.")
-    return f"at most {worst} calls reached it (3 seeds)"
+    return f"at most {worst} calls reached it ({len(TUNING_SEEDS)} seeds)"
 
 
-@tuning.scenario(f"recovers: callers back to normal within {TUNING_TARGETS['recover_within_s']:g} s")
+@tuning.scenario(f"recovers: callers back to normal within {TUNING_TARGETS['recover_within_s']:g} s, on average")
 def _recovers(answer, ctx):
-    worst = max(run.recovery_s() for run in _tuned_runs(answer))
-    if worst > TUNING_TARGETS["recover_within_s"]:
-        shown = "did not return to normal before the run ended" if math.isinf(worst) else \
-            f"took {worst:.0f} s to return to normal"
+    times = [run.recovery_s() for run in _tuned_runs(answer)]
+    never = sum(math.isinf(t) for t in times)
+    mean = sum(times) / len(times)
+    if mean > TUNING_TARGETS["recover_within_s"]:
+        shown = (f"did not return to normal before the run ended in {never} of {len(times)} runs" if never else
+                 f"took {mean:.1f} s on average to return to normal (the slowest run {max(times):.0f} s)")
         raise Fail(f"After the service came back, callers' success rate {shown} "
-                   f"(target: {TUNING_TARGETS['recover_within_s']:g} s). The breaker only finds out the "
+                   f"(target: {TUNING_TARGETS['recover_within_s']:g} s on average). The breaker only finds out the "
                    "service is back when a trial succeeds: recovery_timeout_s and success_threshold set "
                    "how long that takes.")
-    return f"recovered within {worst:.0f} s (3 seeds)"
+    return f"recovered within {mean:.1f} s on average, at worst {max(times):.0f} s ({len(times)} seeds)"
 
 
 _CHOICES = {
-    "a": (False, "No: nothing in the breaker runs on its own. Reading .state does not move it from "
-                 "'open' to 'half_open'; only a call through allow_request() does."),
+    "a": (False, "No: reading an attribute runs none of the breaker's code. Reading .state does not move it from "
+                 "'open' to anything, however often the dashboard looks: .state is a plain value."),
     "b": (True, "Right: the move to 'half_open' happens inside allow_request(), and the dashboard never "
                 "calls it while the breaker is open, so it stays open for good. Send calls through the "
                 "breaker and let it refuse them."),
-    "c": (False, "No: recovery_timeout_s is only compared when a call asks for permission. A breaker "
-                 "nobody calls never notices the timeout has passed."),
-    "d": (False, "No: the breaker's state machine has no failures to count while no calls are made; "
-                 "the problem is that no call ever asks it."),
+    "c": (False, "No: labkit's breaker, like pybreaker's, starts no timer and no thread of its own: nothing fires "
+                 "when recovery_timeout_s ends. Look at which of its methods hold code that changes the state, "
+                 "and who calls them."),
+    "d": (False, "No: an open breaker never closes straight from 'open'. Closing takes successful trials, and a "
+                 "quiet spell with no calls is not a success."),
 }
 
 concept = register(Exercise(

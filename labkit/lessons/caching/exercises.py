@@ -9,7 +9,7 @@ proxy, so the scenarios only construct the answer and call its methods.
 from __future__ import annotations
 
 from labkit.cache import LRUCache, RedisCache
-from labkit.checking import Exercise, Fail, construct, judge_choice, refuse_reference, register
+from labkit.checking import Exercise, Fail, construct, counted, judge_choice, refuse_reference, register
 from labkit.checking.expose import expose
 from labkit.lessons.caching.model import CacheAside, SlowDatabase, simulate_hot_key, stale_set_race
 from labkit.clock import Sim
@@ -606,7 +606,7 @@ write_behind = register(Exercise(
 def _acknowledges(Answer, ctx):
     run = _WriteBehindRun(Answer)
     if run.write_errors:
-        raise Fail(f"{len(run.write_errors)} calls to write() raised DatabaseDown while the database was down (the "
+        raise Fail(f"{counted(len(run.write_errors), 'call')} to write() raised DatabaseDown while the database was down (the "
                    f"first at t={run.write_errors[0]:.2f} s). In write-behind, write() only updates the cache and "
                    "queues the row: the database's troubles must not reach the caller.")
     if run.not_cached:
@@ -670,17 +670,18 @@ def _batches(Answer, ctx):
 # --------------------------------------------------------------------------------------------
 # 02.5 how far coalescing reaches
 
+# Feedback on a wrong choice explains that choice's misconception; it never names or paraphrases
+# the right one.
 _CHOICES = {
-    "a": (False, "No: that is what plain cache-aside sends (every request that misses during the 0.3 s query "
-                 "starts its own). Coalescing merges the misses inside one process."),
+    "a": (False, "No: about 1,500 is what plain cache-aside sends: every request that misses during the 0.3 s query "
+                 "starts its own. Coalescing is there to stop exactly that. Which misses does it merge?"),
     "b": (True, "Right: request coalescing (singleflight) works inside one process, so each of the 12 servers sends "
                 "one query. Leases in the shared cache (or a lock in Redis) bring that down to one; XFetch makes "
                 "even that one happen before the expiry."),
-    "c": (False, "No: coalescing only sees the requests of its own process; the 12 servers do not know about each "
-                 "other's queries. One query for the whole fleet takes a shared mechanism: leases in the cache, "
-                 "as Facebook's memcache does."),
-    "d": (False, "No: 5,000 is every request in a second; only those that miss while a query is running matter, "
-                 "and coalescing merges them per server."),
+    "c": (False, "No: that would take every server's misses waiting on one shared list. Where does your "
+                 "StampedeSafeCache keep its list of waiting requests, and can another app server's process see it?"),
+    "d": (False, "No: 5,000 is every request in a second, hits included; only those that miss while a query is "
+                 "running matter, and coalescing is there to merge misses."),
 }
 
 scope = register(Exercise(

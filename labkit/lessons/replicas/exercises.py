@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 
-from labkit.checking import Exercise, Fail, clock_hint, construct, refuse_reference, register
+from labkit.checking import Exercise, Fail, clock_hint, construct, counted, number, refuse_reference, register
 from labkit.clock import Sim
 from labkit.db import Database, LagSpike, Replica, ReplicaDown, ReplicaSet, UniformLag
 from labkit.checking.expose import expose
@@ -161,7 +161,14 @@ def _strong(Router, ctx):
 
 @splitter.scenario("ordinary reads are spread evenly over the replicas")
 def _balanced(Router, ctx):
-    bench = _bench1(Router)
+    notes = []
+    for replicas in (3, 4):
+        notes.append(_balanced_over(Router, replicas))
+    return "; ".join(notes)
+
+
+def _balanced_over(Router, replicas: int) -> str:
+    bench = _bench1(Router, replicas=replicas)
     counts = bench.counts()
     # Half the reads are for one popular profile, as real traffic is skewed.
     keys = [1 if i % 2 else 2 + (i // 2) % 9 for i in range(600)]
@@ -178,11 +185,16 @@ def _balanced(Router, ctx):
         raise Fail(f"All 600 ordinary reads went to {busy}; the other replicas served none. Pick a replica "
                    "per read, not once per router (that is how a DNS reader endpoint behaves when every "
                    "query reuses one connection): rotate over all the replicas.")
+    idle = [r.name for r in bench.replicas if counts[r.name] == 0]
+    if idle:
+        raise Fail(f"With {len(bench.replicas)} replicas, 600 ordinary reads went: {_spread(counts)}. "
+                   f"{' and '.join(idle)} served none: your rotation skips some replicas. Move the turn on by one "
+                   "per read, and take it modulo the number of replicas.")
     if max(replicas) > 1.3 * min(replicas):
         raise Fail(f"600 reads, half of them of one popular profile, were spread unevenly: {_spread(counts)}. "
                    "Round robin gives each replica the same share whatever the keys; choosing the replica "
                    "from the key puts every read of a popular profile on the same replica.")
-    return f"600 reads: {_spread(counts)}"
+    return f"600 reads over {len(bench.replicas)} replicas: {_spread(counts)}"
 
 
 @splitter.scenario("a replica that is down is skipped, and used again when it is back")
@@ -289,18 +301,19 @@ def _fresh(lags):
 
 @lag_aware.scenario(f"skips replicas more than max_lag_s={MAX_LAG_S:g} s behind")
 def _skips(Router, ctx):
+    _boundary(Router, ctx)
     run = _LagRun(Router, spikes=[LagSpike(5, 8, extra_s=3.0, replica="replica2")], seed=1,
                   down=("replica3", 14.0, 15.0))
     ordinary = [r for r in run.reads if not r[3]]
     strong_elsewhere = [r for r in run.reads if r[3] and r[1] != "primary"]
     if strong_elsewhere:
-        raise Fail(f"{len(strong_elsewhere)} reads with strong=True were served by replicas: strong reads "
+        raise Fail(f"{counted(len(strong_elsewhere), 'read')} with strong=True were served by replicas: strong reads "
                    "still go to the primary.")
     behind = [r for r in ordinary if r[1] != "primary" and r[2][r[1]] > MAX_LAG_S]
     if behind:
         worst = max(r[2][r[1]] for r in behind)
         names = sorted({r[1] for r in behind})
-        raise Fail(f"{', '.join(names)} served {len(behind)} reads while more than max_lag_s={MAX_LAG_S:g} s "
+        raise Fail(f"{', '.join(names)} served {counted(len(behind), 'read')} while more than max_lag_s={MAX_LAG_S:g} s "
                    f"behind (up to {worst:.1f} s): those users saw data that old. Check each replica's lag_s "
                    "before you send it a read.")
     needless = [r for r in ordinary if r[1] == "primary" and _fresh(r[2])]
@@ -384,6 +397,29 @@ def _degraded(Router, ctx):
     return f"{len(none_fresh)} reads went to the primary during the spike, each counted"
 
 
+def _boundary(Router, ctx):
+    """A replica exactly max_lag_s behind still qualifies (part of the first lag-aware scenario)."""
+    # Replicas 1.5 s behind; one write at t=2. At t=3 every replica is exactly 1 s behind (the
+    # times are exact in binary). Only the boundary is judged here: other mistakes get the
+    # diagnosis of the scenario this is part of.
+    bench = _Bench(Router, lag=1.5, max_lag_s=MAX_LAG_S)
+    for key in range(1, 4):
+        bench.rs.write(key, bio="v0")
+    bench.run_until(2.0)
+    bench.rs.write(1, bio="v1")
+    bench.run_until(2.5)
+    if "primary" in [bench.read(1 + i % 3)[0].component for i in range(3)]:
+        return "reads go to the primary even 0.5 s behind: the rest of the scenario says why"
+    bench.run_until(3.0)
+    served = [bench.read(1 + i % 3)[0].component for i in range(6)]
+    lags = sorted({r.lag_s for r in bench.replicas})
+    if "primary" in served:
+        raise Fail(f"Every replica was exactly {lags[-1]:g} s behind, max_lag_s={MAX_LAG_S:g}, and your router sent "
+                   f"{served.count('primary')} of 6 ordinary reads to the primary. A replica at most max_lag_s "
+                   "behind qualifies: lag_s <= max_lag_s, not <.")
+    return "replicas exactly 1 s behind served the reads"
+
+
 # --------------------------------------------------------------------------------------------
 # 01.3 read-your-writes
 
@@ -439,16 +475,31 @@ class _SessionRun:
             name, start, end = down
             sim.at(start, self.bench.node(name).down)
             sim.at(end, self.bench.node(name).up)
+        self.strong_elsewhere = []    # (time, node) of strong reads not served by the primary
+        self.lagging_visitors = []    # (time, node, lag_s) of reads by users who never saved, on a lagging replica
+        self.wrong_returns = []       # (what write() returned, the commit's position)
+        for i in range(int((duration_s - 2.5) / 0.5)):
+            sim.at(2.5 + 0.5 * i, self._strong_read)
         sim.run(until=duration_s)
 
     def _save(self, user, bio):
-        self.bench.write(user, user=user, bio=bio)
+        returned = self.bench.write(user, user=user, bio=bio)
+        if returned != self.bench.rs.position and not self.wrong_returns:
+            self.wrong_returns.append((returned, self.bench.rs.position))
         self.saved[user] = (bio, self.bench.rs.position, self.bench.sim.now)
+
+    def _strong_read(self):
+        user = next(reversed(self.saved), None)   # the user who saved last: a token, if the design keeps one
+        event, _ = self.bench.read(user or 1, user=user, strong=True)
+        if event.component != "primary":
+            self.strong_elsewhere.append((self.bench.sim.now, event.component))
 
     def _read(self, profile, reader, delay):
         lags = {r.name: r.lag_s for r in self.bench.replicas}
         event, row = self.bench.read(profile, user=reader)
         self.by_node[event.component] += 1
+        if reader not in self.saved and lags.get(event.component, 0.0) > MAX_LAG_S:
+            self.lagging_visitors.append((self.bench.sim.now, event.component, lags[event.component]))
         if delay is None:
             self.visitor_by_node[event.component] += 1
         if reader in self.saved and self.bench.sim.now - self.saved[reader][2] > 8.0:
@@ -505,8 +556,24 @@ def _own_writes(Router, ctx):
     notes = []
     for label, kwargs in _SCENARIOS:
         run = _SessionRun(Router, **kwargs)
+        if run.wrong_returns:
+            returned, position = run.wrong_returns[0]
+            raise Fail(f"write() returned {returned!r}, but the primary committed that save at log position "
+                       f"{position}. Return the position the primary's write returns: it is the user's session "
+                       "token, and callers keep it.")
         if run.bad:
             raise Fail(_stale_own_reads(label, run))
+        if run.strong_elsewhere:
+            t, node = run.strong_elsewhere[0]
+            raise Fail(f"In the scenario '{label}', a read with strong=True at t={t:.1f} s was served by {node}. "
+                       f"{len(run.strong_elsewhere)} strong reads missed the primary: strong reads always go to "
+                       "the primary, whoever asks.")
+        if run.lagging_visitors:
+            t, node, lag = run.lagging_visitors[0]
+            raise Fail(f"In the scenario '{label}', {counted(len(run.lagging_visitors), 'read')} by users who had never saved "
+                       f"anything were served by a replica more than max_lag_s={MAX_LAG_S:g} s behind (at t={t:.1f} s, "
+                       f"{node}, {lag:.1f} s behind). Only the user who just saved needs special routing; everyone "
+                       "else's reads follow the lag-aware rules of exercise 2 (a token of 0 is not 'any replica').")
         notes.append(f"{label}: 0 of {run.own}")
     return "; ".join(notes)
 
@@ -529,7 +596,38 @@ def _not_all_on_primary(Router, ctx):
                    f"{primary_after + replicas_after} reads served by the primary, long after every replica "
                    "had their save. Send a user back to the replicas once a replica can serve them."
                    + clock_hint(ctx, ask=False))
-    return f"the primary served {100 * on_primary / total:.0f} % of reads"
+    on_replicas = {r.name: run.by_node[r.name] for r in run.bench.replicas}
+    if max(on_replicas.values()) > 1.5 * min(on_replicas.values()):
+        raise Fail(f"The replicas shared the reads unevenly: {_spread(on_replicas)}. Rotate over the replicas that "
+                   "can serve a read (those with the user's save, or within max_lag_s) and move the turn on at "
+                   "every read, on every path through read(): always taking the first one that qualifies "
+                   "overloads it.")
+    quiet = _quiet_reread(Router)
+    if quiet:
+        raise Fail(quiet + clock_hint(ctx, ask=False))
+    return f"the primary served {100 * on_primary / total:.0f} % of reads; the replicas shared the rest evenly"
+
+
+def _quiet_reread(Router) -> str:
+    """One user saves, nobody else writes; 10 s later every replica has exactly that save: they should serve it."""
+    bench = _Bench(Router, clock=True, replicas=4, lag=0.3, max_lag_s=MAX_LAG_S)
+    for user in range(1, 11):
+        bench.rs.write(user, bio="original")
+    bench.run_until(2.0)
+    position = bench.write(7, user=7, bio="saved")
+    bench.run_until(12.0)
+    served = [bench.read(7, user=7)[0].component for _ in range(8)]
+    if served.count("primary") > 1:
+        return (f"User 7 saved at t=2 s (log position {position}) and nobody wrote after that. At t=12 s every replica "
+                f"had applied exactly that position, yet your router sent {served.count('primary')} of user 7's 8 "
+                "reads to the primary. A replica whose position equals the user's token has their save (>=, not "
+                ">); a sticky window ends.")
+    counts = {r.name: served.count(r.name) for r in bench.replicas}
+    if min(counts.values()) == 0 or max(counts.values()) > 2 * min(counts.values()):
+        return (f"User 7 saved at t=2 s and then, at t=12 s, read their profile 8 times, with all 4 replicas holding "
+                f"the save: {_spread(counts)}. Their reads should take turns over the replicas that have the save "
+                "like any other reads: move the turn on by one at every read, on every path through read().")
+    return ""
 
 
 # --------------------------------------------------------------------------------------------
@@ -566,17 +664,21 @@ capacity = register(Exercise(
 
 @capacity.scenario("enough replicas, with headroom, and no more")
 def _capacity(answer, ctx):
-    if isinstance(answer, float) and answer.is_integer():
-        answer = int(answer)
-    if isinstance(answer, float):
-        raise Fail(f"You can't run {answer:g} replicas: REPLICAS must be a whole number. Which whole number "
+    count = number(answer, "REPLICAS is", should="REPLICAS should be a whole number of replicas") \
+        if not isinstance(answer, (bool, str)) else None
+    if count is None:
+        raise Fail(f"REPLICAS should be a whole number of replicas; got {answer!r}.")
+    if not count.is_integer():
+        raise Fail(f"You can't run {count:g} replicas: REPLICAS must be a whole number. Which whole number "
                    "keeps every replica at or under 75 %?")
-    if not isinstance(answer, int) or isinstance(answer, bool) or answer < 0:
+    answer = int(count)
+    if answer < 0:
         raise Fail(f"REPLICAS should be a whole number of replicas; got {answer!r}.")
     if answer == 0:
         raise Fail("With 0 replicas the primary takes all 16,000 queries/s: 320 % of its capacity.")
     u = _replica_utilisation(answer)
-    load = f"With {answer} replicas each would run at {100 * u:.0f} % of its capacity at peak"
+    load = (f"With {answer} replica{'' if answer == 1 else 's'} each would run at {100 * u:.0f} % of its capacity "
+            "at peak")
     mistake = next((name for name, f in _KNOWN_MISTAKES.items() if f() == answer), None)
     if u > MAX_UTILISATION:
         nudge = {
