@@ -594,7 +594,7 @@ write_behind = register(Exercise(
     hints=(
         "write(): self.cache.set(key, fields), then queue (key, fields). flush(): take up to batch_size queued rows "
         "and send them in one self.db.write_many(rows) call.",
-        "If write_many raises lk.DatabaseDown, nothing was written: leave the rows queued, in their place at the "
+        "If write_many raises lk.caching.DatabaseDown, nothing was written: leave the rows queued, in their place at the "
         "front, and return. Removing them first, or putting them back at the end of the queue behind newer "
         "writes of the same key, loses or reorders writes.",
         "Coalescing is allowed and saves round trips: keep one queued write per key, the newest (a dict keyed by "
