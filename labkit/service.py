@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import heapq
 import math
-import random
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -70,20 +69,24 @@ class Response(NamedTuple):
     error: str | None = None
 
 
-_NV_MAGICCONST, _log, _exp = random.NV_MAGICCONST, math.log, math.exp  # as random.normalvariate has them
-_response = tuple.__new__  # Response(...) without NamedTuple's Python-level __new__: one per simulated call
-
-
 class WorkerPool:
     """`workers` identical workers serving requests first come, first served (lesson 03).
 
-    A request-level model: a request's start and end are known the moment it arrives,
-    `start = max(now, earliest free worker)`, so no event is needed per worker.
-    `Service` queues its calls here; a simulation with its own service times can too.
+    The one place where a request is admitted to workers: `Service` queues its calls here,
+    and a simulation with its own service times can too. A request-level model: a request's
+    start and end are known the moment it arrives, `start = max(now, earliest free worker)`,
+    so no event is needed per worker.
+
+    Admission is two steps, so that a caller can shape the work by when it starts (a fault
+    window, a slow spell): `next_start(now)` says when a worker would take a request, and
+    `admit(now, service_s)` queues it. A pool that bounds its queue or its wait decides in
+    these two methods, and its callers need not change.
     """
 
+    MAX_WORKERS = 100_000  # the pool keeps one float per worker
+
     def __init__(self, workers: int):
-        self.workers = validate.number("workers", workers, lo=1, integer=True)
+        self.workers = validate.number("workers", workers, lo=1, hi=self.MAX_WORKERS, integer=True)
         self._free_at = [0.0] * workers  # a heap: when each worker is next free
 
     def next_start(self, now: float) -> float:
@@ -115,51 +118,33 @@ class Service:
     def __init__(self, sim: Sim, name: str = "backend", *, latency_s: float = 0.05,
                  latency_sigma: float = 0.5, error_rate: float = 0.0,
                  max_concurrency: int = 20, faults=()):
-        if not isinstance(sim, Sim):
-            raise ValueError(f"sim must be a labkit Sim, got {sim!r}")
-        self.sim = sim
-        self.name = name
-        self.latency_s = validate.number("latency_s", latency_s, lo=0, lo_open=True)
+        self.sim = validate.instance("sim", sim, Sim, "a labkit Sim")
+        self.name = validate.text("name", name)
+        self.latency_s = validate.number("latency_s", latency_s, lo=0, lo_open=True, hi=3600)
         self.latency_sigma = validate.number("latency_sigma", latency_sigma, lo=0, hi=3)
         self.error_rate = validate.number("error_rate", error_rate, lo=0, hi=1)
-        self.max_concurrency = validate.number("max_concurrency", max_concurrency, lo=1, integer=True)
+        self.max_concurrency = validate.number("max_concurrency", max_concurrency, lo=1,
+                                               hi=WorkerPool.MAX_WORKERS, integer=True)
         if isinstance(faults, (Outage, ErrorBurst, LatencySpike)):
-            raise ValueError(f"faults must be a list of faults, got the single fault {faults!r}: use [fault]")
-        self.faults = tuple(faults)
-        for fault in self.faults:
-            if not isinstance(fault, (Outage, ErrorBurst, LatencySpike)):
-                raise ValueError(f"faults must hold Outage, ErrorBurst or LatencySpike, got {fault!r}")
+            raise validate.ArgumentTypeError(f"faults must be a list of faults, got the single fault {faults!r}: use [fault]")
+        self.faults = tuple(validate.items("faults", faults, (Outage, ErrorBurst, LatencySpike),
+                                           "Outage, ErrorBurst or LatencySpike"))
         self._mu = math.log(latency_s)
         self.pool = WorkerPool(max_concurrency)
         self._record = sim.trace.recorder(name, "call")
 
     def call(self, timeout_s: float | None = None) -> Response:
         """Send one request now; returns what the caller will see and after how long."""
-        sim, rng = self.sim, self.sim.rng
-        now = sim.now
-        # self.pool.next_start(now) and .admit(now, service_s), inlined (three calls saved on each
-        # simulated call): the earliest free worker takes it. Faults apply by when the work starts.
-        free_at = self.pool._free_at
-        start = free_at[0] if free_at[0] > now else now
+        if timeout_s is not None and not (type(timeout_s) is float and 0 < timeout_s < math.inf):
+            validate.number("timeout_s", timeout_s, lo=0, lo_open=True)  # the float test is the fast path
+        now, rng = self.sim.now, self.sim.rng
+        start = self.pool.next_start(now)  # faults apply by when the work starts
+        service_s = rng.lognormvariate(self._mu, self.latency_sigma) if self.latency_sigma else self.latency_s
         ok, error = True, None
-        sigma = self.latency_sigma
-        if sigma:
-            # rng.lognormvariate(self._mu, sigma), inlined (the same draws, the same result to the
-            # last bit; a test compares them): it is two Python calls deep, once per simulated call.
-            uniform = rng.random
-            while True:
-                u1 = uniform()
-                u2 = 1.0 - uniform()
-                z = _NV_MAGICCONST * (u1 - 0.5) / u2
-                if z * z / 4.0 <= -_log(u2):
-                    break
-            service_s = _exp(self._mu + z * sigma)
-        else:
-            service_s = self.latency_s
         if self.error_rate and rng.random() < self.error_rate:
             ok, error = False, "error"
         for fault in self.faults:
-            if not fault.start_s <= start < fault.end_s:   # fault.active(start), inlined: once per call
+            if not fault.active(start):
                 continue
             if isinstance(fault, Outage):
                 ok, error, service_s = False, "outage", fault.hang_s
@@ -168,13 +153,13 @@ class Service:
                 ok, error = False, "error"
             elif isinstance(fault, LatencySpike):
                 service_s *= fault.factor
-        end = start + service_s
-        heapq.heapreplace(free_at, end)
+        start, end = self.pool.admit(now, service_s)
         self._record(now, {"ok": ok, "queued_s": start - now, "service_s": service_s})
         latency = end - now
         if timeout_s is not None and latency > timeout_s:
-            return _response(Response, (False, timeout_s, "timeout"))
-        return _response(Response, (ok, latency, error))
+            return Response(False, timeout_s, "timeout")
+        return Response(ok, latency, error)
+
 
     @property
     def capacity_rps(self) -> float:

@@ -27,25 +27,42 @@ def calls_at(sim, svc, times, **call_kwargs):
 
 # --- validation ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"latency_s": 0}, r"latency_s must be > 0, got 0"),
-    ({"latency_s": math.nan}, r"latency_s must be a number > 0, got nan"),
-    ({"latency_sigma": -0.1}, r"latency_sigma must be in \[0, 3\], got -0.1"),
-    ({"latency_sigma": 3.5}, r"latency_sigma must be in \[0, 3\], got 3.5"),
-    ({"error_rate": 1.2}, r"error_rate must be in \[0, 1\], got 1.2"),
-    ({"max_concurrency": 0}, r"max_concurrency must be >= 1, got 0"),
-    ({"max_concurrency": 2.0}, r"max_concurrency must be an int >= 1, got 2.0"),
-    ({"faults": [("outage", 0, 10)]}, r"faults must hold Outage, ErrorBurst or LatencySpike, got \('outage'"),
-    ({"faults": Outage(0, 10)}, r"faults must be a list of faults, got the single fault Outage"),
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"latency_s": 0}, ValueError, r"latency_s must be in \(0, 3600\], got 0"),
+    ({"latency_s": math.nan}, ValueError, r"latency_s must be a number in \(0, 3600\], got nan"),
+    ({"latency_s": "0.05"}, TypeError, r"latency_s must be a number in \(0, 3600\], got '0.05'"),
+    ({"latency_sigma": -0.1}, ValueError, r"latency_sigma must be in \[0, 3\], got -0.1"),
+    ({"latency_sigma": 3.5}, ValueError, r"latency_sigma must be in \[0, 3\], got 3.5"),
+    ({"error_rate": 1.2}, ValueError, r"error_rate must be in \[0, 1\], got 1.2"),
+    ({"error_rate": True}, TypeError, r"error_rate must be a number in \[0, 1\], got True"),
+    ({"max_concurrency": 0}, ValueError, r"max_concurrency must be in \[1, 100000\], got 0"),
+    ({"max_concurrency": 10**12}, ValueError, r"max_concurrency must be in \[1, 100000\], got 1000000000000"),
+    ({"max_concurrency": 2.0}, TypeError, r"max_concurrency must be an int in \[1, 100000\], got 2.0"),
+    ({"name": ""}, ValueError, r"name must be a non-empty string, got ''"),
+    ({"name": None}, TypeError, r"name must be a non-empty string, got None"),
+    ({"faults": [("outage", 0, 10)]}, TypeError, r"faults must hold Outage, ErrorBurst or LatencySpike, got \('outage'"),
+    ({"faults": Outage(0, 10)}, TypeError, r"faults must be a list of faults, got the single fault Outage"),
+    ({"faults": None}, TypeError, r"faults must be a list of Outage, ErrorBurst or LatencySpike, got None"),
 ])
-def test_service_arguments_are_validated(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_service_arguments_are_validated(kwargs, error, message):
+    with pytest.raises(error, match=message):
         Service(Sim(), **kwargs)
 
 
 def test_service_needs_a_sim():
-    with pytest.raises(ValueError, match="sim must be a labkit Sim"):
+    with pytest.raises(TypeError, match="sim must be a labkit Sim"):
         Service(object())
+
+
+@pytest.mark.parametrize("timeout_s, error", [(0, ValueError), (-1, ValueError), (-0.5, ValueError),
+                                              (math.nan, ValueError), (math.inf, ValueError),
+                                              ("1", TypeError), (True, TypeError)])
+def test_a_call_refuses_a_timeout_that_is_not_a_positive_finite_number(timeout_s, error):
+    # A negative timeout used to come back as a negative latency.
+    sim, svc = service()
+    with pytest.raises(error, match=f"timeout_s must be (a number )?> 0, got {timeout_s!r}"):
+        svc.call(timeout_s)
+    assert [svc.call(t).ok for t in (1, 1.0, None)] == [True] * 3  # an int, a float or no timeout
 
 
 @pytest.mark.parametrize("make, message", [
@@ -176,7 +193,7 @@ def test_lognormal_service_times_have_the_configured_median():
 
 
 def test_service_times_are_the_random_modules_lognormal_draws_to_the_last_bit():
-    # Service.call inlines random.lognormvariate for speed; it must draw exactly what it would.
+    # Each call's service time is one rng.lognormvariate draw from the sim's RNG, in call order.
     sim, svc = service(seed=9, latency_s=0.05, latency_sigma=0.7, max_concurrency=100_000)
     calls_at(sim, svc, [0] * 500)
     reference = random.Random(9)

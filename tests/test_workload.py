@@ -114,7 +114,7 @@ def test_drive_workload_calls_the_handler_at_each_op_time_with_one_queued_event(
     (dict(duration_s=1, rate="lots"), "rate must be requests per second or a Steady, Diurnal or Bursty profile"),
     (dict(duration_s=1, write_fraction=1.5), "write_fraction must be in [0, 1], got 1.5"),
     (dict(duration_s=1, zipf_s=-1), "s must be in [0, 5], got -1"),
-    (dict(duration_s=1, n_keys=0), "n_keys must be in [1, 1e+06], got 0"),
+    (dict(duration_s=1, n_keys=0), "n_keys must be in [1, 1000000], got 0"),
     (dict(duration_s=1, read_after_write_s=-1), "read_after_write_s must be >= 0, got -1"),
 ])
 def test_bad_arguments_name_the_parameter_and_range(kwargs, message):
