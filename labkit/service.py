@@ -271,8 +271,10 @@ class ThreadPool:
                  keep_alive_s: float = math.inf):
         self.sim = validate.instance("sim", sim, Sim, "a labkit Sim")
         self.name = validate.text("name", name)
-        self.core = validate.number("core", core, lo=0, hi=WorkerPool.MAX_WORKERS, integer=True)
-        self.max_threads = validate.number("max_threads", max_threads, lo=max(core, 1), hi=WorkerPool.MAX_WORKERS,
+        # core >= 1: with no core threads Java also starts one when a task is queued and none exist,
+        # a rule this model leaves out.
+        self.core = validate.number("core", core, lo=1, hi=WorkerPool.MAX_WORKERS, integer=True)
+        self.max_threads = validate.number("max_threads", max_threads, lo=core, hi=WorkerPool.MAX_WORKERS,
                                            integer=True)
         self.queue_capacity = validate.number("queue_capacity", queue_capacity, lo=0, hi=10_000_000, integer=True)
         self.keep_alive_s = keep_alive_s if keep_alive_s == math.inf else validate.number(

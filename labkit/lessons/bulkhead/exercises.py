@@ -147,6 +147,10 @@ def _waits(Bulkhead, ctx):
         raise Fail("Both permits were taken and three more calls arrived (max_wait_s=1.0): your bulkhead rejected "
                    "them at once. With max_wait_s > 0 a call waits up to max_wait_s for a permit.")
     bench.wait(2.0)
+    if e["started"] is not None and (c["started"] is None or e["started"] < c["started"]):
+        raise Fail(f"Three calls waited (sent at t=0.10, 0.20 and 0.30 s) while both permits were taken, and the "
+                   f"last of them got a permit first, at t={e['started']:.2f} s. Serve waiters first come, first "
+                   "served: the oldest waiter gets the next permit.")
     if c["started"] is None or d["started"] is None:
         raise Fail("Two calls waited while both permits were taken; the permits came back at t=0.50 s and 0.80 s "
                    "and a waiter did not get one. When a call is done, start the oldest waiter at once.")
@@ -259,17 +263,26 @@ def _judge_timeline(answer, core, mx, cap, tasks, what):
     if not isinstance(got, list) or len(got) != len(tasks):
         raise Fail(f"timeline({core}, {mx}, {cap}, tasks) should return one (action, start_s) pair per task "
                    f"({len(tasks)}); got {got!r:.120}.")
-    for i, (pair, (want_action, want_start)) in enumerate(zip(got, expected)):
+    for i, pair in enumerate(got):
         if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
             raise Fail(f"Task {i}'s entry should be a pair (action, start_s); got {pair!r}.")
-        action, start = pair
-        if action not in TASK_ACTIONS:
-            raise Fail(f"Task {i}'s action should be one of {', '.join(map(repr, TASK_ACTIONS))}; got {action!r}.")
+        if pair[0] not in TASK_ACTIONS:
+            raise Fail(f"Task {i}'s action should be one of {', '.join(map(repr, TASK_ACTIONS))}; got {pair[0]!r}.")
+    mine, theirs = [str(p[0]) for p in got], [a for a, _ in expected]
+    if mine != theirs and sorted(mine) == sorted(theirs) and any(
+            t == "extra" and m == "queue" for m, t in zip(mine, theirs)):
+        raise Fail(f"With core={core}, max_threads={mx}, queue_capacity={cap} ({what}), your timeline has as many "
+                   "tasks running, queued, on extra threads and rejected as Java's, but not the same tasks: a "
+                   "thread beyond core runs the task whose arrival found the queue full, not the oldest queued one.")
+    for i, (pair, (want_action, want_start)) in enumerate(zip(got, expected)):
+        action = pair[0]
         if action != want_action:
             arrival = tasks[i][0]
             raise Fail(f"With core={core}, max_threads={mx}, queue_capacity={cap} ({what}), your timeline says task "
                        f"{i} (arriving at t={arrival:g} s) is {action!r}; it is not. "
                        + _ACTION_HINTS.get((action, want_action), ""))
+    for i, (pair, (want_action, want_start)) in enumerate(zip(got, expected)):
+        start = pair[1]
         if want_start is None:
             if start is not None:
                 raise Fail(f"Task {i} was rejected, so its start_s should be None; yours was {start!r}.")

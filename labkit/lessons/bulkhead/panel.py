@@ -35,7 +35,7 @@ def plot(runs, title: str | None = None):
     """Per run, workers in use stacked by kind of work; then each kind's success, p99 and rejections over time (lesson 04)."""
     runs = as_runs(runs, BulkheadRun, "lk.bulkhead.simulate")
     labels, runs = list(runs), list(runs.values())
-    fig, axes = new_figure(len(runs) + 3, 1.25, right=0.78, top_in=0.5)
+    fig, axes = new_figure(len(runs) + 3, 1.25, right=0.74, top_in=0.5)
     stack_axes, (ax_ok, ax_lat, ax_rej) = axes[:len(runs)], axes[len(runs):]
     first = runs[0]
     bands = [(*first.incident, "incident")]
