@@ -40,13 +40,17 @@ def plot(runs, title: str | None = None):
     first = runs[0]
     bands = [(*first.incident, "incident")]
     for ax in axes:
+        ax.set_autoscale_on(False)  # every limit is set below: autoscaling each artist is most of a redraw
         shade(ax, bands, {"incident": INCIDENT_COLOUR})
     ceiling = 0.0
     for ax, run, label in zip(stack_axes, runs, labels):
         series = {kind: run.series(kind) for kind in KINDS}
-        t = series["checkout"]["time_s"]
-        ax.stackplot(t + [run.duration_s], *[s["workers"] + s["workers"][-1:] for s in series.values()],
-                     step="post", colors=[KIND_COLOURS[k] for k in KINDS], alpha=0.8, linewidth=0)
+        edges = series["checkout"]["time_s"] + [run.duration_s]
+        below = [0.0] * (len(edges) - 1)
+        for kind, s in series.items():  # stacked: each kind's band starts where the one below it ends
+            top = [b + w for b, w in zip(below, s["workers"])]
+            ax.stairs(top, edges, baseline=below, fill=True, color=KIND_COLOURS[kind], alpha=0.8, linewidth=0)
+            below = top
         budget = sum(run.settings["workers"].values())
         ax.axhline(budget, color="black", linewidth=0.8, linestyle=":")
         ceiling = max(ceiling, budget)
@@ -57,10 +61,11 @@ def plot(runs, title: str | None = None):
         style = DESIGN_STYLES[i % len(DESIGN_STYLES)]
         for kind in KINDS:
             s = run.series(kind)
-            kw = dict(where="post", color=KIND_COLOURS[kind], linestyle=style, linewidth=1.4)
-            ax_ok.step(s["time_s"], [100 * v for v in s["success_rate"]], **kw)
-            ax_lat.step(s["time_s"], s["p99_ms"], **kw)
-            ax_rej.step(s["time_s"], s["rejected_rps"], **kw)
+            edges = s["time_s"] + [run.duration_s]
+            kw = dict(color=KIND_COLOURS[kind], linestyle=style, linewidth=1.4, baseline=None)
+            ax_ok.stairs([100 * v for v in s["success_rate"]], edges, **kw)
+            ax_lat.stairs(s["p99_ms"], edges, **kw)
+            ax_rej.stairs(s["rejected_rps"], edges, **kw)
     ax_ok.set_ylim(-5, 105)
     ax_lat.set_ylim(0, round_up(1.1 * peak(r.series(k)["p99_ms"] for r in runs for k in KINDS)))
     ax_rej.set_ylim(0, round_up(1.1 * peak(r.series(k)["rejected_rps"] for r in runs for k in KINDS)))
