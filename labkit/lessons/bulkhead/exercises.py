@@ -98,8 +98,8 @@ semaphore = register(Exercise(
     hints=(
         "Keep a count of permits in use and a FIFO list of waiting calls (collections.deque).",
         "call(): a free permit and nobody waiting -> start the work now. Otherwise, with max_wait_s > 0, "
-        "append the call to the waiters and set a timer with clock.after(max_wait_s, ...) that rejects it if "
-        "it is still waiting then; with max_wait_s == 0, reply('rejected') at once.",
+        "append the call to the waiters and set a timer, clock.after(max_wait_s, lambda: ...), that rejects it "
+        "if it is still waiting then; with max_wait_s == 0, reply('rejected') at once.",
         "Starting a call: count the permit, then call work(done) inside try/except. done(outcome) gives the "
         "permit back only the first time it is called (a flag), replies with the outcome, and starts the "
         "oldest waiter that is still waiting. An exception from work() is done('error').",
