@@ -193,3 +193,18 @@ def test_each_wrong_choice_has_its_own_feedback(letter):
     report = lk.check("04.4", letter)
     assert report.status == "failed"
     assert messages(report) and messages(report) not in {messages(lk.check("04.4", x)) for x in "acd" if x != letter}
+
+
+def test_every_percentage_in_the_prose_is_an_output_a_reader_can_see():
+    import re
+
+    from support import notebook
+
+    nb = notebook("solutions", LESSON)
+    prose = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    shown = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+                      for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    claims = set(re.findall(r"(\d+\.\d) %", prose.replace("**", "")))
+    assert len(claims) >= 8
+    missing = sorted(c for c in claims if f"{c} %" not in shown)
+    assert not missing, f"percentages in the prose that no output shows: {missing}"
