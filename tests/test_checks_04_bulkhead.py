@@ -151,6 +151,14 @@ WRONG_TIMELINES = {
         """        elif free_at and min(free_at) <= arrival:""",
         """        elif False:""",
         "A thread was free (or fewer than core threads existed)"),
+    "a thread freed at an arrival skips the queue": (
+        """            if free_at[i] > until:""",
+        """            if free_at[i] >= until:""",
+        "a thread frees at the moment a task arrives"),
+    "a thread freed at an arrival is not idle": (
+        """        elif free_at and min(free_at) <= arrival:""",
+        """        elif free_at and min(free_at) < arrival:""",
+        "a thread frees at the moment a task arrives"),
 }
 
 

@@ -222,6 +222,8 @@ _EXECUTOR_CASES = (
     (1, 3, 0, [(i * 0.001, 1.0) for i in range(5)], "no queue (queue_capacity=0)"),
     (2, 3, 1, [(0.0, 0.2), (0.05, 0.2), (0.1, 0.5), (0.12, 0.5), (0.13, 0.5), (0.5, 0.1), (0.52, 0.1),
                (0.53, 0.1), (2.0, 0.1), (2.01, 0.1)], "a second burst after threads went idle"),
+    (1, 2, 1, [(0.0, 0.5), (0.25, 0.25), (0.5, 0.25), (1.0, 0.25)],
+     "a thread frees at the moment a task arrives: it takes the oldest queued task first"),
 )
 
 _ACTION_HINTS = {
@@ -307,10 +309,11 @@ def _surprise(answer, ctx):
     return _judge_timeline(answer, *_EXECUTOR_CASES[1])
 
 
-@executor.scenario("no queue at all, and threads reused after a burst")
+@executor.scenario("no queue at all, threads reused after a burst, and a thread that frees as a task arrives")
 def _sync_and_rounds(answer, ctx):
     _judge_timeline(answer, *_EXECUTOR_CASES[2])
-    return _judge_timeline(answer, *_EXECUTOR_CASES[3])
+    _judge_timeline(answer, *_EXECUTOR_CASES[3])
+    return _judge_timeline(answer, *_EXECUTOR_CASES[4])
 
 
 # --------------------------------------------------------------------------------------------
