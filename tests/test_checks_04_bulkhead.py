@@ -12,10 +12,12 @@ from labkit.service import executor_timeline
 from support import assert_every_check, cell_defining, mutate, run_cells
 
 LESSON = "04_bulkhead"
-EXERCISES = [("04.1", "Bulkhead"), ("04.2", "timeline"), ("04.3", "SIZING"), ("04.4", "ANSWER")]
+EXERCISES = [("04.1", "Bulkhead"), ("04.2", "timeline"), ("04.3", "SIZING"), ("04.4", "ANSWER"),
+             ("04.5", "AIMDLimiter")]
 BULKHEAD = cell_defining("solutions", LESSON, "Bulkhead")
 TIMELINE = cell_defining("solutions", LESSON, "timeline")
 SIZING = cell_defining("solutions", LESSON, "SIZING")
+AIMD = cell_defining("solutions", LESSON, "AIMDLimiter")
 
 
 def messages(report):
@@ -23,7 +25,7 @@ def messages(report):
 
 
 def test_solution_passes_every_check():
-    ns = run_cells(BULKHEAD, TIMELINE, SIZING, cell_defining("solutions", LESSON, "ANSWER"))
+    ns = run_cells(BULKHEAD, TIMELINE, SIZING, cell_defining("solutions", LESSON, "ANSWER"), AIMD)
     assert_every_check(ns, EXERCISES, "passed")
 
 
@@ -216,3 +218,20 @@ def test_every_percentage_in_the_prose_is_an_output_a_reader_can_see():
     assert len(claims) >= 8
     missing = sorted(c for c in claims if f"{c} %" not in shown)
     assert not missing, f"percentages in the prose that no output shows: {missing}"
+
+
+WRONG_LIMITERS = {
+    "never grows": ("            self.limit += 1 / self.limit", "            pass", "Does every success raise the limit"),
+    "never shrinks": ("            self.limit = max(1.0, self.limit * 0.9)", "            pass",
+                      "Does a refused call (ok=False) cut the limit?"),
+    "an unbounded limit": ("            self.limit += 1 / self.limit", '            self.limit = float("inf")',
+                           "limiter.limit should be a finite number"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(WRONG_LIMITERS))
+def test_wrong_limiter_fails_with_its_message(mistake):
+    old, new, expected = WRONG_LIMITERS[mistake]
+    report = lk.check("04.5", run_cells(mutate(AIMD, old, new))["AIMDLimiter"])
+    assert report.status == "failed", report.text()
+    assert expected in messages(report), report.text()

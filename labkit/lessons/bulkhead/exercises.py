@@ -3,7 +3,8 @@
 04.1 drives the learner's semaphore bulkhead with scripted calls on a fresh seeded `Sim` and
 judges it by when each call's work started and what its caller was told. 04.2 compares the
 learner's timeline with labkit's `ThreadPool`, which follows Java's `ThreadPoolExecutor.execute`.
-04.3 simulates the learner's partition sizes on 20 seeds. 04.4 is a concept question.
+04.3 simulates the learner's partition sizes on 20 seeds. 04.4 is a concept question. 04.5 (a stretch)
+puts the learner's AIMD limiter in front of servers of two sizes.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import math
 from labkit.checking import Exercise, Fail, clock_hint, construct, judge_choice, refuse_reference, register
 from labkit.clock import Sim
 from labkit.lessons.bulkhead.model import TOTAL_WORKERS, simulate
-from labkit.service import TASK_ACTIONS, WorkerPool, executor_timeline
+from labkit.service import TASK_ACTIONS, Service, WorkerPool, executor_timeline
 
 # What a learner's bulkhead may use of the grader's objects: the clock (exposed for every lesson
 # in labkit.grading.expose: now, at, after). The work and reply callables are plain functions.
@@ -443,3 +444,91 @@ concept = register(Exercise(
 @concept.scenario("your answer")
 def _concept(answer, ctx):
     return judge_choice(answer, _CHOICES)
+
+
+# --------------------------------------------------------------------------------------------
+# 04.5 (a stretch): an AIMD concurrency limiter.
+
+AIMD_TARGETS = dict(rate_rps=300.0, duration_s=60.0, settle_s=30.0, latency_s=0.05, queue_capacity=2,
+                    p99_factor=2.0)
+
+aimd = register(Exercise(
+    "04.5", "an AIMD concurrency limiter (stretch)", answer="AIMDLimiter",
+    hints=(
+        "Keep the limit (a float) and the calls in flight. acquire() admits a call while in_flight < limit.",
+        "release(ok): one call fewer in flight. A success raises the limit a little (+1/limit: about +1 per "
+        "limit's worth of successes); a failure (the server refused or dropped the call) cuts it by a factor.",
+        "Additive increase, multiplicative decrease: limit += 1 / limit on success; limit = max(1, limit * 0.9) on "
+        "failure. Nothing else: the server's refusals tell the limiter where its capacity is.",
+    )))
+
+
+def _aimd_run(Limiter, *, workers, initial_limit, seed):
+    """300 requests/s at a server with `workers` workers and a short queue, through the learner's limiter."""
+    t = AIMD_TARGETS
+    sim = Sim(seed)
+    limiter = construct(Limiter, sim, initial_limit=initial_limit,
+                        shown=f"clock, initial_limit={initial_limit}")
+    server = Service(sim, "server", latency_s=t["latency_s"], latency_sigma=0.3,
+                     pool=WorkerPool(workers, queue_capacity=t["queue_capacity"]))
+    limits, served = [], []
+
+    def arrive():
+        if limiter.acquire():
+            response = server.call()
+            sim.after(response.latency_s, settle, response)
+        nxt = sim.now + sim.rng.expovariate(t["rate_rps"])
+        if nxt < t["duration_s"]:
+            sim.at(nxt, arrive)
+
+    def settle(response):
+        limiter.release(response.ok)
+        if response.ok and sim.now >= t["settle_s"]:
+            served.append(response.latency_s)
+
+    def sample():
+        limit = limiter.limit
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not math.isfinite(limit):
+            raise Fail(f"limiter.limit should be a finite number; yours was {limit!r} at t={sim.now:.1f} s.")
+        if sim.now >= t["settle_s"]:
+            limits.append(float(limit))
+        if sim.now + 0.1 < t["duration_s"]:
+            sim.after(0.1, sample)
+
+    sim.at(0.0, arrive)
+    sim.at(0.05, sample)
+    sim.run(until=t["duration_s"] + 5)
+    return limits, served
+
+
+def _judge_aimd(Limiter, ctx, workers, initial_limit):
+    refuse_reference(Limiter, WorkerPool, "lk.WorkerPool", "pool")
+    limits, served = _aimd_run(Limiter, workers=workers, initial_limit=initial_limit, seed=40 + workers)
+    lo, hi = workers, workers * 1.5
+    mean = sum(limits) / len(limits) if limits else math.nan
+    if not lo <= mean <= hi:
+        where = "above" if mean > hi else "below"
+        raise Fail(f"A server with {workers} workers and a queue of {AIMD_TARGETS['queue_capacity']}, 300 requests/s, "
+                   f"your limiter starting at initial_limit={initial_limit}: over the last 30 s its limit averaged "
+                   f"{mean:.1f}, {where} [{lo}, {hi:g}]. "
+                   + ("Does a refused call (ok=False) cut the limit?" if mean > hi else
+                      "Does every success raise the limit a little?"))
+    from labkit.trace import percentile
+
+    p99 = percentile(sorted(served), 99) if served else math.inf
+    unloaded = AIMD_TARGETS["latency_s"] * math.exp(2.326 * 0.3)
+    if p99 > AIMD_TARGETS["p99_factor"] * unloaded:
+        raise Fail(f"Calls the server served in the last 30 s had a p99 of {1000 * p99:.0f} ms, more than twice its "
+                   f"unloaded p99 ({1000 * unloaded:.0f} ms): the limiter lets a queue build.")
+    return f"{workers} workers from initial_limit={initial_limit}: limit averaged {mean:.1f}, p99 {1000 * p99:.0f} ms"
+
+
+@aimd.scenario("grows from a small limit to the capacity of an 8-worker server", points=0.5)
+def _aimd_grows(Limiter, ctx):
+    return _judge_aimd(Limiter, ctx, 8, 2)
+
+
+@aimd.scenario("shrinks from a large limit; finds 16 workers as well as 8", points=0.5)
+def _aimd_shrinks(Limiter, ctx):
+    _judge_aimd(Limiter, ctx, 8, 100)
+    return _judge_aimd(Limiter, ctx, 16, 4)
