@@ -160,11 +160,14 @@ def simulate_calls(*, seed: int = 1, duration_s: float = 90.0, rate_rps: float =
 
 
 def drive_traffic(sim: Sim, service: Service, *, rate_rps: float, until_s: float,
-                  timeout_s: float | None = 1.0, retries: int = 0, breaker=None) -> None:
-    """Schedule Poisson arrivals of requests that call `service`, through `breaker` if given (lesson 03).
+                  timeout_s: float | None = 1.0, retries: int = 0, breaker=None, client: str = "client") -> None:
+    """Schedule Poisson arrivals of requests that call `service`, through `breaker` if given (lessons 03, 04).
 
-    Each request is recorded once, when it finishes, as ("client", "request") with its
-    outcome ("ok", "fallback" when the breaker refused, "failed"), latency and attempts.
+    Each request is recorded once, when it finishes, as (client, "request") with its
+    outcome ("ok", "fallback" when the breaker refused, "failed"), the last attempt's error
+    ("timeout", "rejected", "error", "outage"; None unless failed), latency and attempts.
+    Several kinds of work through one front are one call each, with their own `client`
+    name and their own `service`.
     The breaker's state is recorded as ("breaker", "state") whenever it changes.
     """
     if not isinstance(sim, Sim):
@@ -179,7 +182,8 @@ def drive_traffic(sim: Sim, service: Service, *, rate_rps: float, until_s: float
     if breaker is not None and not all(callable(getattr(breaker, m, None))
                                        for m in ("allow_request", "on_success", "on_failure")):
         raise TypeError(f"breaker must have allow_request(), on_success() and on_failure(), got {breaker!r}")
-    callers = _Callers(sim, service, rate_rps, until_s, timeout_s, retries, breaker)
+    validate.text("client", client)
+    callers = _Callers(sim, service, rate_rps, until_s, timeout_s, retries, breaker, client)
     sim.at(sim.rng.expovariate(rate_rps), callers.arrive)
 
 
@@ -194,11 +198,11 @@ class _Callers:
     __slots__ = ("sim", "service", "rate_rps", "until_s", "timeout_s", "retries", "breaker", "last_state",
                  "record_request")
 
-    def __init__(self, sim, service, rate_rps, until_s, timeout_s, retries, breaker):
+    def __init__(self, sim, service, rate_rps, until_s, timeout_s, retries, breaker, client="client"):
         self.sim, self.service, self.rate_rps, self.until_s = sim, service, rate_rps, until_s
         self.timeout_s, self.retries, self.breaker = timeout_s, retries, breaker
         self.last_state = getattr(breaker, "state", None)
-        self.record_request = sim.trace.recorder("client", "request")
+        self.record_request = sim.trace.recorder(client, "request")
 
     def note_state(self):
         state = self.breaker.state
@@ -206,9 +210,10 @@ class _Callers:
             self.last_state = state
             self.sim.record("breaker", "state", state=state)
 
-    def finish(self, started, outcome, attempts):
+    def finish(self, started, outcome, attempts, error=None):
         now = self.sim.now
-        self.record_request(now, {"outcome": outcome, "latency_s": now - started, "attempts": attempts})
+        self.record_request(now, {"outcome": outcome, "error": error, "latency_s": now - started,
+                                  "attempts": attempts})
 
     def attempt(self, started, attempts):
         breaker = self.breaker
@@ -219,9 +224,9 @@ class _Callers:
                 self.finish(started, "fallback", attempts)
                 return
         response = self.service.call(self.timeout_s)
-        self.sim.after(response.latency_s, self.settle, started, attempts + 1, response.ok)
+        self.sim.after(response.latency_s, self.settle, started, attempts + 1, response.ok, response.error)
 
-    def settle(self, started, attempts, ok):
+    def settle(self, started, attempts, ok, error=None):
         breaker = self.breaker
         if breaker is not None:
             breaker.on_success() if ok else breaker.on_failure()
@@ -231,7 +236,7 @@ class _Callers:
         elif attempts <= self.retries:
             self.attempt(started, attempts)
         else:
-            self.finish(started, "failed", attempts)
+            self.finish(started, "failed", attempts, error)
 
     def arrive(self):
         sim = self.sim

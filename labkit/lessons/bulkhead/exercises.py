@@ -1,0 +1,534 @@
+"""Exercises of lesson 04, bulkhead: scenarios and the messages each mistake earns.
+
+04.1 drives the learner's semaphore bulkhead with scripted calls on a fresh seeded `Sim` and
+judges it by when each call's work started and what its caller was told. 04.2 compares the
+learner's timeline with labkit's `ThreadPool`, which follows Java's `ThreadPoolExecutor.execute`.
+04.3 simulates the learner's partition sizes on 20 seeds. 04.4 is a concept question. 04.5 (a stretch)
+puts the learner's AIMD limiter in front of servers of two sizes.
+"""
+from __future__ import annotations
+
+import math
+
+from labkit.checking import Exercise, Fail, clock_hint, construct, judge_choice, refuse_reference, register
+from labkit.clock import Sim
+from labkit.lessons.bulkhead.model import TOTAL_WORKERS, simulate
+from labkit.service import TASK_ACTIONS, Service, WorkerPool, executor_timeline
+
+# What a learner's bulkhead may use of the grader's objects: the clock (exposed for every lesson
+# in labkit.grading.expose: now, at, after). The work and reply callables are plain functions.
+
+OUTCOMES = ("ok", "error", "timeout")
+
+
+class _Bench:
+    """One learner bulkhead on a fresh Sim, and per call: when its work started and what its caller heard."""
+
+    def __init__(self, Bulkhead, *, max_concurrent_calls, max_wait_s, seed=0):
+        refuse_reference(Bulkhead, WorkerPool, "lk.WorkerPool", "pool")
+        self.sim = Sim(seed)
+        self.settings = dict(max_concurrent_calls=max_concurrent_calls, max_wait_s=max_wait_s)
+        self.bulkhead = construct(Bulkhead, self.sim, shown=f"clock, max_concurrent_calls={max_concurrent_calls}, "
+                                  f"max_wait_s={max_wait_s!r}", **self.settings)
+        self.calls: list[dict] = []
+        self.running = 0
+        self.peak = 0
+
+    def call(self, duration_s=1.0, outcome="ok", raises=False, done_twice=False) -> dict:
+        """Send one call now: its work lasts `duration_s`, then reports `outcome` (or raises at once)."""
+        rec = {"sent": self.sim.now, "started": None, "replies": [], "finished": False}
+        self.calls.append(rec)
+
+        def work(done):
+            if rec["started"] is not None:
+                raise Fail("Your bulkhead started the same call's work twice.")
+            rec["started"] = self.sim.now
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+            if raises:
+                self.running -= 1
+                raise RuntimeError("the dependency's client raised")
+
+            def finish():
+                self.running -= 1
+                rec["finished"] = True
+                done(outcome)
+                if done_twice:
+                    done(outcome)
+
+            self.sim.after(duration_s, finish)
+
+        def reply(result):
+            rec["replies"].append((self.sim.now, result))
+
+        try:
+            self.bulkhead.call(work, reply)
+        except Fail:
+            raise
+        except RuntimeError as exc:
+            if raises:
+                raise Fail("The call's work raised an exception, and it came out of your bulkhead's call(): "
+                           "catch it, give the permit back, and reply('error').") from None
+            raise exc
+        return rec
+
+    def wait(self, delay_s):
+        self.sim.advance(delay_s)
+
+    def heard(self, rec, what: str):
+        """The one reply a call got; a Fail naming the call if it got none or several."""
+        if not rec["replies"]:
+            raise Fail(f"The call sent at t={rec['sent']:.2f} s ({what}) never got a reply: call reply(...) exactly "
+                       "once for every call, with 'rejected' if it never got a permit." + clock_hint(self._ctx))
+        if len(rec["replies"]) > 1:
+            raise Fail(f"The call sent at t={rec['sent']:.2f} s ({what}) got {len(rec['replies'])} replies "
+                       f"({', '.join(repr(r) for _, r in rec['replies'])}): reply exactly once.")
+        return rec["replies"][0]
+
+    _ctx = None
+
+
+def _bench(Bulkhead, ctx, **settings):
+    bench = _Bench(Bulkhead, **settings)
+    bench._ctx = ctx
+    return bench
+
+
+semaphore = register(Exercise(
+    "04.1", "a semaphore bulkhead", answer="Bulkhead",
+    hints=(
+        "Keep a count of permits in use and a FIFO list of waiting calls (collections.deque).",
+        "call(): a free permit and nobody waiting -> start the work now. Otherwise, with max_wait_s > 0, "
+        "append the call to the waiters and set a timer, clock.after(max_wait_s, lambda: ...), that rejects it "
+        "if it is still waiting then; with max_wait_s == 0, reply('rejected') at once.",
+        "Starting a call: count the permit, then call work(done) inside try/except. done(outcome) gives the "
+        "permit back only the first time it is called (a flag), replies with the outcome, and starts the "
+        "oldest waiter that is still waiting. An exception from work() is done('error').",
+    )))
+
+
+@semaphore.scenario("at most max_concurrent_calls at once; with max_wait_s=0 the rest are rejected at once")
+def _limits(Bulkhead, ctx):
+    for limit in (1, 4):
+        bench = _bench(Bulkhead, ctx, max_concurrent_calls=limit, max_wait_s=0)
+        recs = [bench.call(duration_s=1.0) for _ in range(limit + 3)]
+        started = sum(r["started"] is not None for r in recs)
+        if started > limit:
+            raise Fail(f"{limit + 3} calls arrived together (max_concurrent_calls={limit}) and your bulkhead started "
+                       f"{started} of them at once. Count the permits in use and refuse a call when all are taken.")
+        if started < limit:
+            raise Fail(f"{limit + 3} calls arrived together (max_concurrent_calls={limit}) and your bulkhead started "
+                       f"only {started}: it should run {limit} at once. Check < against <= where you compare.")
+        for r in recs[limit:]:
+            t, result = bench.heard(r, "all permits taken, max_wait_s=0")
+            if result != "rejected" or t > r["sent"] + 1e-9:
+                raise Fail(f"With every permit taken and max_wait_s=0, a call should be told 'rejected' at once; "
+                           f"yours heard {result!r} at t={t:.2f} s. Zero wait means fail fast.")
+        bench.wait(1.5)
+        second = [bench.call(duration_s=1.0) for _ in range(limit)]
+        if not all(r["started"] is not None for r in second):
+            n = sum(r["started"] is None for r in second)
+            raise Fail(f"After the first {limit} calls finished, {n} of {limit} new calls were refused: the permits "
+                       "of finished calls did not come back. Give the permit back when the work reports done.")
+    return "ran exactly max_concurrent_calls at once (1 and 4), rejected the rest at once, and reused the permits"
+
+
+@semaphore.scenario("waiters get a permit in arrival order, or 'rejected' when max_wait_s runs out")
+def _waits(Bulkhead, ctx):
+    bench = _bench(Bulkhead, ctx, max_concurrent_calls=2, max_wait_s=1.0)
+    a = bench.call(duration_s=0.5)
+    b = bench.call(duration_s=0.8)
+    bench.wait(0.1)
+    c = bench.call(duration_s=1.0)
+    bench.wait(0.1)
+    d = bench.call(duration_s=1.0)
+    bench.wait(0.1)
+    e = bench.call(duration_s=1.0)
+    if any(r["replies"] for r in (c, d, e)) and not any(r["started"] is not None for r in (c, d, e)):
+        raise Fail("Both permits were taken and three more calls arrived (max_wait_s=1.0): your bulkhead rejected "
+                   "them at once. With max_wait_s > 0 a call waits up to max_wait_s for a permit.")
+    bench.wait(2.0)
+    if e["started"] is not None and (c["started"] is None or e["started"] < c["started"]):
+        raise Fail(f"Three calls waited (sent at t=0.10, 0.20 and 0.30 s) while both permits were taken, and the "
+                   f"last of them got a permit first, at t={e['started']:.2f} s. Serve waiters first come, first "
+                   "served: the oldest waiter gets the next permit.")
+    if c["started"] is None or d["started"] is None:
+        raise Fail("Two calls waited while both permits were taken; the permits came back at t=0.50 s and 0.80 s "
+                   "and a waiter did not get one. When a call is done, start the oldest waiter at once.")
+    if abs(c["started"] - 0.5) > 1e-6 or abs(d["started"] - 0.8) > 1e-6:
+        order = "the later waiter went first" if d["started"] < c["started"] else "they started late"
+        raise Fail(f"Waiters sent at t=0.10 s and 0.20 s started at t={c['started']:.2f} s and "
+                   f"{d['started']:.2f} s ({order}); permits came back at 0.50 s and 0.80 s. Serve waiters "
+                   "first come, first served, the moment a permit comes back.")
+    t, result = bench.heard(e, "waited while both permits were busy")
+    if e["started"] is not None:
+        raise Fail(f"A call sent at t=0.30 s with max_wait_s=1.0 started at t={e['started']:.2f} s, after waiting "
+                   "longer than max_wait_s: once its wait is over it must be rejected, not run later.")
+    if result != "rejected" or abs(t - 1.3) > 1e-6:
+        raise Fail(f"A call sent at t=0.30 s could not get a permit within max_wait_s=1.0; it heard {result!r} "
+                   f"at t={t:.2f} s. It should hear 'rejected' at t=1.30 s, when its wait runs out.")
+    for r, what in ((a, "ran first"), (b, "ran second"), (c, "waited"), (d, "waited")):
+        t, result = bench.heard(r, what)
+        if result != "ok":
+            raise Fail(f"A call whose work reported 'ok' heard {result!r}: pass the work's outcome to reply.")
+    bench.wait(1.0)
+    f = bench.call(duration_s=0.1)
+    if f["started"] is None:
+        raise Fail("After every earlier call was done or rejected, a new call was refused: the rejected waiter "
+                   "still held a place. Remove a waiter when its wait runs out.")
+    return "served waiters FIFO as permits came back and rejected the one whose wait ran out, on time"
+
+
+@semaphore.scenario("a permit comes back exactly once, whatever the outcome")
+def _releases(Bulkhead, ctx):
+    for outcome in ("error", "timeout"):
+        bench = _bench(Bulkhead, ctx, max_concurrent_calls=1, max_wait_s=0)
+        r = bench.call(duration_s=0.2, outcome=outcome)
+        bench.wait(0.5)
+        t, result = bench.heard(r, f"its work reported {outcome!r}")
+        if result != outcome:
+            raise Fail(f"A call whose work reported {outcome!r} heard {result!r}: pass the outcome on to reply.")
+        nxt = bench.call(duration_s=0.2)
+        if nxt["started"] is None:
+            raise Fail(f"After a call that ended with {outcome!r}, the next call was refused (max_concurrent_calls=1): "
+                       f"the permit was only given back on success. Give it back on every outcome.")
+    bench = _bench(Bulkhead, ctx, max_concurrent_calls=1, max_wait_s=0)
+    r = bench.call(raises=True)
+    t, result = bench.heard(r, "its work raised an exception")
+    if result != "error":
+        raise Fail(f"A call whose work raised an exception heard {result!r}; it should hear 'error'.")
+    nxt = bench.call(duration_s=0.2)
+    if nxt["started"] is None:
+        raise Fail("After a call whose work raised an exception, the next call was refused: the exception leaked "
+                   "the permit. Give it back in the except branch (or a finally).")
+    bench = _bench(Bulkhead, ctx, max_concurrent_calls=2, max_wait_s=0)
+    bench.call(duration_s=0.2, done_twice=True)
+    bench.wait(0.5)
+    recs = [bench.call(duration_s=1.0) for _ in range(4)]
+    started = sum(r["started"] is not None for r in recs)
+    if started > 2:
+        raise Fail(f"A call's work reported done twice, and afterwards your bulkhead ran {started} calls at once "
+                   "with max_concurrent_calls=2: the second done() gave back a permit that was not held. Give a "
+                   "permit back only the first time done() is called for a call.")
+    return "gave the permit back on ok, error, timeout and an exception, and only once per call"
+
+
+# --------------------------------------------------------------------------------------------
+# 04.2: Java's ThreadPoolExecutor rule.
+
+_EXECUTOR_CASES = (
+    # (core, max_threads, queue_capacity, tasks, what the case shows)
+    (2, 4, 3, [(i * 0.001, 0.1) for i in range(10)], "a burst of 10 tasks"),
+    (1, 8, 100, [(i * 0.001, 0.1) for i in range(6)], "core=1, max=8 and a roomy queue"),
+    (1, 3, 0, [(i * 0.001, 1.0) for i in range(5)], "no queue (queue_capacity=0)"),
+    (2, 3, 1, [(0.0, 0.2), (0.05, 0.2), (0.1, 0.5), (0.12, 0.5), (0.13, 0.5), (0.5, 0.1), (0.52, 0.1),
+               (0.53, 0.1), (2.0, 0.1), (2.01, 0.1)], "a second burst after threads went idle"),
+    (1, 2, 1, [(0.0, 0.5), (0.25, 0.25), (0.5, 0.25), (1.0, 0.25)],
+     "a thread frees at the moment a task arrives: it takes the oldest queued task first"),
+)
+
+_ACTION_HINTS = {
+    ("extra", "queue"): "Java starts a thread beyond core only when the queue is full; while the queue has room, "
+                        "a new task waits in it.",
+    ("queue", "extra"): "The queue was full and fewer than max_threads threads existed: Java starts a new thread "
+                        "for this task.",
+    ("queue", "run"): "A thread was free (or fewer than core threads existed): the task runs at once.",
+    ("run", "queue"): "Every thread was busy and at least core threads existed: the task goes into the queue.",
+    ("reject", "queue"): "The queue had room for this task.",
+    ("reject", "extra"): "The queue was full, but fewer than max_threads threads existed: a new thread starts.",
+    ("queue", "reject"): "The queue was full and max_threads threads were busy: the task is rejected.",
+    ("extra", "reject"): "The queue was full and max_threads threads were busy: the task is rejected.",
+    ("run", "extra"): "No thread was free and the queue was full: this needs a thread beyond core.",
+    ("extra", "run"): "A thread was idle, or fewer than core threads existed: no extra thread is needed.",
+}
+
+executor = register(Exercise(
+    "04.2", "predict Java's ThreadPoolExecutor", answer="timeline",
+    hints=(
+        "Keep the threads (when each is next free), how many exist, and the queue of waiting tasks.",
+        "Before each arrival, let every thread that is free by then take the oldest queued task, in time order "
+        "(a thread that finishes at t takes the head of the queue at t).",
+        "Then for the new task, in this order: fewer than core threads -> new thread, 'run'; an idle thread -> "
+        "'run'; room in the queue -> 'queue'; fewer than max_threads -> new thread running THIS task, 'extra'; "
+        "else 'reject'. A queued task's start is when a thread takes it.",
+    )))
+
+
+def _judge_timeline(answer, core, mx, cap, tasks, what):
+    expected = executor_timeline(core, mx, cap, tasks)
+    try:
+        got = answer(core, mx, cap, list(tasks))
+    except Fail:
+        raise
+    except Exception as exc:  # the learner's function crashed on this input: say which
+        raise Fail(f"timeline({core}, {mx}, {cap}, tasks) raised {type(exc).__name__}: {exc} ({what}).") from None
+    got = list(got) if isinstance(got, (list, tuple)) else got
+    if not isinstance(got, list) or len(got) != len(tasks):
+        raise Fail(f"timeline({core}, {mx}, {cap}, tasks) should return one (action, start_s) pair per task "
+                   f"({len(tasks)}); got {got!r:.120}.")
+    for i, pair in enumerate(got):
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
+            raise Fail(f"Task {i}'s entry should be a pair (action, start_s); got {pair!r}.")
+        if pair[0] not in TASK_ACTIONS:
+            raise Fail(f"Task {i}'s action should be one of {', '.join(map(repr, TASK_ACTIONS))}; got {pair[0]!r}.")
+    mine, theirs = [str(p[0]) for p in got], [a for a, _ in expected]
+    if mine != theirs and sorted(mine) == sorted(theirs) and any(
+            t == "extra" and m == "queue" for m, t in zip(mine, theirs)):
+        raise Fail(f"With core={core}, max_threads={mx}, queue_capacity={cap} ({what}), your timeline has as many "
+                   "tasks running, queued, on extra threads and rejected as Java's, but not the same tasks: a "
+                   "thread beyond core runs the task whose arrival found the queue full, not the oldest queued one.")
+    for i, (pair, (want_action, want_start)) in enumerate(zip(got, expected)):
+        action = pair[0]
+        if action != want_action:
+            arrival = tasks[i][0]
+            raise Fail(f"With core={core}, max_threads={mx}, queue_capacity={cap} ({what}), your timeline says task "
+                       f"{i} (arriving at t={arrival:g} s) is {action!r}; it is not. "
+                       + _ACTION_HINTS.get((action, want_action), ""))
+    for i, (pair, (want_action, want_start)) in enumerate(zip(got, expected)):
+        start = pair[1]
+        if want_start is None:
+            if start is not None:
+                raise Fail(f"Task {i} was rejected, so its start_s should be None; yours was {start!r}.")
+            continue
+        if not isinstance(start, (int, float)) or isinstance(start, bool) or abs(start - want_start) > 1e-6:
+            extra = (" A thread beyond core runs the task that made it start, at once; the queued tasks wait for "
+                     "the next free thread." if want_action == "extra" else
+                     " A queued task starts when the first thread becomes free, oldest task first."
+                     if want_action == "queue" else "")
+            raise Fail(f"With core={core}, max_threads={mx}, queue_capacity={cap} ({what}), task {i} is "
+                       f"{want_action!r} as you said, but your start_s was {start!r}; it is not." + extra)
+    return what
+
+
+@executor.scenario("a burst into core=2, max_threads=4, queue_capacity=3")
+def _burst(answer, ctx):
+    return _judge_timeline(answer, *_EXECUTOR_CASES[0])
+
+
+@executor.scenario("the surprise: threads beyond core start only when the queue is full")
+def _surprise(answer, ctx):
+    return _judge_timeline(answer, *_EXECUTOR_CASES[1])
+
+
+@executor.scenario("no queue at all, threads reused after a burst, and a thread that frees as a task arrives")
+def _sync_and_rounds(answer, ctx):
+    _judge_timeline(answer, *_EXECUTOR_CASES[2])
+    _judge_timeline(answer, *_EXECUTOR_CASES[3])
+    return _judge_timeline(answer, *_EXECUTOR_CASES[4])
+
+
+# --------------------------------------------------------------------------------------------
+# 04.3: size the partitions.
+
+SIZING_TARGETS = dict(budget=TOTAL_WORKERS, seeds=tuple(range(100, 120)), duration_s=40.0, incident=(10.0, 35.0),
+                      checkout_success=0.995, checkout_p99_ms=300.0, product_normal_success=0.99,
+                      product_rejected_share=0.90, product_reject_ms=100.0, reporting_success=0.98)
+_SIZING_KEYS = ("checkout_workers", "product_workers", "reporting_workers", "max_wait_s")
+
+sizing = register(Exercise(
+    "04.3", "size the partitions", answer="SIZING",
+    hints=(
+        "Little's law: workers busy on average = arrival rate x mean time a call holds a worker. Work it out for "
+        "each kind when healthy (payments 80 ms, recommendations 50 ms, reports 250 ms, each a little more on "
+        "average because of the spread).",
+        "Average is not enough: Poisson arrivals bunch up, so give each partition headroom above its average. "
+        "During the incident the product partition is full whatever its size; what matters is how its callers "
+        "fail.",
+        "Checkout and reporting need their average times about 3, plus a few; product gets what is left, but no "
+        "more than it needs when healthy. A product call that waits for a worker in the incident waits for "
+        "nothing: keep max_wait_s small.",
+    )))
+
+_sized: dict = {}
+
+
+def _sized_runs(answer):
+    if not isinstance(answer, dict) or set(answer) != set(_SIZING_KEYS):
+        raise Fail(f"SIZING should be a dict with exactly the keys {', '.join(_SIZING_KEYS)}; got {answer!r}.")
+    sizes = [answer[k] for k in _SIZING_KEYS[:3]]
+    for k in _SIZING_KEYS[:3]:
+        if type(answer[k]) is not int or answer[k] < 1:
+            raise Fail(f"SIZING[{k!r}] should be a whole number of workers, at least 1; got {answer[k]!r}.")
+    wait = answer["max_wait_s"]
+    if type(wait) not in (int, float) or not 0 <= wait <= 2:
+        raise Fail(f"SIZING['max_wait_s'] should be a number of seconds from 0 to 2; got {wait!r}.")
+    if sum(sizes) > SIZING_TARGETS["budget"]:
+        raise Fail(f"The partitions add up to {sum(sizes)} workers; the budget is {SIZING_TARGETS['budget']}.")
+    key = tuple(sorted((k, type(v).__name__, repr(v)) for k, v in answer.items()))
+    if key not in _sized:
+        if len(_sized) >= 8:
+            _sized.clear()
+        t = SIZING_TARGETS
+        _sized[key] = [simulate(design="bulkheads", seed=s, duration_s=t["duration_s"], incident=t["incident"],
+                                checkout_workers=answer["checkout_workers"], product_workers=answer["product_workers"],
+                                reporting_workers=answer["reporting_workers"], max_wait_s=float(wait))
+                       for s in t["seeds"]]
+    return _sized[key]
+
+
+@sizing.scenario("checkout keeps 99.5 % success and p99 <= 300 ms during the incident (20 seeds)")
+def _checkout(answer, ctx):
+    t = SIZING_TARGETS
+    worst = min((run.summary()["checkout"]["success_rate"], run.settings["seed"]) for run in _sized_runs(answer))
+    if worst[0] < t["checkout_success"]:
+        raise Fail(f"With seed {worst[1]}, checkout succeeded for only {100 * worst[0]:.1f} % of its requests during "
+                   f"the incident (target {100 * t['checkout_success']:.1f} %): its partition of "
+                   f"{answer['checkout_workers']} is too small for its bursts. Little's law gives the average; add "
+                   "headroom.")
+    p99 = max(run.summary()["checkout"]["p99_ms"] for run in _sized_runs(answer))
+    if p99 > t["checkout_p99_ms"]:
+        raise Fail(f"Checkout's p99 during the incident reached {p99:,.0f} ms (target {t['checkout_p99_ms']:.0f} ms): "
+                   "its calls wait for workers. More workers for checkout, or less waiting.")
+    return f"checkout: at least {100 * worst[0]:.1f} % success, p99 at most {p99:,.0f} ms"
+
+
+@sizing.scenario("product pages: healthy before the incident, fast rejections during it (20 seeds)")
+def _product(answer, ctx):
+    t = SIZING_TARGETS
+    runs = _sized_runs(answer)
+    worst = min(run.outcomes("product", (0.0, t["incident"][0])) ["ok"] /
+                max(1, run.outcomes("product", (0.0, t["incident"][0]))["requests"]) for run in runs)
+    if worst < t["product_normal_success"]:
+        raise Fail(f"Before the incident, with recommendations healthy, product pages succeeded only "
+                   f"{100 * worst:.1f} % of the time on one seed (target {100 * t['product_normal_success']:.0f} %): "
+                   f"a partition of {answer['product_workers']} rejects its own ordinary bursts.")
+    share, wait_ms = 1.0, 0.0
+    for run in runs:
+        d = run.outcomes("product", run.incident)
+        failed = d["requests"] - d["ok"]
+        if failed:
+            share = min(share, d["rejected"] / failed)
+        wait_ms = max(wait_ms, run.summary()["product"]["rejected_p99_ms"] if d["rejected"] else 0.0)
+    if wait_ms > t["product_reject_ms"]:
+        raise Fail(f"During the incident, product pages' rejected calls waited up to {wait_ms:,.0f} ms before being "
+                   f"told no (p99; target {t['product_reject_ms']:.0f} ms): a long max_wait_s holds a request thread "
+                   "for nothing while the dependency is slow.")
+    if share < t["product_rejected_share"]:
+        raise Fail(f"During the incident only {100 * share:.0f} % of product pages' failures were fast rejections "
+                   f"(target {100 * t['product_rejected_share']:.0f} %); the rest waited for the 2 s dependency and "
+                   f"timed out. A partition of {answer['product_workers']} admits more slow calls than it needs.")
+    return f"product: healthy before, {100 * share:.0f} % of its incident failures were fast rejections"
+
+
+@sizing.scenario("reporting keeps 98 % success (20 seeds)")
+def _reporting(answer, ctx):
+    worst = min(run.outcomes("reporting")["ok"] / max(1, run.outcomes("reporting")["requests"])
+                for run in _sized_runs(answer))
+    if worst < SIZING_TARGETS["reporting_success"]:
+        raise Fail(f"Reporting succeeded only {100 * worst:.1f} % of the time on one seed (target "
+                   f"{100 * SIZING_TARGETS['reporting_success']:.0f} %): its slow queries need more than "
+                   f"{answer['reporting_workers']} workers.")
+    return f"reporting: at least {100 * worst:.1f} % success"
+
+
+# --------------------------------------------------------------------------------------------
+# 04.4: when a bulkhead hurts.
+
+_CHOICES = {
+    "a": (False, "No: two kinds of work with different dependencies and one of them prone to slow down is the "
+                 "case partitions are made for; a partition costs idle capacity, but here it buys isolation."),
+    "b": (True, "Right: eight identical workers for one kind of work calling one database isolate nothing (a slow "
+                "database slows both halves alike), and each half of four queues during bursts while the other "
+                "half sits idle: the pool got smaller and nothing got safer."),
+    "c": (False, "No: sizes from measured rates and latencies by Little's law, with headroom, are how partitions "
+                 "should be sized; the cost of partitioning is there, but it buys something."),
+    "d": (False, "No: a connection pool per database is a bulkhead that pays its way: one database's slowness "
+                 "cannot hold the connections the other needs."),
+}
+
+concept = register(Exercise(
+    "04.4", "when a bulkhead hurts", answer="ANSWER",
+    hints=("Ask of each split: what failure does it isolate, and what capacity does it leave idle?",)))
+
+
+@concept.scenario("your answer")
+def _concept(answer, ctx):
+    return judge_choice(answer, _CHOICES)
+
+
+# --------------------------------------------------------------------------------------------
+# 04.5 (a stretch): an AIMD concurrency limiter.
+
+AIMD_TARGETS = dict(rate_rps=300.0, duration_s=60.0, settle_s=30.0, latency_s=0.05, queue_capacity=2,
+                    p99_factor=2.0)
+
+aimd = register(Exercise(
+    "04.5", "an AIMD concurrency limiter (stretch)", answer="AIMDLimiter",
+    hints=(
+        "Keep the limit (a float) and the calls in flight. acquire() admits a call while in_flight < limit.",
+        "release(ok): one call fewer in flight. A success raises the limit a little (+1/limit: about +1 per "
+        "limit's worth of successes); a failure (the server refused or dropped the call) cuts it by a factor.",
+        "Additive increase, multiplicative decrease: limit += 1 / limit on success; limit = max(1, limit * 0.9) on "
+        "failure. Nothing else: the server's refusals tell the limiter where its capacity is.",
+    )))
+
+
+def _aimd_run(Limiter, *, workers, initial_limit, seed):
+    """300 requests/s at a server with `workers` workers and a short queue, through the learner's limiter."""
+    t = AIMD_TARGETS
+    sim = Sim(seed)
+    limiter = construct(Limiter, sim, initial_limit=initial_limit,
+                        shown=f"clock, initial_limit={initial_limit}")
+    server = Service(sim, "server", latency_s=t["latency_s"], latency_sigma=0.3,
+                     pool=WorkerPool(workers, queue_capacity=t["queue_capacity"]))
+    limits, served = [], []
+
+    def arrive():
+        if limiter.acquire():
+            response = server.call()
+            sim.after(response.latency_s, settle, response)
+        nxt = sim.now + sim.rng.expovariate(t["rate_rps"])
+        if nxt < t["duration_s"]:
+            sim.at(nxt, arrive)
+
+    def settle(response):
+        limiter.release(response.ok)
+        if response.ok and sim.now >= t["settle_s"]:
+            served.append(response.latency_s)
+
+    def sample():
+        limit = limiter.limit
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not math.isfinite(limit):
+            raise Fail(f"limiter.limit should be a finite number; yours was {limit!r} at t={sim.now:.1f} s.")
+        if sim.now >= t["settle_s"]:
+            limits.append(float(limit))
+        if sim.now + 0.1 < t["duration_s"]:
+            sim.after(0.1, sample)
+
+    sim.at(0.0, arrive)
+    sim.at(0.05, sample)
+    sim.run(until=t["duration_s"] + 5)
+    return limits, served
+
+
+def _judge_aimd(Limiter, ctx, workers, initial_limit):
+    refuse_reference(Limiter, WorkerPool, "lk.WorkerPool", "pool")
+    limits, served = _aimd_run(Limiter, workers=workers, initial_limit=initial_limit, seed=40 + workers)
+    lo, hi = workers, workers * 1.5
+    mean = sum(limits) / len(limits) if limits else math.nan
+    if not lo <= mean <= hi:
+        where = "above" if mean > hi else "below"
+        raise Fail(f"A server with {workers} workers and a queue of {AIMD_TARGETS['queue_capacity']}, 300 requests/s, "
+                   f"your limiter starting at initial_limit={initial_limit}: over the last 30 s its limit averaged "
+                   f"{mean:.1f}, {where} [{lo}, {hi:g}]. "
+                   + ("Does a refused call (ok=False) cut the limit?" if mean > hi else
+                      "Does every success raise the limit a little?"))
+    from labkit.trace import percentile
+
+    p99 = percentile(sorted(served), 99) if served else math.inf
+    unloaded = AIMD_TARGETS["latency_s"] * math.exp(2.326 * 0.3)
+    if p99 > AIMD_TARGETS["p99_factor"] * unloaded:
+        raise Fail(f"Calls the server served in the last 30 s had a p99 of {1000 * p99:.0f} ms, more than twice its "
+                   f"unloaded p99 ({1000 * unloaded:.0f} ms): the limiter lets a queue build.")
+    return f"{workers} workers from initial_limit={initial_limit}: limit averaged {mean:.1f}, p99 {1000 * p99:.0f} ms"
+
+
+@aimd.scenario("grows from a small limit to the capacity of an 8-worker server", points=0.5)
+def _aimd_grows(Limiter, ctx):
+    return _judge_aimd(Limiter, ctx, 8, 2)
+
+
+@aimd.scenario("shrinks from a large limit; finds 16 workers as well as 8", points=0.5)
+def _aimd_shrinks(Limiter, ctx):
+    _judge_aimd(Limiter, ctx, 8, 100)
+    return _judge_aimd(Limiter, ctx, 16, 4)

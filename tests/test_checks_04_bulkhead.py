@@ -1,0 +1,237 @@
+"""The bulkhead checks against the solution, the untouched lesson, and plausible wrong answers.
+
+Each wrong answer is a small mutation of the solution, and each must fail with the message
+written for that mistake.
+"""
+import random
+
+import pytest
+
+import labkit as lk
+from labkit.service import executor_timeline
+from support import assert_every_check, cell_defining, mutate, run_cells
+
+LESSON = "04_bulkhead"
+EXERCISES = [("04.1", "Bulkhead"), ("04.2", "timeline"), ("04.3", "SIZING"), ("04.4", "ANSWER"),
+             ("04.5", "AIMDLimiter")]
+BULKHEAD = cell_defining("solutions", LESSON, "Bulkhead")
+TIMELINE = cell_defining("solutions", LESSON, "timeline")
+SIZING = cell_defining("solutions", LESSON, "SIZING")
+AIMD = cell_defining("solutions", LESSON, "AIMDLimiter")
+
+
+def messages(report):
+    return "\n".join(r.message for r in report.results if not r.passed)
+
+
+def test_solution_passes_every_check():
+    ns = run_cells(BULKHEAD, TIMELINE, SIZING, cell_defining("solutions", LESSON, "ANSWER"), AIMD)
+    assert_every_check(ns, EXERCISES, "passed")
+
+
+def test_untouched_lesson_is_not_attempted():
+    ns = run_cells(*(cell_defining("lessons", LESSON, name) for _, name in EXERCISES))
+    assert_every_check(ns, EXERCISES, "not attempted")
+
+
+WRONG_BULKHEADS = {
+    "no limit at all": (
+        "if self.in_use < self.max_concurrent_calls and not self.waiting:",
+        "if True:",
+        "Count the permits in use and refuse a call when all are taken"),
+    "one permit too many": (
+        "if self.in_use < self.max_concurrent_calls and not self.waiting:",
+        "if self.in_use <= self.max_concurrent_calls and not self.waiting:",
+        "Count the permits in use and refuse a call when all are taken"),
+    "never waits": (
+        "elif self.max_wait_s > 0:",
+        "elif False:",
+        "With max_wait_s > 0 a call waits up to max_wait_s"),
+    "waiters served last come, first served": (
+        "waiter = self.waiting.popleft()",
+        "waiter = self.waiting.pop()",
+        "Serve waiters first come, first served"),
+    "waiters never started when a permit comes back": (
+        """            while self.waiting and self.in_use < self.max_concurrent_calls:""",
+        """            while False:""",
+        "When a call is done, start the oldest waiter at once"),
+    "a waiter whose wait ran out is never rejected": (
+        """            waiter[1]("rejected")""",
+        """            pass""",
+        "never got a reply"),
+    "a waiter whose wait ran out still runs later": (
+        """            waiter[2] = False
+            self.waiting.remove(waiter)
+            waiter[1]("rejected")""",
+        """            waiter[1]("rejected")""",
+        "once its wait is over it must be rejected, not run later"),
+    "permit kept after an error": (
+        """            returned = True
+            self.in_use -= 1""",
+        """            returned = True
+            if outcome == "ok":
+                self.in_use -= 1""",
+        "the permit was only given back on success"),
+    "exception escapes": (
+        """        try:
+            work(done)
+        except Exception:
+            done("error")""",
+        """        work(done)""",
+        "catch it, give the permit back, and reply('error')"),
+    "permit given back twice": (
+        """            if returned:
+                return
+""",
+        "",
+        "gave back a permit that was not held"),
+    "rejects with another word": (
+        """        else:
+            reply("rejected")""",
+        """        else:
+            reply("full")""",
+        "should be told 'rejected' at once"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(WRONG_BULKHEADS))
+def test_wrong_bulkhead_fails_with_its_message(mistake):
+    old, new, expected = WRONG_BULKHEADS[mistake]
+    report = lk.check("04.1", run_cells(mutate(BULKHEAD, old, new))["Bulkhead"])
+    assert report.status == "failed", report.text()
+    assert expected in messages(report), report.text()
+
+
+def test_labkit_pool_is_not_accepted_as_a_bulkhead():
+    report = lk.check("04.1", lk.WorkerPool)
+    assert report.score == 0 and "labkit's own pool" in messages(report)
+
+
+def test_solution_timeline_matches_the_reference_on_random_arrivals():
+    timeline = run_cells(TIMELINE, names={"deque": __import__("collections").deque})["timeline"]
+    rng = random.Random(4)
+    for _ in range(300):
+        core = rng.randint(1, 3)
+        mx = rng.randint(core, 5)
+        cap = rng.randint(0, 3)
+        t, tasks = 0.0, []
+        for _ in range(rng.randint(1, 15)):
+            t += rng.choice([0.0, 0.01, 0.05, 0.3])
+            tasks.append((round(t, 3), rng.choice([0.05, 0.1, 0.4])))
+        want = executor_timeline(core, mx, cap, tasks)
+        got = timeline(core, mx, cap, tasks)
+        assert [a for a, _ in got] == [a for a, _ in want], (core, mx, cap, tasks)
+        assert all((s is None and w is None) or abs(s - w) < 1e-9 for (_, s), (_, w) in zip(got, want))
+
+
+WRONG_TIMELINES = {
+    "grows to max before queueing": (
+        """        elif len(queue) < queue_capacity:
+            queue.append(k)
+        elif len(free_at) < max_threads:
+            free_at.append(arrival + service)
+            out[k] = ("extra", arrival)""",
+        """        elif len(free_at) < max_threads:
+            free_at.append(arrival + service)
+            out[k] = ("extra", arrival)
+        elif len(queue) < queue_capacity:
+            queue.append(k)""",
+        "Java starts a thread beyond core only when the queue is full"),
+    "never starts extra threads": (
+        """        elif len(free_at) < max_threads:""",
+        """        elif False:""",
+        "The queue was full, but fewer than max_threads threads existed: a new thread starts"),
+    "the extra thread takes the oldest queued task": (
+        """            free_at.append(arrival + service)
+            out[k] = ("extra", arrival)""",
+        """            j = queue.popleft()
+            queue.append(k)
+            free_at.append(arrival + tasks[j][1])
+            out[j] = ("extra", arrival)""",
+        "not the oldest queued one"),
+    "idle threads ignored": (
+        """        elif free_at and min(free_at) <= arrival:""",
+        """        elif False:""",
+        "A thread was free (or fewer than core threads existed)"),
+    "a thread freed at an arrival skips the queue": (
+        """            if free_at[i] > until:""",
+        """            if free_at[i] >= until:""",
+        "a thread frees at the moment a task arrives"),
+    "a thread freed at an arrival is not idle": (
+        """        elif free_at and min(free_at) <= arrival:""",
+        """        elif free_at and min(free_at) < arrival:""",
+        "a thread frees at the moment a task arrives"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(WRONG_TIMELINES))
+def test_wrong_timeline_fails_with_its_message(mistake):
+    old, new, expected = WRONG_TIMELINES[mistake]
+    fn = run_cells(mutate(TIMELINE, old, new), names={"deque": __import__("collections").deque})["timeline"]
+    report = lk.check("04.2", fn)
+    assert report.status == "failed", report.text()
+    assert expected in messages(report), report.text()
+
+
+def _sizing(**change):
+    sizing = dict(checkout_workers=12, product_workers=14, reporting_workers=14, max_wait_s=0.0)
+    sizing.update(change)
+    return sizing
+
+
+WRONG_SIZINGS = {
+    "checkout starved": (dict(checkout_workers=6, product_workers=20), "is too small for its bursts"),
+    "product starved on a healthy day": (dict(checkout_workers=14, product_workers=8, reporting_workers=18),
+                                         "rejects its own ordinary bursts"),
+    "product waits too long": (dict(max_wait_s=0.5), "a long max_wait_s holds a request thread"),
+    "reporting starved": (dict(product_workers=24, reporting_workers=4), "its slow queries need more"),
+    "over the budget": (dict(checkout_workers=20), "the budget is 40"),
+    "a fraction of a worker": (dict(checkout_workers=12.5), "a whole number of workers"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(WRONG_SIZINGS))
+def test_wrong_sizing_fails_with_its_message(mistake):
+    change, expected = WRONG_SIZINGS[mistake]
+    report = lk.check("04.3", _sizing(**change))
+    assert report.status == "failed", report.text()
+    assert expected in messages(report), report.text()
+
+
+@pytest.mark.parametrize("letter", ["a", "c", "d"])
+def test_each_wrong_choice_has_its_own_feedback(letter):
+    report = lk.check("04.4", letter)
+    assert report.status == "failed"
+    assert messages(report) and messages(report) not in {messages(lk.check("04.4", x)) for x in "acd" if x != letter}
+
+
+def test_every_percentage_in_the_prose_is_an_output_a_reader_can_see():
+    import re
+
+    from support import notebook
+
+    nb = notebook("solutions", LESSON)
+    prose = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    shown = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+                      for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    claims = set(re.findall(r"(\d+\.\d) %", prose.replace("**", "")))
+    assert len(claims) >= 8
+    missing = sorted(c for c in claims if f"{c} %" not in shown)
+    assert not missing, f"percentages in the prose that no output shows: {missing}"
+
+
+WRONG_LIMITERS = {
+    "never grows": ("            self.limit += 1 / self.limit", "            pass", "Does every success raise the limit"),
+    "never shrinks": ("            self.limit = max(1.0, self.limit * 0.9)", "            pass",
+                      "Does a refused call (ok=False) cut the limit?"),
+    "an unbounded limit": ("            self.limit += 1 / self.limit", '            self.limit = float("inf")',
+                           "limiter.limit should be a finite number"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(WRONG_LIMITERS))
+def test_wrong_limiter_fails_with_its_message(mistake):
+    old, new, expected = WRONG_LIMITERS[mistake]
+    report = lk.check("04.5", run_cells(mutate(AIMD, old, new))["AIMDLimiter"])
+    assert report.status == "failed", report.text()
+    assert expected in messages(report), report.text()
