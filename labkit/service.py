@@ -92,9 +92,10 @@ class WorkerPool:
 
     MAX_WORKERS = 100_000  # the pool keeps one float per worker
 
-    def __init__(self, workers: int, *, max_wait_s: float = math.inf, queue_capacity: int | None = None):
+    def __init__(self, workers: int, *, max_wait_s: float | None = None, queue_capacity: int | None = None):
         self.workers = validate.number("workers", workers, lo=1, hi=self.MAX_WORKERS, integer=True)
-        self.max_wait_s = max_wait_s if max_wait_s == math.inf else validate.number("max_wait_s", max_wait_s, lo=0)
+        # None: wait as long as it takes (kept as infinity, so the admission test stays one comparison).
+        self.max_wait_s = math.inf if max_wait_s is None else validate.number("max_wait_s", max_wait_s, lo=0, hi=3600)
         if queue_capacity is not None:
             validate.number("queue_capacity", queue_capacity, lo=0, hi=10_000_000, integer=True)
         self.queue_capacity = queue_capacity
@@ -275,7 +276,7 @@ class ThreadPool:
     """
 
     def __init__(self, sim: Sim, name: str = "pool", *, core: int, max_threads: int, queue_capacity: int,
-                 keep_alive_s: float = math.inf):
+                 keep_alive_s: float | None = None):
         self.sim = validate.instance("sim", sim, Sim, "a labkit Sim")
         self.name = validate.text("name", name)
         # core >= 1: with no core threads Java also starts one when a task is queued and none exist,
@@ -284,8 +285,9 @@ class ThreadPool:
         self.max_threads = validate.number("max_threads", max_threads, lo=core, hi=WorkerPool.MAX_WORKERS,
                                            integer=True)
         self.queue_capacity = validate.number("queue_capacity", queue_capacity, lo=0, hi=10_000_000, integer=True)
-        self.keep_alive_s = keep_alive_s if keep_alive_s == math.inf else validate.number(
-            "keep_alive_s", keep_alive_s, lo=0)
+        # None: threads beyond core never end (kept as infinity: one comparison when a thread idles).
+        self.keep_alive_s = math.inf if keep_alive_s is None else validate.number(
+            "keep_alive_s", keep_alive_s, lo=0, hi=86_400)
         self.threads = 0  # threads alive, busy or idle
         self._idle: dict[int, float] = {}  # idle thread id -> since when (insertion order: longest idle first)
         self._ids = 0
@@ -305,6 +307,7 @@ class ThreadPool:
     def submit(self, service_s: float, on_done=None) -> str:
         """Hand the pool a task that needs `service_s` of work; returns what the pool did with it."""
         validate.number("service_s", service_s, lo=0)
+        validate.callable_("on_done", on_done, optional=True)
         now = self.sim.now
         if self.threads < self.core:
             action = RUN
@@ -360,6 +363,11 @@ def executor_timeline(core: int, max_threads: int, queue_capacity: int, tasks) -
     """What a `ThreadPool` does with `tasks`, a list of (arrival_s, service_s) in time order: per task
     (action, start_s), start_s None for a rejection (lesson 04). A task finishing at the moment
     another arrives frees its thread first."""
+    tasks = validate.items("tasks", tasks, (tuple, list), "(arrival_s, service_s) pairs")
+    for task in tasks:
+        if len(task) != 2:
+            raise ValueError(f"tasks must be (arrival_s, service_s) pairs, got {task!r}")
+        validate.number("arrival_s", task[0], lo=0), validate.number("service_s", task[1], lo=0)
     sim = Sim(0)
     pool = ThreadPool(sim, core=core, max_threads=max_threads, queue_capacity=queue_capacity)
     out: list = [None] * len(tasks)

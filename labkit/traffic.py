@@ -179,6 +179,7 @@ def drive_traffic(sim: Sim, service: Service, *, rate_rps: float, until_s: float
     if timeout_s is not None:
         validate.number("timeout_s", timeout_s, lo=0, lo_open=True, hi=MAX_DURATION_S)
     validate.number("retries", retries, lo=0, hi=10, integer=True)
+    validate.text("client", client)
     if breaker is not None and not all(callable(getattr(breaker, m, None))
                                        for m in ("allow_request", "on_success", "on_failure")):
         raise TypeError(f"breaker must have allow_request(), on_success() and on_failure(), got {breaker!r}")

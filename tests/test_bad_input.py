@@ -118,6 +118,10 @@ def hot_key_run():
 
 
 @functools.lru_cache(maxsize=None)
+def bulkhead_run():
+    return lk.bulkhead.simulate(duration_s=4.0, incident=(1.0, 3.0))
+
+
 def race_run():
     return lk.caching.stale_set_race()
 
@@ -151,6 +155,8 @@ VALID = {
     "runs@lk.caching.summarize": lambda c: {"a": caching_run()}, "runs@lk.caching.plot": lambda c: caching_run(),
     "runs@lk.caching.summarize_hot_key": lambda c: {"a": hot_key_run()},
     "runs@lk.caching.plot_hot_key": lambda c: hot_key_run(), "bin_s": lambda c: 1.0,
+    "runs@lk.bulkhead.summarize": lambda c: {"a": bulkhead_run()}, "runs@lk.bulkhead.plot": lambda c: bulkhead_run(),
+    "kind@BulkheadRun": lambda c: "checkout", "tasks": lambda c: [(0.0, 1.0)], "core": lambda c: 1, "max_threads": lambda c: 2, "queue_capacity": lambda c: 1,
 }
 
 # Smaller runs for the simulations, passed unless that parameter is the one being tried:
@@ -166,7 +172,7 @@ SMALL = {
 # Instances whose methods are fuzzed, for classes that are not built from VALID arguments.
 INSTANCES = {
     "CallsRun": lambda c: calls_run(), "ReplicasRun": lambda c: replicas_run(),
-    "CachingRun": lambda c: caching_run(), "HotKeyRun": lambda c: hot_key_run(), "RaceRun": lambda c: race_run(),
+    "CachingRun": lambda c: caching_run(), "BulkheadRun": lambda c: bulkhead_run(), "HotKeyRun": lambda c: hot_key_run(), "RaceRun": lambda c: race_run(),
     "Replica": lambda c: lk.Replica(c.sim, "replica1", c.primary),
 }
 
@@ -176,14 +182,14 @@ KIND = {
     "primary": "object", "replica_set": "object", "cache": "object", "db": "object", "run": "object",
     "runs": "object", "breaker": "callable", "app": "callable", "router": "callable", "handler": "callable",
     "callback": "callable", "reply": "callable", "predicate": "callable", "reduce": "callable",
-    "client": "object", "faults": "list", "spikes": "list", "outages": "list", "ops": "list", "events": "list",
+    "client": "object", "client@drive_traffic": "str", "pool": "object", "on_done": "callable", "tasks": "list", "caller_threads": "object", "faults": "list", "spikes": "list", "outages": "list", "ops": "list", "events": "list",
     "rows": "object", "labels": "list", "values": "numbers", "latencies_s": "numbers", "reads": "numbers",
     "probes": "numbers", "other_writes": "numbers", "reread_after_s": "numbers", "lag": "number_or_object",
     "lag_s": "number_or_object", "rate@make_workload": "number_or_object",
     "key": "key", "version": "number", "columns": "list", "title": "text", "path": "str", "namespace": "str",
     "replica": "str", "table": "str", "name": "str", "node": "str", "exercise_id": "str",
 }
-NONE_OK = {"title", "path", "namespace", "replica", "table", "labels", "columns", "client", "breaker", "app",
+NONE_OK = {"pool", "caller_threads", "title", "path", "namespace", "replica", "table", "labels", "columns", "client", "breaker", "app",
            "router", "clock@ReplicaRouter", "faults@simulate_calls", "version", "key@execute", "key@query",
            "table@execute", "table@query", "component@select", "event@select", "component@count",
            "event@count", "component@values", "event@values", "max_lag_s", "read_your_writes",
@@ -510,17 +516,141 @@ lk.Table(rows=<dict>, columns=1)
 lk.Table(rows=<dict>, columns=[Thing()])
     -> silently accepted
 lk.check(exercise_id=1, answer=<NoneType>)
-    -> ValueError for a wrong kind of value (want TypeError): exercise_id must be one of 00.1, 01.1, 01.2, 01.3, 01.4, 02.1, 02.2, 02.3, 02.4, 02.5, 03.1, 03.2, 03.3, 03.4; got 1
+    -> ValueError for a wrong kind of value (want TypeError): exercise_id must be one of 00.1, 01.1, 01.2, 01.3, 01.4, 02.1, 02.2, 02.3, 02.4, 02.5, 03.1, 03.2, 03.3, 03.4, 04.1, 04.
 lk.check(exercise_id=[], answer=<NoneType>)
     -> unclear error TypeError: unhashable type: 'list'
 lk.check(exercise_id=None, answer=<NoneType>)
-    -> ValueError for a wrong kind of value (want TypeError): exercise_id must be one of 00.1, 01.1, 01.2, 01.3, 01.4, 02.1, 02.2, 02.3, 02.4, 02.5, 03.1, 03.2, 03.3, 03.4; got None
+    -> ValueError for a wrong kind of value (want TypeError): exercise_id must be one of 00.1, 01.1, 01.2, 01.3, 01.4, 02.1, 02.2, 02.3, 02.4, 02.5, 03.1, 03.2, 03.3, 03.4, 04.1, 04.
 lk.hints(exercise_id=1)
-    -> ValueError for a wrong kind of value (want TypeError): exercise_id must be one of 00.1, 01.1, 01.2, 01.3, 01.4, 02.1, 02.2, 02.3, 02.4, 02.5, 03.1, 03.2, 03.3, 03.4; got 1
+    -> ValueError for a wrong kind of value (want TypeError): exercise_id must be one of 00.1, 01.1, 01.2, 01.3, 01.4, 02.1, 02.2, 02.3, 02.4, 02.5, 03.1, 03.2, 03.3, 03.4, 04.1, 04.
 lk.hints(exercise_id=[])
     -> unclear error TypeError: unhashable type: 'list'
 lk.hints(exercise_id=None)
-    -> ValueError for a wrong kind of value (want TypeError): exercise_id must be one of 00.1, 01.1, 01.2, 01.3, 01.4, 02.1, 02.2, 02.3, 02.4, 02.5, 03.1, 03.2, 03.3, 03.4; got None
+    -> ValueError for a wrong kind of value (want TypeError): exercise_id must be one of 00.1, 01.1, 01.2, 01.3, 01.4, 02.1, 02.2, 02.3, 02.4, 02.5, 03.1, 03.2, 03.3, 03.4, 04.1, 04.
+lk.bulkhead.BulkheadRun.latency_ms(kind=1)
+    -> unclear error ArgumentTypeError: component must be a non-empty string, got 1
+lk.bulkhead.BulkheadRun.latency_ms(kind=[])
+    -> unclear error TypeError: unhashable type: 'list'
+lk.bulkhead.BulkheadRun.latency_ms(kind=None)
+    -> unclear error ArgumentTypeError: component must be a non-empty string, got None
+lk.bulkhead.BulkheadRun.latency_ms(kind='')
+    -> unclear error ValueError: component must be a non-empty string, got ''
+lk.bulkhead.BulkheadRun.latency_ms(kind='checkout', window='1')
+    -> unclear error TypeError: unsupported operand type(s) for -: 'str' and 'float'
+lk.bulkhead.BulkheadRun.latency_ms(kind='checkout', window=True)
+    -> unclear error TypeError: 'bool' object is not subscriptable
+lk.bulkhead.BulkheadRun.latency_ms(kind='checkout', window=[])
+    -> unclear error TypeError: unhashable type: 'list'
+lk.bulkhead.BulkheadRun.latency_ms(kind='checkout', window=-1)
+    -> unclear error TypeError: 'int' object is not subscriptable
+lk.bulkhead.BulkheadRun.latency_ms(kind='checkout', window=0)
+    -> unclear error TypeError: 'int' object is not subscriptable
+lk.bulkhead.BulkheadRun.latency_ms(kind='checkout', window=nan)
+    -> unclear error TypeError: 'float' object is not subscriptable
+lk.bulkhead.BulkheadRun.latency_ms(kind='checkout', window=inf)
+    -> unclear error TypeError: 'float' object is not subscriptable
+lk.bulkhead.BulkheadRun.latency_ms(kind='checkout', window=-inf)
+    -> unclear error TypeError: 'float' object is not subscriptable
+lk.bulkhead.BulkheadRun.latency_ms(kind='checkout', window=-0.5)
+    -> unclear error TypeError: 'float' object is not subscriptable
+lk.bulkhead.BulkheadRun.latency_ms(kind='checkout', window=1000000000000.0)
+    -> unclear error TypeError: 'float' object is not subscriptable
+lk.bulkhead.BulkheadRun.latency_ms(kind='checkout', q=[])
+    -> unclear error TypeError: unhashable type: 'list'
+lk.bulkhead.BulkheadRun.latency_ms(kind='checkout', q=1.5)
+    -> silently accepted
+lk.bulkhead.BulkheadRun.latency_ms(kind='checkout', q=nan)
+    -> ValueError for a wrong kind of value (want TypeError): q must be a finite number in [0, 100], got nan
+lk.bulkhead.BulkheadRun.latency_ms(kind='checkout', q=inf)
+    -> ValueError for a wrong kind of value (want TypeError): q must be a finite number in [0, 100], got inf
+lk.bulkhead.BulkheadRun.outcomes(kind=1)
+    -> unclear error ArgumentTypeError: component must be a non-empty string, got 1
+lk.bulkhead.BulkheadRun.outcomes(kind=[])
+    -> unclear error TypeError: unhashable type: 'list'
+lk.bulkhead.BulkheadRun.outcomes(kind=None)
+    -> unclear error ArgumentTypeError: component must be a non-empty string, got None
+lk.bulkhead.BulkheadRun.outcomes(kind='')
+    -> unclear error ValueError: component must be a non-empty string, got ''
+lk.bulkhead.BulkheadRun.outcomes(kind='checkout', window='1')
+    -> unclear error TypeError: unsupported operand type(s) for -: 'str' and 'float'
+lk.bulkhead.BulkheadRun.outcomes(kind='checkout', window=True)
+    -> unclear error TypeError: 'bool' object is not subscriptable
+lk.bulkhead.BulkheadRun.outcomes(kind='checkout', window=[])
+    -> unclear error TypeError: unhashable type: 'list'
+lk.bulkhead.BulkheadRun.outcomes(kind='checkout', window=-1)
+    -> unclear error TypeError: 'int' object is not subscriptable
+lk.bulkhead.BulkheadRun.outcomes(kind='checkout', window=0)
+    -> unclear error TypeError: 'int' object is not subscriptable
+lk.bulkhead.BulkheadRun.outcomes(kind='checkout', window=nan)
+    -> unclear error TypeError: 'float' object is not subscriptable
+lk.bulkhead.BulkheadRun.outcomes(kind='checkout', window=inf)
+    -> unclear error TypeError: 'float' object is not subscriptable
+lk.bulkhead.BulkheadRun.outcomes(kind='checkout', window=-inf)
+    -> unclear error TypeError: 'float' object is not subscriptable
+lk.bulkhead.BulkheadRun.outcomes(kind='checkout', window=-0.5)
+    -> unclear error TypeError: 'float' object is not subscriptable
+lk.bulkhead.BulkheadRun.outcomes(kind='checkout', window=1000000000000.0)
+    -> unclear error TypeError: 'float' object is not subscriptable
+lk.bulkhead.BulkheadRun.rejection_wait_ms(kind=1)
+    -> unclear error KeyError: 1
+lk.bulkhead.BulkheadRun.rejection_wait_ms(kind=[])
+    -> unclear error TypeError: unhashable type: 'list'
+lk.bulkhead.BulkheadRun.rejection_wait_ms(kind=None)
+    -> unclear error KeyError: None
+lk.bulkhead.BulkheadRun.rejection_wait_ms(kind='')
+    -> unclear error KeyError: ''
+lk.bulkhead.BulkheadRun.series(kind=1)
+    -> unclear error ArgumentTypeError: component must be a non-empty string, got 1
+lk.bulkhead.BulkheadRun.series(kind=[])
+    -> unclear error TypeError: unhashable type: 'list'
+lk.bulkhead.BulkheadRun.series(kind=None)
+    -> unclear error ArgumentTypeError: component must be a non-empty string, got None
+lk.bulkhead.BulkheadRun.series(kind='')
+    -> unclear error ValueError: component must be a non-empty string, got ''
+lk.bulkhead.BulkheadRun.series(kind='checkout', bin_s=True)
+    -> silently accepted
+lk.bulkhead.BulkheadRun.series(kind='checkout', bin_s=[])
+    -> unclear error TypeError: unhashable type: 'list'
+lk.bulkhead.BulkheadRun.workers_in_use(kind=1)
+    -> unclear error KeyError: 1
+lk.bulkhead.BulkheadRun.workers_in_use(kind=[])
+    -> unclear error TypeError: unhashable type: 'list'
+lk.bulkhead.BulkheadRun.workers_in_use(kind=None)
+    -> unclear error KeyError: None
+lk.bulkhead.BulkheadRun.workers_in_use(kind='')
+    -> unclear error KeyError: ''
+lk.bulkhead.BulkheadRun.workers_in_use(kind='checkout', samples='1')
+    -> unclear error TypeError: 'str' object cannot be interpreted as an integer
+lk.bulkhead.BulkheadRun.workers_in_use(kind='checkout', samples=True)
+    -> silently accepted
+lk.bulkhead.BulkheadRun.workers_in_use(kind='checkout', samples=[])
+    -> unclear error TypeError: 'list' object cannot be interpreted as an integer
+lk.bulkhead.BulkheadRun.workers_in_use(kind='checkout', samples=None)
+    -> unclear error TypeError: 'NoneType' object cannot be interpreted as an integer
+lk.bulkhead.BulkheadRun.workers_in_use(kind='checkout', samples=-1)
+    -> silently accepted
+lk.bulkhead.BulkheadRun.workers_in_use(kind='checkout', samples=0)
+    -> unclear error ZeroDivisionError: division by zero
+lk.bulkhead.BulkheadRun.workers_in_use(kind='checkout', samples=1.5)
+    -> unclear error TypeError: 'float' object cannot be interpreted as an integer
+lk.bulkhead.BulkheadRun.workers_in_use(kind='checkout', samples=nan)
+    -> unclear error TypeError: 'float' object cannot be interpreted as an integer
+lk.bulkhead.BulkheadRun.workers_in_use(kind='checkout', samples=inf)
+    -> unclear error TypeError: 'float' object cannot be interpreted as an integer
+lk.bulkhead.BulkheadRun.workers_in_use(kind='checkout', samples=1000000000000)
+    -> hung (still running after 1 s of CPU)
+lk.bulkhead.simulate(unbounded_wait='no')
+    -> silently accepted
+lk.bulkhead.simulate(unbounded_wait=None)
+    -> silently accepted
+lk.bulkhead.simulate(incident='x')
+    -> unclear error ValueError: not enough values to unpack (expected 2, got 1)
+lk.bulkhead.simulate(incident=1)
+    -> unclear error TypeError: cannot unpack non-iterable int object
+lk.bulkhead.simulate(incident=None)
+    -> unclear error TypeError: cannot unpack non-iterable NoneType object
+lk.bulkhead.simulate(incident=[Thing()])
+    -> unclear error ValueError: not enough values to unpack (expected 2, got 1)
 lk.caching.CacheAside(cache='x', db=<SlowDatabase>, clock=<Sim>)
     -> silently accepted
 lk.caching.CacheAside(cache=1, db=<SlowDatabase>, clock=<Sim>)
@@ -545,8 +675,6 @@ lk.caching.CacheAside.get(key=1, reply=1)
     -> unclear error TypeError: 'int' object is not callable
 lk.caching.CacheAside.get(key=1, reply=None)
     -> unclear error TypeError: 'NoneType' object is not callable
-lk.caching.CachingRun.series(bin_s=[])
-    -> unclear error TypeError: unhashable type: 'list'
 lk.caching.HotKeyRun.bin_starts(bin_s=1000000000000.0)
     -> unclear error AttributeError: 'HotKeyRun' object has no attribute 'duration_s'
 lk.caching.HotKeyRun.cuts(component='c', event='e', bin_s=1000000000000.0)
@@ -677,8 +805,6 @@ lk.replicas.ReplicaRouter.read(key=1, strong='no')
     -> silently accepted
 lk.replicas.ReplicaRouter.read(key=1, strong=None)
     -> silently accepted
-lk.replicas.ReplicasRun.series(bin_s=[])
-    -> unclear error TypeError: unhashable type: 'list'
 lk.replicas.ReplicasRun.series(bin_s=1000000000000.0)
     -> unclear error IndexError: list index out of range
 lk.replicas.simulate(duration_s=2.0, read_rate_rps=50.0, reread_after_s=None)

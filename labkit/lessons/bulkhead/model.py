@@ -180,7 +180,7 @@ def simulate(*, design: str = "bulkheads", seed: int = 1, slow_latency_s: float 
         raise ValueError(f"the partitions add up to {sum(sizes.values())} workers, more than the "
                          f"{total_workers} there are: checkout_workers + product_workers + reporting_workers "
                          f"must be <= {total_workers}")
-    wait = math.inf if unbounded_wait else max_wait_s
+    wait = None if unbounded_wait else max_wait_s
     sim = Sim(seed)
     threads = WorkerPool(server_threads)
     shared = WorkerPool(total_workers, max_wait_s=wait, queue_capacity=queue_capacity)

@@ -147,7 +147,7 @@ class CachingRun(Run):
 
     def series(self, bin_s: float | None = None) -> dict:
         """Per-bin series: reads served per level (% and per second, writes in the database's), queries/s, stale %."""
-        bin_s = self.settings["bin_s"] if bin_s is None else bin_s
+        bin_s = self.settings["bin_s"] if bin_s is None else validate.number("bin_s", bin_s, lo=0, lo_open=True)
         key = ("series", bin_s)
         return self._once(key, lambda: self._series(bin_s))
 

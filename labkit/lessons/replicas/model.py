@@ -133,6 +133,7 @@ class ReplicasRun(Run):
 
     def series(self, bin_s: float = 0.5) -> dict:
         """Per-bin series: load per node (queries/s), each replica's lag (s), stale-read shares (%)."""
+        validate.number("bin_s", bin_s, lo=0, lo_open=True)   # before the memo: True must not find 1.0's series
         key = ("series", bin_s)
         return self._once(key, lambda: self._series(bin_s))
 
