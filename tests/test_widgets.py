@@ -256,6 +256,7 @@ SHORT_RUNS = {
     "queueing": lambda: lk.queueing.simulate(rate_rps=50, seed=1),
     "replicas": lambda: lk.replicas.simulate(seed=1, duration_s=5),
     "caching": lambda: lk.caching.simulate(seed=1, duration_s=5),
+    "bulkhead": lambda: lk.bulkhead.simulate(seed=1, duration_s=4.0, incident=(1.0, 3.0)),
 }
 
 

@@ -11,6 +11,9 @@ from labkit.lessons.bulkhead.panel import KNOBS, PANEL, play, plot, summarize
 from labkit.service import ThreadPool, WorkerPool, executor_timeline
 
 NUMBER, NOTEBOOK, TITLE = "04", "04_bulkhead", "bulkhead"
+# Not done yet (issue 16): what is missing, said where the tests that let it pass can print it.
+DRAFT = ("its Play panel redraws in about 0.35 s against a 0.1 s budget, and its checks kill 80-92 % of "
+         "their mutants against 95 %")
 
 __all__ = ["BulkheadRun", "KINDS", "KNOBS", "PANEL", "ThreadPool", "WorkerPool", "executor_timeline", "play",
            "plot", "simulate", "summarize"]
