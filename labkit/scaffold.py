@@ -91,7 +91,7 @@ play = PANEL.play
 _EXERCISES = '''"""Exercises of lesson {number}, {title}: scenarios and the messages each mistake earns."""
 from __future__ import annotations
 
-from labkit.checking import Exercise, judge_choice, register
+from labkit.checking import concept_question
 
 # Feedback for each wrong choice explains the misconception without naming the right one.
 _CHOICES = {{
@@ -100,14 +100,8 @@ _CHOICES = {{
     "c": (False, "No: REPLACE WITH THE MISCONCEPTION THIS CHOICE REVEALS."),
 }}
 
-concept = register(Exercise(
-    "{number}.1", "a concept question", answer="ANSWER",
-    hints=("A FIRST NUDGE.", "A HINT CLOSE TO THE WHOLE ARGUMENT, NEVER THE ANSWER.")))
-
-
-@concept.scenario("your answer")
-def _concept(answer, ctx):
-    return judge_choice(answer, _CHOICES)
+concept = concept_question("{number}.1", "a concept question", _CHOICES,
+                           hints=("A FIRST NUDGE.", "A HINT CLOSE TO THE WHOLE ARGUMENT, NEVER THE ANSWER."))
 '''
 
 

@@ -24,6 +24,16 @@ def _load(exercise_id: str | None = None) -> None:
             lessons.exercises_of(lesson)
 
 
+def concept_question(exercise_id: str, title: str, choices: dict, *, hints: tuple = (),
+                     answer: str = "ANSWER") -> Exercise:
+    """Register a multiple-choice exercise: `answer` names a letter, judged against {letter: (right, feedback)}."""
+    from labkit.checking.helpers import judge_choice
+
+    exercise = register(Exercise(exercise_id, title, answer=answer, hints=hints))
+    exercise.scenario("your answer")(lambda given, ctx: judge_choice(given, choices))
+    return exercise
+
+
 def get(exercise_id: str) -> Exercise:
     """The registered exercise with this id (its lesson's exercises are imported on first use)."""
     if exercise_id not in _REGISTRY:

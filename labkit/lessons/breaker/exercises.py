@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from labkit.checking import Exercise, Fail, clock_hint, construct, counted, judge_choice, refuse_reference, register
+from labkit.checking import Exercise, Fail, clock_hint, concept_question, construct, counted, refuse_reference, register
 from labkit.clock import Sim
 from labkit.lessons.breaker.model import simulate
 from labkit.resilience import STATES, CircuitBreaker
@@ -494,11 +494,5 @@ _CHOICES = {
                  "quiet spell with no calls is not a success."),
 }
 
-concept = register(Exercise(
-    "03.4", "the lazy transition trap", answer="ANSWER",
-    hints=("Where, in labkit's breaker and in resilience4j's, does 'open' become 'half_open'?",)))
-
-
-@concept.scenario("your answer")
-def _concept(answer, ctx):
-    return judge_choice(answer, _CHOICES)
+concept = concept_question("03.4", "the lazy transition trap", _CHOICES,
+                           hints=("Where, in labkit's breaker and in resilience4j's, does 'open' become 'half_open'?",))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from labkit.checking import Exercise, Fail, clock_hint, construct, judge_choice, refuse_reference, register
+from labkit.checking import Exercise, Fail, clock_hint, concept_question, construct, refuse_reference, register
 from labkit.clock import Sim
 from labkit.lessons.bulkhead.model import TOTAL_WORKERS, simulate
 from labkit.service import TASK_ACTIONS, Service, WorkerPool, executor_timeline
@@ -436,14 +436,8 @@ _CHOICES = {
                  "cannot hold the connections the other needs."),
 }
 
-concept = register(Exercise(
-    "04.4", "when a bulkhead hurts", answer="ANSWER",
-    hints=("Ask of each split: what failure does it isolate, and what capacity does it leave idle?",)))
-
-
-@concept.scenario("your answer")
-def _concept(answer, ctx):
-    return judge_choice(answer, _CHOICES)
+concept = concept_question("04.4", "when a bulkhead hurts", _CHOICES,
+                           hints=("Ask of each split: what failure does it isolate, and what capacity does it leave idle?",))
 
 
 # --------------------------------------------------------------------------------------------

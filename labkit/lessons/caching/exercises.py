@@ -9,7 +9,7 @@ proxy, so the scenarios only construct the answer and call its methods.
 from __future__ import annotations
 
 from labkit.cache import LRUCache, RedisCache
-from labkit.checking import Exercise, Fail, construct, counted, judge_choice, refuse_reference, register
+from labkit.checking import Exercise, Fail, concept_question, construct, counted, refuse_reference, register
 from labkit.checking.expose import expose
 from labkit.lessons.caching.model import CacheAside, SlowDatabase, simulate_hot_key, stale_set_race
 from labkit.clock import Sim
@@ -684,12 +684,6 @@ _CHOICES = {
                  "running matter, and coalescing is there to merge misses."),
 }
 
-scope = register(Exercise(
-    "02.5", "how far coalescing reaches", answer="ANSWER",
-    hints=("Where does the list of waiting requests live: in the cache, or in each app server's memory?",)))
-
-
-@scope.scenario("your answer")
-def _scope(answer, ctx):
-    return judge_choice(answer, _CHOICES)
+scope = concept_question("02.5", "how far coalescing reaches", _CHOICES,
+                           hints=("Where does the list of waiting requests live: in the cache, or in each app server's memory?",))
 
