@@ -267,9 +267,10 @@ def run(ctx) -> Outcome:
                                 f"lost: {'; '.join(lost)[:200]}" if lost else ""))
 
             # The solution alone, against its checks run in-process.
+            # A student folder inside, as in a class: the gradebook names each submission by its folder.
             solo = tmp / "solo"
-            solo.mkdir()
-            (solo / f"{lesson}.ipynb").write_bytes((tmp / "submissions" / "student_01" / f"{lesson}.ipynb").read_bytes())
+            (solo / "solo").mkdir(parents=True)
+            (solo / "solo" / f"{lesson}.ipynb").write_bytes((tmp / "submissions" / "student_01" / f"{lesson}.ipynb").read_bytes())
             solo_wall, _ = _grade(cmd, solo, tmp / "solo.csv")
             graded_s = _records(tmp / "solo.csv")["solo"]["seconds"] if (tmp / "solo.csv").exists() else float("nan")
             local_s = in_notebook_check_s(lesson)

@@ -294,6 +294,23 @@ def shade(ax, intervals, colours: dict, label_once: set | None = None, alpha: fl
         ax.add_artist(Rectangle((0, 0), 0, 0, facecolor=rgba[name], linewidth=0, label=(labels or {}).get(name, name)))
 
 
+def stairs(ax, values, edges, colour, *, baseline: float | list | None = 0.0, fill: bool = False, **kwargs):
+    """A step line (or, with `fill`, a band from `baseline`) over bins `edges`, for axes whose limits the plot sets.
+
+    `ax.stairs` without its data-limit update, which walks every segment of the path as a
+    Bezier curve: lesson 04's figure (24 step patches of 60 bins) spent half its drawing
+    time there, for limits it then sets by hand. Draws the same pixels as `ax.stairs`.
+    """
+    from matplotlib.patches import StepPatch
+
+    if fill:
+        kwargs.setdefault("linewidth", 0)
+        kwargs.setdefault("facecolor", colour)
+    else:
+        kwargs.setdefault("edgecolor", colour)
+    return ax.add_artist(StepPatch(values, edges, baseline=baseline, fill=fill, **kwargs))
+
+
 def time_series(ax, t, values, label: str, colour_index: int = 0, **kwargs) -> None:
     """Draw one series as a step line (each value holds for its bin)."""
     ax.step(t, values, where="post", label=label, color=PALETTE[colour_index % len(PALETTE)],

@@ -136,3 +136,27 @@ def test_new_limits_with_the_same_ticks_draw_a_new_axes_layer():
     draws = _draws(fig)
     draw(3.0)
     assert draws == [1]
+
+
+@pytest.mark.parametrize("fill", [False, True], ids=["line", "band"])
+def test_stairs_draws_what_matplotlib_stairs_draws(fill):
+    """plots.stairs skips only the data-limit update; the limits are set by hand, so the pixels match."""
+    values, edges, below = [3.0, 7.5, 1.0, 4.0], [0.0, 1.0, 2.0, 3.0, 4.0], [0.5, 1.0, 0.0, 2.0]
+    kw = dict(baseline=below, fill=True, alpha=0.8) if fill else dict(baseline=None, linestyle="--", linewidth=1.4)
+
+    def draw(stairs) -> np.ndarray:
+        fig, (ax,) = new_figure(1, 2.0)
+        ax.set_xlim(0, 4)
+        ax.set_ylim(0, 10)
+        stairs(ax)
+        return _pixels(png(fig))
+
+    ours = draw(lambda ax: plots.stairs(ax, values, edges, plots.PALETTE[1], **kw))
+    theirs = draw(lambda ax: ax.stairs(values, edges, color=plots.PALETTE[1], **({"linewidth": 0} if fill else {}),
+                                        **kw))
+    assert (ours == theirs).all()
+    fig, (ax,) = new_figure(1, 2.0)
+    ax.set_autoscale_on(False)
+    before = ax.dataLim.frozen()
+    plots.stairs(ax, values, edges, plots.PALETTE[1], **kw)
+    assert ax.dataLim.bounds == before.bounds  # nothing walked the path to grow the limits

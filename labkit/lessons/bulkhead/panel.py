@@ -6,7 +6,7 @@ import math
 from labkit.knobs import Panel
 from labkit.lessons.bulkhead.model import KINDS, KNOBS, PARTITION_KNOBS, SHARED_KNOBS, BulkheadRun, simulate
 from labkit.plots import (PALETTE, Chart, fmt, legend_outside, new_figure, not_drawn_while_grading, peak, round_up,
-                          shade)
+                          shade, stairs)
 from labkit.run import as_runs
 
 KIND_COLOURS = {"checkout": PALETTE[0], "product": PALETTE[1], "reporting": PALETTE[2]}
@@ -49,7 +49,7 @@ def plot(runs, title: str | None = None):
         below = [0.0] * (len(edges) - 1)
         for kind, s in series.items():  # stacked: each kind's band starts where the one below it ends
             top = [b + w for b, w in zip(below, s["workers"])]
-            ax.stairs(top, edges, baseline=below, fill=True, color=KIND_COLOURS[kind], alpha=0.8, linewidth=0)
+            stairs(ax, top, edges, KIND_COLOURS[kind], baseline=below, fill=True, alpha=0.8)
             below = top
         budget = sum(run.settings["workers"].values())
         ax.axhline(budget, color="black", linewidth=0.8, linestyle=":")
@@ -62,10 +62,10 @@ def plot(runs, title: str | None = None):
         for kind in KINDS:
             s = run.series(kind)
             edges = s["time_s"] + [run.duration_s]
-            kw = dict(color=KIND_COLOURS[kind], linestyle=style, linewidth=1.4, baseline=None)
-            ax_ok.stairs([100 * v for v in s["success_rate"]], edges, **kw)
-            ax_lat.stairs(s["p99_ms"], edges, **kw)
-            ax_rej.stairs(s["rejected_rps"], edges, **kw)
+            kw = dict(linestyle=style, linewidth=1.4, baseline=None)
+            stairs(ax_ok, [100 * v for v in s["success_rate"]], edges, KIND_COLOURS[kind], **kw)
+            stairs(ax_lat, s["p99_ms"], edges, KIND_COLOURS[kind], **kw)
+            stairs(ax_rej, s["rejected_rps"], edges, KIND_COLOURS[kind], **kw)
     ax_ok.set_ylim(-5, 105)
     ax_lat.set_ylim(0, round_up(1.1 * peak(r.series(k)["p99_ms"] for r in runs for k in KINDS)))
     ax_rej.set_ylim(0, round_up(1.1 * peak(r.series(k)["rejected_rps"] for r in runs for k in KINDS)))
@@ -95,12 +95,18 @@ def plot(runs, title: str | None = None):
     return Chart(fig)
 
 
+# The panel replays a shorter incident than the lesson's 60 s runs, so a slider move redraws in
+# time: with both runs of the 60 s incident re-simulated, a move of a shared knob took 0.18 s (make bench).
+PANEL_DURATION_S = 20.0
+PANEL_INCIDENT = (5.0, 15.0)
+
+
 def _shared(**knobs):
-    return simulate(design="shared", **knobs)
+    return simulate(design="shared", duration_s=PANEL_DURATION_S, incident=PANEL_INCIDENT, **knobs)
 
 
 def _bulkheads(**knobs):
-    return simulate(design="bulkheads", **knobs)
+    return simulate(design="bulkheads", duration_s=PANEL_DURATION_S, incident=PANEL_INCIDENT, **knobs)
 
 
 def _run(**knobs):
