@@ -65,6 +65,11 @@ WRONG_BULKHEADS = {
             waiter[1]("rejected")""",
         """            waiter[1]("rejected")""",
         "once its wait is over it must be rejected, not run later"),
+    "a rejected waiter gives back a permit": (
+        """            self.waiting.remove(waiter)""",
+        """            self.waiting.remove(waiter)
+            self.in_use -= 1""",
+        "the rejected waiter gave back a permit it never held"),
     "permit kept after an error": (
         """            returned = True
             self.in_use -= 1""",

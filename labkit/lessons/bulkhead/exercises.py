@@ -181,7 +181,9 @@ def _waits(Bulkhead, ctx):
     if any(r["replies"] for r in (c, d, e)) and not any(r["started"] is not None for r in (c, d, e)):
         raise Fail("Both permits were taken and three more calls arrived (max_wait_s=1.0): your bulkhead rejected "
                    "them at once. With max_wait_s > 0 a call waits up to max_wait_s for a permit.")
-    bench.wait(2.0)
+    bench.wait(1.1)
+    g = bench.call(duration_s=0.5)   # t=1.40 s: both permits held (until 1.50 and 1.80 s), one waiter just rejected
+    bench.wait(0.9)
     if e["started"] is not None and (c["started"] is None or e["started"] < c["started"]):
         raise Fail(f"Three calls waited (sent at t=0.10, 0.20 and 0.30 s) while both permits were taken, and the "
                    f"last of them got a permit first, at t={e['started']:.2f} s. Serve waiters first come, first "
@@ -205,11 +207,22 @@ def _waits(Bulkhead, ctx):
         t, result = bench.heard(r, what)
         if result != "ok":
             raise Fail(f"A call whose work reported 'ok' heard {result!r}: pass the work's outcome to reply.")
+    if g["started"] is not None and g["started"] < 1.5 - 1e-6:
+        raise Fail(f"A call sent at t=1.40 s, while both permits were held (until t=1.50 s and 1.80 s), started at "
+                   f"t={g['started']:.2f} s, just after a waiter was rejected at t=1.30 s: the rejected waiter gave "
+                   "back a permit it never held. A waiter whose wait runs out leaves the line; the permits stay "
+                   "with the calls that hold them.")
+    t, result = bench.heard(g, "sent at t=1.40 s, after a waiter was rejected")
+    if g["started"] is None or abs(g["started"] - 1.5) > 1e-6 or result != "ok":
+        raise Fail(f"A call sent at t=1.40 s, after a waiter was rejected at t=1.30 s, should have waited for the "
+                   f"permit that came back at t=1.50 s and run; it heard {result!r} at t={t:.2f} s. A rejected "
+                   "waiter must leave the line, so that the next waiter gets the next permit.")
     bench.wait(1.0)
     f = bench.call(duration_s=0.1)
     if f["started"] is None:
         raise Fail("After every earlier call was done or rejected, a new call was refused: the rejected waiter "
                    "still held a place. Remove a waiter when its wait runs out.")
+    bench.within_limit("With waiters served and one rejected")
     return "served waiters FIFO as permits came back and rejected the one whose wait ran out, on time"
 
 
