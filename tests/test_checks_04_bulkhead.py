@@ -65,6 +65,11 @@ WRONG_BULKHEADS = {
             waiter[1]("rejected")""",
         """            waiter[1]("rejected")""",
         "once its wait is over it must be rejected, not run later"),
+    "a rejected waiter gives back a permit": (
+        """            self.waiting.remove(waiter)""",
+        """            self.waiting.remove(waiter)
+            self.in_use -= 1""",
+        "the rejected waiter gave back a permit it never held"),
     "permit kept after an error": (
         """            returned = True
             self.in_use -= 1""",
@@ -85,6 +90,25 @@ WRONG_BULKHEADS = {
 """,
         "",
         "gave back a permit that was not held"),
+    "the caller told through work": (
+        """            waiter[1]("rejected")""",
+        """            waiter[0]("rejected")""",
+        "The caller hears the outcome (or 'rejected') through reply, never through work"),
+    "replies before the permit is back": (
+        """            self.in_use -= 1
+            reply(outcome)""",
+        """            reply(outcome)
+            self.in_use -= 1""",
+        "Give the permit back before you reply"),
+    "a new call barges past the waiters": (
+        "if self.in_use < self.max_concurrent_calls and not self.waiting:",
+        "if self.in_use < self.max_concurrent_calls:",
+        "a new call waits behind those already waiting"),
+    "the permit counted after the work returns": (
+        """        self.in_use += 1
+        returned = False""",
+        """        returned = False""",
+        "Take the permit before you call work(done)"),
     "rejects with another word": (
         """        else:
             reply("rejected")""",
@@ -97,7 +121,10 @@ WRONG_BULKHEADS = {
 @pytest.mark.parametrize("mistake", list(WRONG_BULKHEADS))
 def test_wrong_bulkhead_fails_with_its_message(mistake):
     old, new, expected = WRONG_BULKHEADS[mistake]
-    report = lk.check("04.1", run_cells(mutate(BULKHEAD, old, new))["Bulkhead"])
+    source = mutate(BULKHEAD, old, new)
+    if mistake == "the permit counted after the work returns":
+        source = mutate(source, """            done("error")\n""", """            done("error")\n        self.in_use += 1\n""")
+    report = lk.check("04.1", run_cells(source)["Bulkhead"])
     assert report.status == "failed", report.text()
     assert expected in messages(report), report.text()
 

@@ -33,15 +33,24 @@ class _Bench:
         self.calls: list[dict] = []
         self.running = 0
         self.peak = 0
+        self.problem: str | None = None
 
-    def call(self, duration_s=1.0, outcome="ok", raises=False, done_twice=False) -> dict:
-        """Send one call now: its work lasts `duration_s`, then reports `outcome` (or raises at once)."""
+    def call(self, duration_s=1.0, outcome="ok", raises=False, done_twice=False, instant=False,
+             on_reply=None) -> dict:
+        """Send one call now: its work lasts `duration_s` (or calls done inside work, `instant`), then reports
+        `outcome` (or raises at once); `on_reply(result)` runs inside the caller's reply (a caller that sends
+        its next call the moment it hears)."""
         rec = {"sent": self.sim.now, "started": None, "replies": [], "finished": False}
         self.calls.append(rec)
 
-        def work(done):
+        def work(done=None, *extra):
             if rec["started"] is not None:
-                raise Fail("Your bulkhead started the same call's work twice.")
+                self._problem("Your bulkhead started the same call's work twice.")
+            if extra or not callable(done):
+                given = ", ".join(repr(a) for a in (done, *extra)) if done is not None or extra else ""
+                self._problem(f"Your bulkhead called a call's work as work({given}); it takes one argument, a done "
+                              "function of yours that the work calls with its outcome when it is finished. The "
+                              "caller hears the outcome (or 'rejected') through reply, never through work.")
             rec["started"] = self.sim.now
             self.running += 1
             self.peak = max(self.peak, self.running)
@@ -56,10 +65,15 @@ class _Bench:
                 if done_twice:
                     done(outcome)
 
-            self.sim.after(duration_s, finish)
+            if instant:
+                finish()
+            else:
+                self.sim.after(duration_s, finish)
 
         def reply(result):
             rec["replies"].append((self.sim.now, result))
+            if on_reply is not None:
+                on_reply(result)
 
         try:
             self.bulkhead.call(work, reply)
@@ -70,13 +84,33 @@ class _Bench:
                 raise Fail("The call's work raised an exception, and it came out of your bulkhead's call(): "
                            "catch it, give the permit back, and reply('error').") from None
             raise exc
+        self._raise_problem()
         return rec
+
+    def _problem(self, message):
+        """A mistake seen inside a callback: raised there, and again later in case the learner's code swallowed it."""
+        self.problem = self.problem or message
+        raise Fail(message)
+
+    def _raise_problem(self):
+        if self.problem:
+            raise Fail(self.problem)
 
     def wait(self, delay_s):
         self.sim.advance(delay_s)
+        self._raise_problem()
+
+    def within_limit(self, what: str):
+        """A Fail if more calls' work ever ran at once than max_concurrent_calls."""
+        limit = self.settings["max_concurrent_calls"]
+        if self.peak > limit:
+            raise Fail(f"{what}, your bulkhead had {self.peak} calls' work running at once with "
+                       f"max_concurrent_calls={limit}: a permit was counted back that was never taken, or a call "
+                       "started without one.")
 
     def heard(self, rec, what: str):
         """The one reply a call got; a Fail naming the call if it got none or several."""
+        self._raise_problem()
         if not rec["replies"]:
             raise Fail(f"The call sent at t={rec['sent']:.2f} s ({what}) never got a reply: call reply(...) exactly "
                        "once for every call, with 'rejected' if it never got a permit." + clock_hint(self._ctx))
@@ -147,7 +181,9 @@ def _waits(Bulkhead, ctx):
     if any(r["replies"] for r in (c, d, e)) and not any(r["started"] is not None for r in (c, d, e)):
         raise Fail("Both permits were taken and three more calls arrived (max_wait_s=1.0): your bulkhead rejected "
                    "them at once. With max_wait_s > 0 a call waits up to max_wait_s for a permit.")
-    bench.wait(2.0)
+    bench.wait(1.1)
+    g = bench.call(duration_s=0.5)   # t=1.40 s: both permits held (until 1.50 and 1.80 s), one waiter just rejected
+    bench.wait(0.9)
     if e["started"] is not None and (c["started"] is None or e["started"] < c["started"]):
         raise Fail(f"Three calls waited (sent at t=0.10, 0.20 and 0.30 s) while both permits were taken, and the "
                    f"last of them got a permit first, at t={e['started']:.2f} s. Serve waiters first come, first "
@@ -171,11 +207,22 @@ def _waits(Bulkhead, ctx):
         t, result = bench.heard(r, what)
         if result != "ok":
             raise Fail(f"A call whose work reported 'ok' heard {result!r}: pass the work's outcome to reply.")
+    if g["started"] is not None and g["started"] < 1.5 - 1e-6:
+        raise Fail(f"A call sent at t=1.40 s, while both permits were held (until t=1.50 s and 1.80 s), started at "
+                   f"t={g['started']:.2f} s, just after a waiter was rejected at t=1.30 s: the rejected waiter gave "
+                   "back a permit it never held. A waiter whose wait runs out leaves the line; the permits stay "
+                   "with the calls that hold them.")
+    t, result = bench.heard(g, "sent at t=1.40 s, after a waiter was rejected")
+    if g["started"] is None or abs(g["started"] - 1.5) > 1e-6 or result != "ok":
+        raise Fail(f"A call sent at t=1.40 s, after a waiter was rejected at t=1.30 s, should have waited for the "
+                   f"permit that came back at t=1.50 s and run; it heard {result!r} at t={t:.2f} s. A rejected "
+                   "waiter must leave the line, so that the next waiter gets the next permit.")
     bench.wait(1.0)
     f = bench.call(duration_s=0.1)
     if f["started"] is None:
         raise Fail("After every earlier call was done or rejected, a new call was refused: the rejected waiter "
                    "still held a place. Remove a waiter when its wait runs out.")
+    bench.within_limit("With waiters served and one rejected")
     return "served waiters FIFO as permits came back and rejected the one whose wait ran out, on time"
 
 
@@ -211,6 +258,80 @@ def _releases(Bulkhead, ctx):
                    "with max_concurrent_calls=2: the second done() gave back a permit that was not held. Give a "
                    "permit back only the first time done() is called for a call.")
     return "gave the permit back on ok, error, timeout and an exception, and only once per call"
+
+
+@semaphore.scenario("callbacks at awkward moments: work done at once, the next call sent from a reply")
+def _reentrant(Bulkhead, ctx):
+    # Work that calls done inside work(done) (an answer from a local cache): the permit is back at once.
+    bench = _bench(Bulkhead, ctx, max_concurrent_calls=1, max_wait_s=0)
+    for n in range(3):
+        r = bench.call(instant=True)
+        t, result = bench.heard(r, "its work called done('ok') at once")
+        if r["started"] is None or result != "ok":
+            raise Fail(f"Calls whose work calls done('ok') before work() returns (max_concurrent_calls=1): call "
+                       f"{n + 1} heard {result!r}. Take the permit before you call work(done), and let done give it "
+                       "back, even while work() is still running.")
+    # The same while calls wait: the instant call's done starts the next waiter from inside work().
+    bench = _bench(Bulkhead, ctx, max_concurrent_calls=1, max_wait_s=1.0)
+    bench.call(duration_s=0.5)
+    recs = []
+    for instant in (True, False, False):
+        bench.wait(0.1)
+        recs.append(bench.call(duration_s=0.5, instant=instant))
+    bench.wait(2.0)
+    late = recs[2]["started"]
+    if bench.peak > 1 or late is None or abs(late - 1.0) > 1e-6:
+        seen = (f"ran {bench.peak} calls' work at once" if bench.peak > 1 else
+                "never started the last of them" if late is None else f"started the last of them at t={late:.2f} s")
+        raise Fail("Three calls waited for the only permit (max_concurrent_calls=1, max_wait_s=1.0); the first "
+                   "of them, started at t=0.50 s, called done('ok') inside work(), and your bulkhead then "
+                   f"{seen} (the permits came back at t=0.50 s and 1.00 s). Take the permit before you call "
+                   "work(done): done may come at once, while work() is still running.")
+    # A caller that sends its next call the moment it hears (a closed-loop client), two rounds.
+    bench = _bench(Bulkhead, ctx, max_concurrent_calls=1, max_wait_s=0)
+    chain = []
+
+    sends = [0]
+
+    def then_send(result):
+        if sends[0] < 2:
+            sends[0] += 1
+            chain.append(bench.call(duration_s=0.5, on_reply=then_send))
+
+    first = bench.call(duration_s=0.5, on_reply=then_send)
+    bench.wait(2.0)
+    bench.heard(first, "the first call")
+    for r in chain:
+        t, result = bench.heard(r, "sent from the previous call's reply")
+        if result == "rejected":
+            raise Fail(f"A caller sent its next call from its reply callback, the moment it heard 'ok' "
+                       f"(max_concurrent_calls=1, max_wait_s=0), and your bulkhead rejected it at t={t:.2f} s: the "
+                       "permit of the call that had just finished was not back yet. Give the permit back before "
+                       "you reply.")
+    # The same caller while another call is already waiting: the waiter is older, so it goes first.
+    bench = _bench(Bulkhead, ctx, max_concurrent_calls=1, max_wait_s=1.0)
+    sent = []
+    a = bench.call(duration_s=0.5, on_reply=lambda result: sent.append(bench.call(duration_s=0.5)))
+    bench.wait(0.25)
+    b = bench.call(duration_s=0.5)
+    bench.wait(2.0)
+    bench.heard(a, "ran first")
+    c = sent[0]
+    if c["started"] is not None and (b["started"] is None or c["started"] < b["started"]):
+        raise Fail("A call waited for the only permit (sent at t=0.25 s); when the call ahead of it finished at "
+                   "t=0.50 s, a new call sent at that moment from the finished call's reply got the permit first. "
+                   "A free permit goes to the oldest waiter: a new call waits behind those already waiting.")
+    if b["started"] is None or abs(b["started"] - 0.5) > 1e-6:
+        when = "never" if b["started"] is None else f"at t={b['started']:.2f} s"
+        raise Fail(f"A call that waited for the only permit (sent at t=0.25 s) started {when}; the permit came "
+                   "back at t=0.50 s. When a call is done, start the oldest waiter at once.")
+    for r, what in ((b, "waited"), (c, "sent from a reply while another call waited")):
+        t, result = bench.heard(r, what)
+        if result != "ok":
+            raise Fail(f"A call sent from the reply of the call ahead of it, while another call waited "
+                       f"(max_wait_s=1.0), heard {result!r} at t={t:.2f} s; it should have waited its turn and run.")
+    bench.within_limit("With a new call sent from each reply")
+    return "kept the permit count right when work finished at once and when callers sent calls from their replies"
 
 
 # --------------------------------------------------------------------------------------------
