@@ -23,9 +23,7 @@ class CircuitBreaker:
                  success_threshold: int = 1, half_open_max_calls: int = 1,
                  failure_rate_threshold: float | None = None, window_size: int = 20,
                  minimum_calls: int = 10):
-        if not hasattr(clock, "now"):
-            raise ValueError(f"clock must have a .now attribute (a labkit Sim), got {clock!r}")
-        self.clock = clock
+        self.clock = validate.clock("clock", clock)
         self.failure_threshold = validate.number("failure_threshold", failure_threshold, lo=1, integer=True)
         self.recovery_timeout_s = validate.number("recovery_timeout_s", recovery_timeout_s, lo=0, lo_open=True)
         self.success_threshold = validate.number("success_threshold", success_threshold, lo=1, integer=True)

@@ -63,6 +63,21 @@ def _range_text(lo, hi, lo_open, hi_open) -> str:
     return ""
 
 
+def interval(name: str, value, *, lo: float, hi: float) -> tuple[float, float]:
+    """Return `value` as a (start, end) tuple if it is a pair of numbers with lo <= start <= end <= hi, else raise."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ArgumentTypeError(f"{name} must be a (start, end) pair of numbers in [{_fmt(lo)}, {_fmt(hi)}], "
+                                f"got {value!r}")
+    start, end = value
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise ArgumentTypeError(f"{name} must be a (start, end) pair of numbers, got {value!r}")
+    if not (math.isfinite(start) and math.isfinite(end)) or not lo <= start <= end <= hi:
+        raise ValueError(f"{name} must be a (start, end) pair with {_fmt(lo)} <= start <= end <= {_fmt(hi)}, "
+                         f"got {value!r}")
+    return (start, end)
+
+
 def choice(name: str, value, allowed):
     """Return `value` if it is one of `allowed`, else raise (TypeError if no choice is of its type)."""
     try:

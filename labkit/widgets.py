@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import html
+import numbers
 
-from labkit import plots
+from labkit import plots, validate
 from labkit.clock import gc_paused
 
 
@@ -11,6 +12,9 @@ class Table:
     """A small table of named numbers that shows as HTML in JupyterLab and as aligned text elsewhere."""
 
     def __init__(self, rows: dict, title: str = "", columns: list | None = None):
+        validate.instance("rows", rows, dict, "a dict of row name -> value (or a list of values, one per column)")
+        validate.instance("title", title, str, "a string")
+        columns = None if columns is None else validate.items("columns", columns, (str, numbers.Real), "column names (strings or numbers)")
         self.title, self.columns = title, list(columns) if columns else None
         self.rows = {k: (list(v) if isinstance(v, (list, tuple)) else [v]) for k, v in rows.items()}
         for k, v in self.rows.items():

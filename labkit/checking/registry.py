@@ -1,6 +1,7 @@
 """The exercises of every lesson, found by discovery, and `check`, the call in every check cell (lesson 00)."""
 from __future__ import annotations
 
+from labkit import validate
 from labkit.checking.exercise import Exercise
 from labkit.checking.verdicts import Report
 from labkit.mode import grading_child
@@ -36,6 +37,7 @@ def concept_question(exercise_id: str, title: str, choices: dict, *, hints: tupl
 
 def get(exercise_id: str) -> Exercise:
     """The registered exercise with this id (its lesson's exercises are imported on first use)."""
+    validate.instance("exercise_id", exercise_id, str, "a string such as '03.1'")
     if exercise_id not in _REGISTRY:
         _load(exercise_id)
         if exercise_id not in _REGISTRY:

@@ -64,10 +64,11 @@ class BulkheadRun(Run):
 
     def outcomes(self, kind: str, window: tuple[float, float] | None = None) -> dict:
         """Counts of a kind's requests that finished in `window` (default: the whole run): ok, rejected, timeout, error."""
+        self._kind(kind)
+        window = self._window(window)
+
         def compute():
-            times = self.times(kind, "request")
-            lo, hi = (0, len(times)) if window is None else (bisect_right(times, window[0] - 1e-12),
-                                                              bisect_right(times, window[1]))
+            lo, hi = self._finished_in(kind, window)
             errors = self.column(kind, "request", "error")[lo:hi]
             out = {"requests": hi - lo, "ok": errors.count(None), "rejected": errors.count("rejected"),
                    "timeout": errors.count("timeout")}
@@ -80,14 +81,33 @@ class BulkheadRun(Run):
         """The q-th percentile of a kind's request latency (ms), over requests that finished in `window`."""
         from labkit.trace import percentile
 
+        self._kind(kind)
+        window = self._window(window)
+        validate.number("q", q, lo=0, hi=100)
+
         def compute():
-            times = self.times(kind, "request")
-            lo, hi = (0, len(times)) if window is None else (bisect_right(times, window[0] - 1e-12),
-                                                              bisect_right(times, window[1]))
+            lo, hi = self._finished_in(kind, window)
             data = sorted(self.column(kind, "request", "latency_s")[lo:hi])
             return 1000 * percentile(data, q) if data else math.nan
 
         return self._once(("latency", kind, window, q), compute)
+
+    def _kind(self, kind) -> None:
+        validate.choice("kind", kind, self.kinds)
+
+    def _window(self, window) -> tuple[float, float] | None:
+        return None if window is None else validate.interval("window", window, lo=0, hi=self.duration_s)
+
+    def _finished_in(self, kind, window) -> tuple[int, int]:
+        """Where the requests of `kind` that finished in `window` (None: all) start and end in its columns."""
+        times = self.times(kind, "request")
+        if window is None:
+            return 0, len(times)
+        return bisect_right(times, window[0] - 1e-12), bisect_right(times, window[1])
+
+    def _bin(self, bin_s) -> float:
+        """`bin_s` as a float: from a thousandth of the run (so a series stays small) to the whole run."""
+        return float(validate.number("bin_s", bin_s, lo=self.duration_s / 1000, hi=self.duration_s))
 
     def summary(self) -> dict:
         """Per kind: during the incident, success, rejections, timeouts and p99; outside it, success."""
@@ -108,11 +128,15 @@ class BulkheadRun(Run):
         """p99 of how long a kind's rejected calls waited before being refused (ms; NaN without rejections)."""
         from labkit.trace import percentile
 
+        self._kind(kind)
         waited = sorted(self.column(KINDS[kind][0], "rejected", "waited_s"))
         return 1000 * percentile(waited, 99) if waited else math.nan
 
     def series(self, kind: str, bin_s: float = 1.0) -> dict:
         """Per bin: a kind's success rate, p99 latency (ms), rejections per second and mean workers in use."""
+        self._kind(kind)
+        bin_s = self._bin(bin_s)
+
         def compute():
             requests = self.per_bin(kind, "request", bin_s)
             ok = self.per_bin(kind, "request", bin_s, "error", reduce=_count_none)
@@ -126,6 +150,9 @@ class BulkheadRun(Run):
 
     def workers_in_use(self, kind: str, bin_s: float = 1.0, samples: int = 10) -> list[float]:
         """A kind's workers in use (its dependency calls in progress), averaged over `samples` instants per bin."""
+        self._kind(kind)
+        bin_s = self._bin(bin_s)
+        validate.number("samples", samples, lo=1, hi=100, integer=True)
         dep = KINDS[kind][0]
         arrivals = self.times(dep, "call")
         queued, service = self.column(dep, "call", "queued_s"), self.column(dep, "call", "service_s")
@@ -170,9 +197,8 @@ def simulate(*, design: str = "bulkheads", seed: int = 1, slow_latency_s: float 
     validate.number("duration_s", duration_s, lo=1, hi=600)
     validate.number("total_workers", total_workers, lo=1, hi=1000, integer=True)
     validate.number("server_threads", server_threads, lo=1, hi=10_000, integer=True)
-    start, end = incident
-    validate.number("incident start", start, lo=0, hi=duration_s)
-    validate.number("incident end", end, lo=start, hi=duration_s)
+    start, end = validate.interval("incident", incident, lo=0, hi=duration_s)
+    validate.instance("unbounded_wait", unbounded_wait, bool, "True or False")
     sizes = {"checkout": checkout_workers, "product": product_workers, "reporting": reporting_workers}
     for kind, n in sizes.items():
         validate.number(f"{kind}_workers", n, lo=1, hi=total_workers, integer=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from labkit import validate
 from labkit.clock import Sim
-from labkit.db import ExponentialLag, ReplicaSet, UniformLag
+from labkit.db import ExponentialLag, LagSpike, ReplicaSet, UniformLag
 from labkit.knobs import Choice, Knob, Knobs
 from labkit.run import Run
 from labkit.workload import Op, Steady, Zipf, arrivals, drive_workload
@@ -57,17 +57,14 @@ class ReplicaRouter:
     def __init__(self, replica_set: ReplicaSet, *, max_lag_s: float | None = None,
                  when_all_lagging: str = "primary", read_your_writes: str | None = None,
                  sticky_s: float = 2.0, clock=None):
-        if not isinstance(replica_set, ReplicaSet):
-            raise ValueError(f"replica_set must be a labkit ReplicaSet, got {replica_set!r}")
+        validate.instance("replica_set", replica_set, ReplicaSet, "a labkit ReplicaSet")
         if max_lag_s is not None:
             validate.number("max_lag_s", max_lag_s, lo=0, lo_open=True)
         validate.choice("when_all_lagging", when_all_lagging, WHEN_ALL_LAGGING)
         validate.choice("read_your_writes", read_your_writes, READ_YOUR_WRITES)
         validate.number("sticky_s", sticky_s, lo=0)
         self.replica_set = replica_set
-        self.clock = replica_set.sim if clock is None else clock
-        if not hasattr(self.clock, "now"):
-            raise ValueError(f"clock must have a .now attribute (a labkit Sim), got {clock!r}")
+        self.clock = replica_set.sim if clock is None else validate.clock("clock", clock)
         self.max_lag_s, self.when_all_lagging = max_lag_s, when_all_lagging
         self.read_your_writes, self.sticky_s = read_your_writes, sticky_s
         self.degraded_reads = 0
@@ -83,10 +80,12 @@ class ReplicaRouter:
 
     def read(self, key, user=None, strong: bool = False):
         """Read row `key` from the node this router picks for `user` (see the class docstring)."""
+        validate.instance("strong", strong, bool, "True or False")
         return self.pick(user, strong).read(key)
 
     def pick(self, user=None, strong: bool = False):
         """The node a read by `user` goes to now."""
+        validate.instance("strong", strong, bool, "True or False")
         rs = self.replica_set
         if strong or not rs.replicas:
             return rs.primary
@@ -133,7 +132,7 @@ class ReplicasRun(Run):
 
     def series(self, bin_s: float = 0.5) -> dict:
         """Per-bin series: load per node (queries/s), each replica's lag (s), stale-read shares (%)."""
-        validate.number("bin_s", bin_s, lo=0, lo_open=True)   # before the memo: True must not find 1.0's series
+        validate.number("bin_s", bin_s, lo=0, lo_open=True, hi=self.duration_s)   # before the memo: True must not find 1.0's series
         key = ("series", bin_s)
         return self._once(key, lambda: self._series(bin_s))
 
@@ -258,13 +257,13 @@ def simulate(*, seed: int = 1, duration_s: float = 30.0, replicas: int = 3, lag_
         KNOBS["lag_s"].check(lag_s)
     validate.number("n_users", n_users, lo=1, hi=1_000_000, integer=True)
     validate.number("zipf_s", zipf_s, lo=0, hi=5)
-    if router is not None and not callable(router):
-        raise ValueError(f"router must be a factory called with the replica set (a class or function), got {router!r}")
+    validate.callable_("router", router, "a factory called with the replica set (a class or function)", optional=True)
     validate.number("node_capacity_qps", node_capacity_qps, lo=0, lo_open=True)
     validate.number("bin_s", bin_s, lo=0.1, hi=duration_s)
     if isinstance(reread_after_s, numbers.Real):
         reread_after_s = (reread_after_s,)
-    reread_after_s = tuple(reread_after_s)
+    spikes = validate.items("spikes", spikes, LagSpike, "LagSpike windows")
+    reread_after_s = validate.items("reread_after_s", reread_after_s, numbers.Real, "delays in seconds")
     for d in reread_after_s:
         validate.number("reread_after_s", d, lo=0, hi=duration_s)
     if isinstance(lag_s, (ExponentialLag, UniformLag)):
@@ -274,7 +273,7 @@ def simulate(*, seed: int = 1, duration_s: float = 30.0, replicas: int = 3, lag_
     ops = _workload(seed, float(duration_s), float(read_rate_rps), float(write_ratio), n_users,
                     float(zipf_s), reread_after_s)
     sim = Sim(seed)
-    rs = ReplicaSet(sim, replicas=replicas, lag=lag, spikes=tuple(spikes))
+    rs = ReplicaSet(sim, replicas=replicas, lag=lag, spikes=spikes)
     if router is None:
         rt = ReplicaRouter(rs, max_lag_s=max_lag_s, when_all_lagging=when_all_lagging,
                            read_your_writes=read_your_writes, sticky_s=sticky_s)
@@ -315,5 +314,5 @@ def simulate(*, seed: int = 1, duration_s: float = 30.0, replicas: int = 3, lag_
     settings = dict(seed=seed, replicas=replicas, lag_s=lag_s, read_rate_rps=read_rate_rps,
                     write_ratio=write_ratio, max_lag_s=max_lag_s, when_all_lagging=when_all_lagging,
                     read_your_writes=read_your_writes, sticky_s=sticky_s,
-                    node_capacity_qps=node_capacity_qps, bin_s=bin_s, spikes=tuple(spikes))
+                    node_capacity_qps=node_capacity_qps, bin_s=bin_s, spikes=spikes)
     return ReplicasRun(sim, rs, rt, float(duration_s), settings)
