@@ -196,7 +196,7 @@ def test_breaker_arguments_are_validated(kwargs, message):
 
 
 def test_breaker_needs_a_clock():
-    with pytest.raises(ValueError, match=r"clock must have a \.now attribute"):
+    with pytest.raises(TypeError, match=r"clock must have a numeric \.now attribute"):
         CircuitBreaker(42)
 
 
