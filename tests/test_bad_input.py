@@ -57,7 +57,8 @@ RUN_S = 10.0  # after a call that scheduled events, the shared Sim runs this man
 
 # Modules whose failures this test insists on; failures elsewhere must be in KNOWN.
 OWNED = {"labkit.clock", "labkit.trace", "labkit.service", "labkit.db", "labkit.cache", "labkit.workload",
-         "labkit.validate", "labkit.lessons.bulkhead.model", "labkit.lessons.replicas.model"}
+         "labkit.validate", "labkit.lessons.bulkhead.model", "labkit.lessons.replicas.model",
+         "labkit.run", "labkit.lessons.caching.model", "labkit.lessons.caching.panel"}
 
 # Not fuzzed, each with the reason.
 SKIP = {
