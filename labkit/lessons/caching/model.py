@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from dataclasses import dataclass, field
 
 from labkit import validate
@@ -56,8 +57,9 @@ class SlowDatabase(Database):
         super().__init__(sim, name, path=path, table=table)
         self.query_s = validate.number("query_s", query_s, lo=0)
         windows = []
-        for window in outages:
-            if not (isinstance(window, (tuple, list)) and len(window) == 2):
+        for window in validate.items("outages", outages, object, "(start_s, end_s) pairs"):
+            validate.instance("outages", window, (tuple, list), "(start_s, end_s) pairs")   # a TypeError
+            if len(window) != 2:   # the right kind, the wrong length: a ValueError
                 raise ValueError(f"outages must be (start_s, end_s) pairs, got {window!r}")
             start = validate.number("outage start_s", window[0], lo=0)
             validate.number("outage end_s", window[1], lo=start, lo_open=True)
@@ -88,8 +90,7 @@ class SlowDatabase(Database):
 
     def load(self, key, callback) -> None:
         """Query row `key`: the row as it is now is passed to `callback(row)` `query_s` seconds later."""
-        if not callable(callback):
-            raise ValueError(f"callback must be a function that takes the row, got {callback!r}")
+        validate.callable_("callback", callback, "a function that takes the row")
         self._arrive("load")
         self.queries += 1
         row = super().read(key)  # the query's snapshot: what it will answer, whatever commits meanwhile
@@ -102,9 +103,10 @@ class SlowDatabase(Database):
 
     def write_many(self, rows) -> int:
         """Insert or update several rows, [(key, fields_dict), ...], in one round trip; returns the last position."""
-        rows = list(rows)
+        rows = validate.items("rows", rows, object, "(key, fields_dict) pairs")
         for row in rows:
-            if not (isinstance(row, (tuple, list)) and len(row) == 2 and isinstance(row[1], dict)):
+            validate.instance("rows", row, (tuple, list), "(key, fields_dict) pairs")
+            if not (len(row) == 2 and isinstance(row[1], dict)):
                 raise ValueError(f"rows must be (key, fields_dict) pairs, got {row!r}")
             # Field names become column names in the SQL, as write(**fields) keyword names do.
             bad = [name for name in row[1] if not (isinstance(name, str) and name.isidentifier())]
@@ -238,6 +240,7 @@ def simulate(*, seed: int = 1, duration_s: float = 60.0, rate_rps: float = 50.0,
     validate.number("duration_s", duration_s, lo=1, hi=600)
     validate.number("rate_rps", rate_rps, lo=1, hi=2000)
     validate.number("n_keys", n_keys, lo=1, hi=100_000, integer=True)
+    validate.instance("l2", l2, bool, "True or False (whether there is a shared L2)")
     validate.choice("l2_backend", l2_backend, ("model", "redis"))
     validate.number("bin_s", bin_s, lo=0.1, hi=duration_s)
     ops = _caching_ops(seed, float(duration_s), float(rate_rps), n_keys, float(zipf_s), float(write_ratio))
@@ -319,11 +322,14 @@ class CacheAside:
     """
 
     def __init__(self, cache, db, clock, ttl_s: float = 30.0):
-        self.cache, self.db, self.clock = cache, db, clock
         self.ttl_s = validate.number("ttl_s", ttl_s, lo=0, lo_open=True)
+        self.cache = validate.instance("cache", cache, (LRUCache, RedisCache), "a labkit LRUCache or RedisCache")
+        self.db = validate.instance("db", db, SlowDatabase, "a lk.caching.SlowDatabase (its load(key, callback))")
+        self.clock = validate.clock("clock", clock)
 
     def get(self, key, reply) -> None:
         """Call `reply(row)` with row `key`: from the cache, or from the database on a miss."""
+        validate.callable_("reply", reply, "a function called with the row")
         row = self.cache.get(key)
         if row is not None:
             reply(row)
@@ -343,12 +349,8 @@ class CacheAside:
 
 
 def _app_factory(app):
-    if app is None:
-        return CacheAside
-    if not callable(app):
-        raise ValueError(f"app must be a class (or factory) called as app(cache, db, clock, ttl_s=...), "
-                         f"got {app!r}")
-    return app
+    validate.callable_("app", app, "a class (or factory) called as app(cache, db, clock, ttl_s=...)", optional=True)
+    return CacheAside if app is None else app
 
 
 @dataclass
@@ -356,6 +358,7 @@ class HotKeyRun(Run):
     """The result of `simulate_hot_key`: the simulation, its settings, and what the trace shows (lesson 02)."""
 
     sim: Sim
+    duration_s: float   # the traffic's; queries still in flight then land in the 2 s after, outside the bins
     settings: dict = field(default_factory=dict)
     answers: list = field(default_factory=list, repr=False)   # per request: (sent_s, [(answered_s, row), ...])
 
@@ -443,7 +446,7 @@ def simulate_hot_key(app=None, *, servers: int = 4, rate_rps: float = 200.0, ttl
     settings = dict(servers=servers, rate_rps=rate_rps, ttl_s=ttl_s, query_s=query_s, duration_s=duration_s,
                     seed=seed, key=key, db_name=db.name, cache_name=cache.name,
                     app=getattr(make, "__name__", type(make).__name__))
-    return HotKeyRun(sim, settings, answers)
+    return HotKeyRun(sim, float(duration_s), settings, answers)
 
 
 def summarize_hot_key(runs):
@@ -505,6 +508,7 @@ class RaceRun(Run):
     """The result of `stale_set_race`: what each visitor saw, and the calls behind it (lesson 02)."""
 
     sim: Sim
+    duration_s: float   # when the script's clock stopped: after its last step, once queries have landed
     settings: dict = field(default_factory=dict)
     steps: list = field(default_factory=list, repr=False)   # (time_s, who, action, [answers])
     db: SlowDatabase | None = field(default=None, repr=False)
@@ -584,6 +588,14 @@ def _describe_call(e, cache_name) -> str:
     return f"database {e.event}"
 
 
+def _times(name: str, values) -> tuple:
+    """`values` as a tuple of moments on the virtual clock (numbers >= 0), else an error naming `name`."""
+    values = validate.items(name, values, numbers.Real, "times in seconds (numbers >= 0)")
+    for t in values:
+        validate.number(name, t, lo=0)
+    return values
+
+
 def stale_set_race(app=None, *, ttl_s: float = 60.0, query_s: float = 0.2, reads=(1.0,), write_at: float = 1.1,
                    other_writes=(), probes=(2.0, 10.0, 30.0, 61.0, 62.0), seed: int = 0, key: int = 42) -> RaceRun:
     """The cache-aside race, scripted on the virtual clock, through app servers built from `app` (lesson 02).
@@ -598,10 +610,14 @@ def stale_set_race(app=None, *, ttl_s: float = 60.0, query_s: float = 0.2, reads
     make = _app_factory(app)
     validate.number("ttl_s", ttl_s, lo=0, lo_open=True)
     validate.number("query_s", query_s, lo=0, lo_open=True, hi=10)
+    reads, other_writes, probes = _times("reads", reads), _times("other_writes", other_writes), _times("probes", probes)
+    validate.number("write_at", write_at, lo=0)
+    validate.number("key", key, integer=True)   # its neighbours key + 1.. are the other profiles
+    end_s = float(max([*probes, *reads, write_at, *other_writes]) + max(1.0, 5 * query_s))
     sim = Sim(seed)
     cache = RedisCache(sim, "cache")
     db = SlowDatabase(sim, "db", query_s=query_s, table="profiles")
-    run = RaceRun(sim, dict(ttl_s=ttl_s, query_s=query_s, key=key, field="bio", db_name=db.name,
+    run = RaceRun(sim, end_s, dict(ttl_s=ttl_s, query_s=query_s, key=key, field="bio", db_name=db.name,
                             cache_name=cache.name, app=getattr(make, "__name__", type(make).__name__)), db=db)
     current = {"bio": "old bio"}
     try:
@@ -633,7 +649,7 @@ def stale_set_race(app=None, *, ttl_s: float = 60.0, query_s: float = 0.2, reads
             sim.at(t, save_other, n)
         for t in probes:
             sim.at(t, read, visitors, "visitor (server 3)")
-        sim.run(until=max([*probes, *reads, write_at, *other_writes]) + max(1.0, 5 * query_s))
+        sim.run(until=end_s)
     finally:
         cache.flush()
     run.steps.sort(key=lambda s: s[0])
