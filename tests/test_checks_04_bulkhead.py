@@ -250,7 +250,13 @@ def test_every_percentage_in_the_prose_is_an_output_a_reader_can_see():
 WRONG_LIMITERS = {
     "never grows": ("            self.limit += 1 / self.limit", "            pass", "Does every success raise the limit"),
     "never shrinks": ("            self.limit = max(1.0, self.limit * 0.9)", "            pass",
-                      "Does a refused call (ok=False) cut the limit?"),
+                      "Does a refused call (ok=False) cut the limit"),
+    "admits one too many": ("        if self.in_flight < self.limit:", "        if self.in_flight <= self.limit:",
+                            "admitted 5 of 6 calls"),
+    "halves on a refusal": ("            self.limit = max(1.0, self.limit * 0.9)",
+                            "            self.limit = max(1.0, self.limit * 0.5)", "Halving"),
+    "+1 on every success": ("            self.limit += 1 / self.limit", "            self.limit += 1",
+                            "+1 on every success outgrows any cut"),
     "an unbounded limit": ("            self.limit += 1 / self.limit", '            self.limit = float("inf")',
                            "limiter.limit should be a finite number"),
 }
