@@ -186,6 +186,7 @@ class TrialLimitedBreaker:
     (dict(failure_threshold=1, recovery_timeout_s=2.0, success_threshold=1), "trips on bad luck"),
     (dict(failure_threshold=6, recovery_timeout_s=15.0, success_threshold=1), "to return to normal"),
     (dict(failure_threshold=200, recovery_timeout_s=2.0, success_threshold=1), "reached the dead service"),
+    (dict(failure_threshold=3, recovery_timeout_s=1.0, success_threshold=15), "closed and then opened again"),
     (dict(failure_threshold=6, recovery_timeout_s=-1, success_threshold=1),
      "labkit's breaker rejected your TUNING: recovery_timeout_s must be > 0"),
     (dict(threshold=6), "TUNING should be a dict with exactly the keys"),
@@ -194,6 +195,14 @@ def test_wrong_tuning_fails_with_its_message(tuning, expected):
     report = lk.check("03.3", tuning)
     assert report.status == "failed"
     assert expected in messages(report), report.text()
+
+
+def test_a_breaker_that_flaps_after_the_outage_is_not_told_to_shorten_its_timeout():
+    # Slow recovery from re-opening on ordinary errors is the threshold's fault, not the timeout's.
+    report = lk.check("03.3", dict(failure_threshold=3, recovery_timeout_s=1.0, success_threshold=15))
+    text = messages(report)
+    assert "failure_threshold=3 trips on bad luck" in text and "set how long that takes" not in text, report.text()
+    assert "seed 1" in text
 
 
 @pytest.mark.parametrize("tuning", [

@@ -405,7 +405,8 @@ tuning = register(Exercise(
         "Too small a failure_threshold trips on bad luck.",
         "Each trial during the outage costs one call to the dead service and one second of waiting; "
         "recovery_timeout_s sets both how many trials the dead service sees and how soon you notice it is back.",
-        "Use the Play widget: set the same outage and rate and watch 'calls during outage' and 'recovery'.",
+        "Use the Play widget: set the same outage and rate and watch the table's rows '... of them during the "
+        "outage' and 'recovered after the outage in'.",
     )))
 
 
@@ -444,6 +445,17 @@ def _simulate_tuned(tuning_answer):
     return runs
 
 
+def _outage_s(run) -> float:
+    return run.outage[1] - run.outage[0]
+
+
+def _reopened_after_outage(run) -> list[float]:
+    """When the breaker opened again after it first closed once the outage was over."""
+    end = run.outage[1]
+    closed = [e.time_s for e in run.trace.select("breaker", "state", state="closed") if e.time_s >= end]
+    return [e.time_s for e in run.trace.select("breaker", "state", state="open") if closed and e.time_s > closed[0]]
+
+
 @tuning.scenario("no false alarms: stays closed through ordinary 10 % errors")
 def _no_false_alarm(answer, ctx):
     for run in _tuned_runs(answer):
@@ -458,22 +470,39 @@ def _no_false_alarm(answer, ctx):
 
 @tuning.scenario(f"protects the dead service: at most {TUNING_TARGETS['max_outage_calls']} calls reach it")
 def _protects(answer, ctx):
-    worst = max(run.summary()["calls_during_outage"] for run in _tuned_runs(answer))
+    run = max(_tuned_runs(answer), key=lambda r: r.summary()["calls_during_outage"])
+    worst = run.summary()["calls_during_outage"]
     if worst > TUNING_TARGETS["max_outage_calls"]:
-        raise Fail(f"Up to {worst} calls reached the dead service during its outage "
-                   f"(the target is at most {TUNING_TARGETS['max_outage_calls']}). A high failure_threshold lets "
+        raise Fail(f"Up to {worst} calls reached the dead service during its outage (seed {run.settings['seed']}, a "
+                   f"{_outage_s(run):g} s outage; the target is at most {TUNING_TARGETS['max_outage_calls']}). "
+                   "A high failure_threshold lets "
                    "many calls in before opening; a short recovery_timeout_s sends many trials.")
     return f"at most {worst} calls reached it ({len(TUNING_SEEDS)} seeds)"
 
 
 @tuning.scenario(f"recovers: callers back to normal within {TUNING_TARGETS['recover_within_s']:g} s, on average")
 def _recovers(answer, ctx):
-    times = [run.recovery_s() for run in _tuned_runs(answer)]
+    runs = _tuned_runs(answer)
+    times = [run.recovery_s() for run in runs]
     never = sum(math.isinf(t) for t in times)
     mean = sum(times) / len(times)
     if mean > TUNING_TARGETS["recover_within_s"]:
-        shown = (f"did not return to normal before the run ended in {never} of {len(times)} runs" if never else
-                 f"took {mean:.1f} s on average to return to normal (the slowest run {max(times):.0f} s)")
+        flapping = [(len(reopened), run, reopened) for run in runs if (reopened := _reopened_after_outage(run))]
+        if flapping:
+            _, run, reopened = max(flapping, key=lambda f: f[0])
+            late = (f"in {never} of {len(times)} runs they never got back to normal" if never else
+                    f"they took {mean:.1f} s on average to get back to normal")
+            raise Fail(f"After the service came back, your breaker closed and then opened again "
+                       f"{counted(len(reopened), 'time')} (seed {run.settings['seed']}, first at "
+                       f"t={reopened[0]:.1f} s) on the ordinary 10 % errors of a healthy service, and each time "
+                       f"callers got fallbacks: {late} (target {TUNING_TARGETS['recover_within_s']:g} s). "
+                       f"failure_threshold={answer['failure_threshold']} trips on bad luck, and every needless "
+                       "opening costs a recovery_timeout_s of fallbacks.")
+        slowest = max(runs, key=lambda r: r.recovery_s())
+        shown = (f"did not return to normal before the run ended in {never} of {len(times)} runs (seed "
+                 f"{slowest.settings['seed']} among them)" if never else
+                 f"took {mean:.1f} s on average to return to normal (the slowest, seed "
+                 f"{slowest.settings['seed']}, {max(times):.0f} s)")
         raise Fail(f"After the service came back, callers' success rate {shown} "
                    f"(target: {TUNING_TARGETS['recover_within_s']:g} s on average). The breaker only finds out the "
                    "service is back when a trial succeeds: recovery_timeout_s and success_threshold set "
