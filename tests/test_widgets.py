@@ -401,7 +401,7 @@ def test_the_breaker_figure_legend_keys_the_outage_and_the_breaker_states_in_the
     assert list(keys) == ["outage", "breaker open", "breaker half-open", "without breaker", "with breaker"]
     assert keys["outage"].get_visible() and keys["breaker open"].get_visible()
     assert keys["outage"].get_facecolor() == to_rgba(OUTAGE_COLOUR, 0.15)
-    assert keys["breaker open"].get_facecolor() == to_rgba(STATE_COLOURS["open"], 0.25)
+    assert keys["breaker open"].get_facecolor() == to_rgba(*STATE_COLOURS["open"])
     bands = [c for c in fig.axes[1].collections if len(c.get_paths()) > 1]
     assert len(bands) == 1   # the outage and every state interval: one collection per panel
 

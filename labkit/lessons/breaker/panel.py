@@ -11,7 +11,9 @@ from labkit.resilience import CircuitBreaker
 from labkit.run import as_runs
 from labkit.traffic import CallsRun
 
-STATE_COLOURS = {"open": "#D55E00", "half_open": "#F0E442", "closed": None}
+# Bands in hues the first three runs' lines (blue, orange, green) do not use, so a run's spikes stay visible
+# on them (the open band was vermilion, and lesson 03's orange spikes vanished into it).
+STATE_COLOURS = {"open": ("#CC79A7", 0.2), "half_open": ("#F0E442", 0.3), "closed": None}
 OUTAGE_COLOUR = "#999999"
 BAND_LABELS = {"open": "breaker open", "half_open": "breaker half-open"}
 
