@@ -71,6 +71,7 @@ def _run_check(args) -> int:
     import threading
 
     from labkit.grading.gradebook import hidden_tests
+    from labkit.grading.notebook import cell_name
     from labkit.grading.runner import OK, grade_notebook
     from labkit.grading.sandbox import kill_live_children
 
@@ -94,7 +95,7 @@ def _run_check(args) -> int:
         print(report.text())
         print()
     for cell in record.get("cells", []):
-        print(f"Cell {cell['index']} {cell['status']}: {cell.get('error', '')}")
+        print(f"{cell_name(cell['index']).capitalize()} {cell['status']}: {cell.get('error', '')}")
     if record.get("cells"):
         print()
     if record["status"] != OK:

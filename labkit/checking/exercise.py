@@ -38,7 +38,7 @@ class Exercise:
     """A graded exercise: an answer (a class, function or value) judged by its scenarios (lesson 00)."""
 
     def __init__(self, id: str, title: str, *, answer: str, hints: tuple[str, ...] = (),
-                 stub_message: str = "fill in the cell above (replace the ...) and run this cell again."):
+                 stub_message: str = "fill in the cell above (replace the ...), then check it again."):
         self.id, self.title, self.answer_name = id, title, answer
         self.hints = tuple(hints)
         self.stub_message = stub_message

@@ -17,6 +17,12 @@ MAX_CODE_BYTES = 4 * 1024 * 1024
 COPY_BYTES = 20 * 1024 * 1024      # a bigger file reaches the child as its code cells only
 
 
+def cell_name(index: int) -> str:
+    """How a message names the cell at `index` in the notebook's list: counted from 1 over every cell,
+    markdown too, as a reader counts them down the page in JupyterLab."""
+    return f"cell {index + 1}"
+
+
 class NotANotebook(Exception):
     """The file is not a readable Jupyter notebook; the message says why, in a few words."""
 

@@ -24,7 +24,8 @@ from labkit import checking
 from labkit.checking import FAILED, NOT_ATTEMPTED, Exercise, Fail, Report, Result
 from labkit.grading.endpoint import UNSENT, Endpoint
 from labkit.checking.expose import exposed_names
-from labkit.grading.notebook import NotANotebook, Submission, defining_cell, detect_lesson, read_submission
+from labkit.grading.notebook import (NotANotebook, Submission, cell_name, defining_cell, detect_lesson,
+                                    read_submission)
 from labkit.grading.protocol import MAX_TEXT, FrameBuffer, ProtocolError, RemoteError, pack, truncate
 from labkit.grading import sandbox
 from labkit.grading.sandbox import Child, Limits, UidPool
@@ -450,7 +451,7 @@ class ParentEndpoint(Endpoint):
 
     def _timeout(self, what: str) -> CodeTimeout:
         if self.current_cell is not None:
-            what = f"running cell {self.current_cell}"
+            what = f"running {cell_name(self.current_cell)}"
         if self._expired == "wall":
             # It waited rather than computed (a sleep, a blocking read): only the backstop stops that.
             limit = self.limits.cell_timeout_s if self.current_cell is not None else self.limits.call_timeout_s
@@ -466,8 +467,9 @@ class ParentEndpoint(Endpoint):
         limit = self.limits.call_timeout_s
         if self.current_cell is not None:
             limit = self.limits.cell_timeout_s
-            return CodeTimeout(f"Cell {self.current_cell} did not finish within {limit:g} s: an infinite loop?",
-                               f"cell {self.current_cell} did not finish within {limit:g} s")
+            cell = cell_name(self.current_cell)
+            return CodeTimeout(f"{cell.capitalize()} did not finish within {limit:g} s: an infinite loop?",
+                               f"{cell} did not finish within {limit:g} s")
         return CodeTimeout(f"Your code did not finish within {limit:g} s: an infinite loop? "
                            f"(exercise {self.exercise}, while the grader was {what})" if self.exercise else
                            f"Your code did not finish within {limit:g} s while the grader was {what}: an infinite loop?",
@@ -476,7 +478,7 @@ class ParentEndpoint(Endpoint):
 
     def _gone(self, what: str) -> ChildGone:
         if self.current_cell is not None:
-            what = f"running cell {self.current_cell}"
+            what = f"running {cell_name(self.current_cell)}"
         return ChildGone(f"Your notebook's process ended while the grader was {what}{self._where()}: "
                          "os._exit(), a crash, or it ran out of memory.",
                          f"its process ended while the grader was {what}{self._where()}")
@@ -970,7 +972,7 @@ def _summarise(graded: Graded, exercises: list[Exercise], broken: GraderAbort | 
         problems = [c for c in cells if c["status"] != "ok"]
         if problems:
             first = problems[0]
-            reasons.append(f"{len(problems)} cell(s) did not run cleanly; first: cell {first['index']} "
+            reasons.append(f"{len(problems)} cell(s) did not run cleanly; first: {cell_name(first['index'])} "
                            f"{first['status']}: {first.get('error', '')}")
         record["reason"] = truncate("; ".join(r for r in reasons if r), 300)
 

@@ -360,6 +360,19 @@ def test_labkit_check_prints_the_verdicts(capsys):
     assert "not attempted" in capsys.readouterr().out
 
 
+def test_labkit_check_names_a_failing_cell_as_jupyterlab_counts_it(tmp_path, capsys):
+    # Cells are counted from 1 down the page, markdown included: the setup cell is the notebook's
+    # first code cell, and a broken cell right after it is named by its place, not its list index.
+    nb = nbformat.read(ROOT / "solutions" / "03_circuit_breaker.ipynb", as_version=4)
+    at = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "import labkit as lk" in c.source) + 1
+    nb.cells.insert(at, nbformat.v4.new_code_cell("1 / 0"))
+    path = tmp_path / "03_circuit_breaker.ipynb"
+    nbformat.write(nb, path)
+    main(["check", str(path)])
+    out = capsys.readouterr().out
+    assert f"Cell {at + 1} error" in out, out
+
+
 def test_labkit_grade_with_an_expected_lesson(tmp_path, capsys):
     (tmp_path / "junk.ipynb").write_bytes(b"\xff\xfe not a notebook")
     out = tmp_path / "book.csv"
