@@ -155,9 +155,7 @@ def test_router_catching_replica_down_also_passes():
     assert report.status == "passed", report.text()
 
 
-def test_router_choosing_replicas_at_random_also_passes():
-    """Round robin is asked for, but any even spread over the healthy replicas is judged correct."""
-    source = '''
+RANDOM_ROUTER = '''
 import random
 
 class Router:
@@ -173,6 +171,67 @@ class Router:
         node = self.replica_set.primary if strong or not up else self.rng.choice(up)
         return node.read(key)
 '''
+
+
+@pytest.mark.parametrize("source", [
+    RANDOM_ROUTER,
+    mutate(ROUTER, "            replica = self.replicas[self.turn % len(self.replicas)]",
+           "            replica = __import__('random').choice(self.replicas)"),
+], ids=["seeded random.choice over the replicas that are up", "random.choice, skipping down ones"])
+def test_router_choosing_replicas_at_random_fails(source):
+    """The prompt asks for turns: a random pick is even over 600 reads, but not over 3 in a row."""
+    report = lk.check("01.1", run_cells(source)["Router"])
+    assert report.status == "failed", report.text()
+    assert "3 reads in a row" in messages(report) and "A random pick is even only on average" in messages(report)
+    assert "taking turns means every replica serves one read in every 3 in a row" in messages(report)
+
+
+def test_router_without_wrap_around_fails():
+    """Looks only at the replicas after the turn: fine while replica2 is down, not when the last one is."""
+    source = mutate(ROUTER, ROTATE, """        for i in range(self.turn, len(self.replicas)):
+            replica = self.replicas[i]
+            if replica.is_up:
+                self.turn = (i + 1) % len(self.replicas)
+                return replica.read(key)
+        return self.primary.read(key)""")
+    report = lk.check("01.1", router(source))
+    assert report.status == "failed", report.text()
+    assert "While replica3, the last replica in the list, was down, the primary served" in messages(report)
+    assert "After the last replica comes the first again" in messages(report)
+
+
+@pytest.mark.parametrize("source", [
+    '''
+import itertools
+
+class Router:
+    """Round robin with itertools.cycle; a down replica is passed over, the primary only when all are down."""
+
+    def __init__(self, replica_set):
+        self.primary, self.replicas = replica_set.primary, list(replica_set.replicas)
+        self.order = itertools.cycle(self.replicas)
+
+    def write(self, key, **fields):
+        return self.primary.write(key, **fields)
+
+    def read(self, key, strong=False):
+        if not strong:
+            for _ in self.replicas:
+                replica = next(self.order)
+                if replica.is_up:
+                    return replica.read(key)
+        return self.primary.read(key)
+''',
+    mutate(ROUTER, ROTATE, """        start = self.turn
+        self.turn += 1
+        for i in range(len(self.replicas)):
+            replica = self.replicas[(start + i) % len(self.replicas)]
+            if replica.is_up:
+                return replica.read(key)
+        return self.primary.read(key)"""),
+], ids=["itertools.cycle", "a down replica's turn goes to the next one up"])
+def test_other_round_robin_routers_also_pass(source):
+    """The prompt's 'its turn passes to the next replica', read literally, is accepted too."""
     report = lk.check("01.1", run_cells(source)["Router"])
     assert report.status == "passed", report.text()
 

@@ -172,10 +172,12 @@ def _balanced_over(Router, replicas: int) -> str:
     counts = bench.counts()
     # Half the reads are for one popular profile, as real traffic is skewed.
     keys = [1 if i % 2 else 2 + (i // 2) % 9 for i in range(600)]
+    served = []
     for key in keys:
         event, row = bench.read(key)
         _expect_row(row, key, f"profile {key}", "every node")
         counts[event.component] += 1
+        served.append(event.component)
     if counts["primary"]:
         raise Fail(f"The primary served {counts['primary']} of 600 ordinary reads ({_spread(counts)}). Keep it "
                    "for writes and strong reads: the point of replicas is to take the reads off it.")
@@ -194,32 +196,69 @@ def _balanced_over(Router, replicas: int) -> str:
         raise Fail(f"600 reads, half of them of one popular profile, were spread unevenly: {_spread(counts)}. "
                    "Round robin gives each replica the same share whatever the keys; choosing the replica "
                    "from the key puts every read of a popular profile on the same replica.")
+    burst = _uneven_burst(served, [r.name for r in bench.replicas])
+    if burst:
+        raise Fail(burst)
     return f"600 reads over {len(bench.replicas)} replicas: {_spread(counts)}"
+
+
+def _uneven_burst(served: list, names: list) -> str:
+    """Taking turns: with every replica up, any len(names) reads in a row visit each replica once."""
+    n = len(names)
+    for start in range(len(served) - n + 1):
+        window = served[start:start + n]
+        idle = [name for name in names if name not in window]
+        if idle:
+            twice = max(set(window), key=window.count)
+            return (f"With all {n} replicas up, {n} reads in a row (the {_nth(start + 1)} to the {_nth(start + n)} "
+                    f"of 600) went to {', '.join(window[:-1])} and {window[-1]}: {twice} served "
+                    f"{window.count(twice)} of them and {' and '.join(idle)} none. Overall the shares were close "
+                    f"({_spread({name: served.count(name) for name in names})}), but taking turns means every "
+                    f"replica serves one read in every {n} in a row. A random pick is even only on average: "
+                    "bursts pile up on one replica while another idles. Keep a turn and move it on by one.")
+    return ""
+
+
+def _nth(k: int) -> str:
+    return f"{k}{'th' if 10 <= k % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(k % 10, 'th')}"
 
 
 @splitter.scenario("a replica that is down is skipped, and used again when it is back")
 def _down(Router, ctx):
     bench = _bench1(Router)
+    last = bench.replicas[-1].name
+    # replica2 down, back up, then the last replica down: its turn passes to the first, round the end.
     bench.node("replica2").down()
     counts = bench.counts()
-    for i in range(300):
+    for i in range(150):
         event, row = bench.read(1 + i % 10)
         counts[event.component] += 1
     if counts["primary"]:
-        raise Fail(f"While replica2 was down, the primary served {counts['primary']} of 300 reads "
+        raise Fail(f"While replica2 was down, the primary served {counts['primary']} of 150 reads "
                    f"({_spread(counts)}), although replica1 and replica3 were up. Give a dead replica's turn "
                    "to the next replica; the primary is the last resort. It is sized for the writes, not "
                    "for a third of the reads.")
     bench.node("replica2").up()
     bench.run_until(2.0)
     after = bench.counts()
-    for i in range(300):
+    for i in range(150):
         event, _ = bench.read(1 + i % 10)
         after[event.component] += 1
     if after["replica2"] == 0:
-        raise Fail(f"replica2 came back up, but your router sent it none of the next 300 reads "
+        raise Fail(f"replica2 came back up, but your router sent it none of the next 150 reads "
                    f"({_spread(after)}). Skip a replica while it is down, not forever.")
-    return f"replica2 down: {_spread(counts)}; back up: {_spread(after)}"
+    bench.node(last).down()
+    end = bench.counts()
+    for i in range(150):
+        event, _ = bench.read(1 + i % 10)
+        end[event.component] += 1
+    if end["primary"]:
+        raise Fail(f"While {last}, the last replica in the list, was down, the primary served {end['primary']} of "
+                   f"150 reads ({_spread(end)}), although replica1 and replica2 were up. (While replica2 was down, "
+                   f"none did: skipping works until the end of the list.) After the last replica comes the first again: when {last}'s turn is "
+                   "skipped, go round to replica1 (take the turn modulo the number of replicas) before you "
+                   "fall back to the primary.")
+    return f"replica2 down: {_spread(counts)}; back up: {_spread(after)}; {last} down: {_spread(end)}"
 
 
 @splitter.scenario("with every replica down, reads go to the primary")
