@@ -272,13 +272,24 @@ WRONG_LAG_AWARE = {
         "lag_positions counts log entries, not seconds"),
     "keeps serving the least-behind replica (Vitess) in this exercise": (
         "            return self.primary.read(key)\n        replica = fresh",
-        "            fresh = [min((r for r in self.replicas if r.is_up), key=lambda r: r.lag_s)]\n"
+        "            # the least-behind replica that is up; the primary only when every replica is down\n"
+        "            fresh = [min((r for r in self.replicas if r.is_up), key=lambda r: r.lag_s, default=self.primary)]\n"
         "        replica = fresh",
         "In this exercise those reads go to the primary"),
     "counts every read": (
         "        if strong:\n            return self.primary.read(key)\n        fresh",
         "        self.degraded_reads += 1\n        if strong:\n            return self.primary.read(key)\n        fresh",
         "degraded_reads went up by"),
+    "every replica down falls back through Router.read, uncounted": (
+        "        fresh = [r for r in self.replicas if r.is_up and r.lag_s <= self.max_lag_s]\n",
+        "        if not any(r.is_up for r in self.replicas):\n            return super().read(key)\n"
+        "        fresh = [r for r in self.replicas if r.is_up and r.lag_s <= self.max_lag_s]\n",
+        "every replica was down, and your router sent all 48 reads to the primary, but degraded_reads did not move"),
+    "skips a lagging replica by moving the turn on, then lets Router.read pick": (
+        "        replica = fresh[self.turn % len(fresh)]\n        self.turn += 1\n        return replica.read(key)",
+        "        if self.replicas[self.turn % len(self.replicas)] not in fresh:\n            self.turn += 1\n"
+        "        return super().read(key)",
+        "It happened only while replica2 and replica3 lagged at the same time"),
     "shuns a lagging replica for good": (
         "        fresh = [r for r in self.replicas if r.is_up and r.lag_s <= self.max_lag_s]",
         "        self.shunned = getattr(self, 'shunned', set()) | "
@@ -324,6 +335,21 @@ class LagAwareRouter:
         return self.rs.primary.read(key)
 '''
     report = lk.check("01.2", run_cells(source)["LagAwareRouter"])
+    assert report.status == "passed", report.text()
+
+
+def test_lag_aware_router_taking_the_least_recently_used_replica_also_passes():
+    """Another even spread: the qualifying replica that served a read longest ago."""
+    source = mutate(LAG, CHOOSE, """        fresh = [r for r in self.replicas if r.is_up and r.lag_s <= self.max_lag_s]
+        if not fresh:
+            self.degraded_reads += 1
+            return self.primary.read(key)
+        self.used = getattr(self, "used", {})
+        self.turn += 1
+        replica = min(fresh, key=lambda r: self.used.get(r.name, -1))
+        self.used[replica.name] = self.turn
+        return replica.read(key)""")
+    report = lk.check("01.2", lag_aware(source))
     assert report.status == "passed", report.text()
 
 

@@ -294,7 +294,7 @@ lag_aware = register(Exercise(
 class _LagRun:
     """Reads and writes at steady rates through a lag-aware router, logging each read's context."""
 
-    def __init__(self, Router, spikes, seed, down=None):
+    def __init__(self, Router, spikes, seed, down=()):
         # 20 writes/s with 0.2 s of lag keeps every replica a few log positions behind at all
         # times, so a router comparing positions with max_lag_s stands out from one reading seconds.
         self.bench = _Bench(Router, lag=0.2, spikes=spikes, seed=seed, max_lag_s=MAX_LAG_S)
@@ -307,8 +307,7 @@ class _LagRun:
             sim.at(1.0 + i * 0.05, self._write, 1 + i % 20, f"v{i}")
         for i in range(int(17 / 0.02)):
             sim.at(1.01 + i * 0.02, self._read, 1 + i % 20, i % 25 == 0)
-        if down:
-            name, start, end = down
+        for name, start, end in down:
             sim.at(start, self.bench.node(name).down)
             sim.at(end, self.bench.node(name).up)
         self.degraded_value = 0
@@ -341,8 +340,10 @@ def _fresh(lags):
 @lag_aware.scenario(f"skips replicas more than max_lag_s={MAX_LAG_S:g} s behind")
 def _skips(Router, ctx):
     _boundary(Router, ctx)
-    run = _LagRun(Router, spikes=[LagSpike(5, 8, extra_s=3.0, replica="replica2")], seed=1,
-                  down=("replica3", 14.0, 15.0))
+    # replica2 lags from about t=6 s to t=11 s; replica3, next to it, from about t=7.5 s to t=9.5 s as well.
+    run = _LagRun(Router, spikes=[LagSpike(5, 8, extra_s=3.0, replica="replica2"),
+                                  LagSpike(6.5, 7, extra_s=2.5, replica="replica3")], seed=1,
+                  down=[("replica3", 14.0, 15.0)])
     ordinary = [r for r in run.reads if not r[3]]
     strong_elsewhere = [r for r in run.reads if r[3] and r[1] != "primary"]
     if strong_elsewhere:
@@ -352,9 +353,19 @@ def _skips(Router, ctx):
     if behind:
         worst = max(r[2][r[1]] for r in behind)
         names = sorted({r[1] for r in behind})
+        nudge = "Check each replica's lag_s before you send it a read."
+        pairs = {tuple(n for n, lag in r[2].items() if lag is not None and lag > MAX_LAG_S) for r in behind}
+        if all(len(pair) >= 2 for pair in pairs):
+            # Only while two replicas side by side lagged: the next one in line was taken unchecked.
+            both = " and ".join(sorted({n for pair in pairs for n in pair}))
+            two = [r[0] for r in ordinary if sum(lag is not None and lag > MAX_LAG_S for lag in r[2].values()) >= 2]
+            nudge = (f"It happened only while {both} lagged at the same time (t={min(two):.1f} s to {max(two):.1f} s): "
+                     "while one replica "
+                     "lagged, your router skipped it. Moving past a lagging replica to the next one in line is not "
+                     "enough when that one lags too: choose among the replicas that qualify, checking lag_s "
+                     "for the one you pick.")
         raise Fail(f"{', '.join(names)} served {counted(len(behind), 'read')} while more than max_lag_s={MAX_LAG_S:g} s "
-                   f"behind (up to {worst:.1f} s): those users saw data that old. Check each replica's lag_s "
-                   "before you send it a read.")
+                   f"behind (up to {worst:.1f} s): those users saw data that old. {nudge}")
     needless = [r for r in ordinary if r[1] == "primary" and _fresh(r[2])]
     if needless:
         # Reads sent to the primary although every replica that was up was within the bound.
@@ -397,9 +408,11 @@ def _shares(Router, ctx):
     return "reads shared evenly, with and without replica2"
 
 
-@lag_aware.scenario("when every replica lags: the primary, counted in degraded_reads")
+@lag_aware.scenario("when every replica lags or is down: the primary, counted in degraded_reads")
 def _degraded(Router, ctx):
-    run = _LagRun(Router, spikes=[LagSpike(5, 8, extra_s=3.0)], seed=3)
+    # Every replica lags from about t=6 s to t=11 s, and every replica is down from t=13 s to t=14 s.
+    run = _LagRun(Router, spikes=[LagSpike(5, 8, extra_s=3.0)], seed=3,
+                  down=[(f"replica{i}", 13.0, 14.0) for i in (1, 2, 3)])
     ordinary = [r for r in run.reads if not r[3]]
     none_fresh = [r for r in ordinary if not _fresh(r[2])]
     healthy = [r for r in ordinary if _fresh(r[2])]
@@ -425,6 +438,12 @@ def _degraded(Router, ctx):
                    f"behind, and your router quietly sent all {len(none_fresh)} reads to the primary: "
                    "degraded_reads stayed at 0. That is how a primary gets overloaded with nobody told. "
                    "Add one to self.degraded_reads for each such read, so a dashboard can alert on it.")
+    all_down = [r for r in none_fresh if all(lag is None for lag in r[2].values())]
+    if all_down and not sum(r[4] for r in all_down):
+        raise Fail(f"From t={all_down[0][0]:.0f} s to t={all_down[-1][0]:.0f} s every replica was down, and your router "
+                   f"sent all {len(all_down)} reads to the primary, but degraded_reads did not move for them (it did "
+                   "while the replicas lagged). A replica that is down does not qualify either: those reads are "
+                   "degraded too, and the count is how an outage of every replica shows up on a dashboard.")
     if counted != len(none_fresh):
         raise Fail(f"While every replica lagged, {len(none_fresh)} reads went to the primary, but "
                    f"degraded_reads went up by {counted:g}. Count each of them once.")
@@ -433,7 +452,7 @@ def _degraded(Router, ctx):
         raise Fail(f"degraded_reads also went up by {extra:g} for reads a replica within max_lag_s could "
                    "serve, or for strong reads (which go to the primary by design). Count only the reads "
                    "that had to go to the primary because every replica lagged or was down.")
-    return f"{len(none_fresh)} reads went to the primary during the spike, each counted"
+    return f"{len(none_fresh)} reads went to the primary while every replica lagged or was down, each counted"
 
 
 def _boundary(Router, ctx):
