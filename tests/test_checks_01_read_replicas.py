@@ -396,6 +396,9 @@ WRONG_SESSIONS = {
     "sticky window shorter than max_lag_s": (
         sticky(0.5),
         "a sticky window must be longer than max_lag_s"),
+    "sticky window as long as max_lag_s": (
+        sticky(1.0),
+        "exactly max_lag_s=1 s after the save, replica1 was 1 s behind"),
     "sticky window on the wall clock": (
         sticky(2.0, clock="__import__('time').time()"),
         "Your code read the wall clock"),
@@ -417,6 +420,43 @@ def test_wrong_read_your_writes_fails_with_its_message(mistake):
 @pytest.mark.parametrize("window_s", [1.5, 2.0, 5.0])
 def test_sticky_window_longer_than_max_lag_s_also_passes(window_s):
     report = lk.check("01.3", session_router(sticky(window_s)))
+    assert report.status == "passed", report.text()
+
+
+def test_sticky_window_as_long_as_max_lag_s_with_its_end_included_also_passes():
+    """Primary up to and including max_lag_s after the save: any later replica without it is too far behind."""
+    report = lk.check("01.3", session_router(sticky(1.0).replace("< 1.0", "<= 1.0")))
+    assert report.status == "passed", report.text()
+
+
+def test_token_forgotten_once_every_replica_has_the_save_also_passes():
+    """A session token kept only while some replica still lacks the save; then an ordinary reader again."""
+    source = '''
+class ReadYourWritesRouter(LagAwareRouter):
+    def __init__(self, replica_set, clock, max_lag_s=1.0):
+        super().__init__(replica_set, max_lag_s)
+        self.clock = clock
+        self.pending = {}     # user -> log position of a save that not every replica has yet
+
+    def write(self, key, user, **fields):
+        position = super().write(key, **fields)
+        self.pending[user] = position
+        return position
+
+    def read(self, key, user=None, strong=False):
+        position = self.pending.get(user)
+        if position is not None and all(r.position >= position for r in self.replicas):
+            del self.pending[user]
+            position = None
+        if strong or position is None:
+            return super().read(key, strong)
+        ready = [r for r in self.replicas if r.is_up and r.position >= position]
+        if not ready:
+            return self.primary.read(key)
+        self.turn += 1
+        return ready[self.turn % len(ready)].read(key)
+'''
+    report = lk.check("01.3", session_router(source))
     assert report.status == "passed", report.text()
 
 

@@ -633,7 +633,37 @@ def _own_writes(Router, ctx):
                        f"{node}, {lag:.1f} s behind). Only the user who just saved needs special routing; everyone "
                        "else's reads follow the lag-aware rules of exercise 2 (a token of 0 is not 'any replica').")
         notes.append(f"{label}: 0 of {run.own}")
-    return "; ".join(notes)
+    stale = _reread_at_max_lag(Router)
+    if stale:
+        raise Fail(stale)
+    return "; ".join(notes) + f"; re-read exactly max_lag_s after the save: the new profile"
+
+
+def _reread_at_max_lag(Router) -> str:
+    """One save at t=2 s with replicas 1.5 s behind; re-reads at t=2.5 s and at t=3 s, exactly max_lag_s later."""
+    # The times are exact in binary: at t=3 s every replica is exactly max_lag_s behind, so it
+    # qualifies for ordinary reads (lag_s <= max_lag_s), and it has not applied the save.
+    bench = _Bench(Router, clock=True, lag=1.5, max_lag_s=MAX_LAG_S)
+    for user in range(1, 11):
+        bench.rs.write(user, bio="original")
+    bench.run_until(2.0)
+    bench.write(7, user=7, bio="saved")
+    for at in (2.5, 3.0):
+        bench.run_until(at)
+        for _ in range(len(bench.replicas)):
+            event, row = bench.read(7, user=7)
+            if not (row is not None and hasattr(row, "get") and row.get("bio") == "saved"):
+                node = bench.node(event.component)
+                head = (f"User 7 saved their profile at t=2 s, with every replica 1.5 s behind, and re-read it at "
+                        f"t={at:g} s from {event.component}, which had not applied the save: they saw {row!r}")
+                if at == 2.5:   # pragma: no cover - the scenarios before this one catch it
+                    return head + "."
+                return (head + f". At that instant, exactly max_lag_s={MAX_LAG_S:g} s after the save, {event.component} "
+                        f"was {node.lag_s:g} s behind, and a replica at most max_lag_s behind qualifies for ordinary "
+                        "reads. A sticky window that ends at that instant hands the user to a replica that may not "
+                        "have their save: the window must outlast max_lag_s, or check the replica's position "
+                        "against the save's.")
+    return ""
 
 
 @ryw.scenario("other reads still go to the replicas")
