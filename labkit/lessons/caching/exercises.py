@@ -564,9 +564,9 @@ def _refreshes_spread(Answer, ctx):
     query_s, ttl_s, servers = HOT["query_s"], HOT["ttl_s"], len(run.apps)
 
     def ticks(expiry):
-        for i in range(27):   # from 0.8 s before the expiry to just after it
+        for i in range(18):   # every 40 ms from 0.56 s before the expiry to just after it
             for server in range(servers):
-                run.at(expiry - 0.8 + 0.04 * i, server, 1)
+                run.at(expiry - 0.56 + 0.04 * i, server, 1)
 
     for server in range(servers):
         run.at(0.0, server, 1)
