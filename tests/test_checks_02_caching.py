@@ -5,6 +5,7 @@ Each wrong answer is a small mutation of the solution (or of another correct des
 stays plausible as the solution evolves, and each must fail with the message written for it.
 """
 import math
+import random
 
 import fakeredis
 import pytest
@@ -440,6 +441,7 @@ def test_other_stampede_protections_also_pass(design):
     "random",
 ], ids=["a generator per server, each seeded differently", "the random module's own generator"])
 def test_xfetch_with_servers_drawing_different_numbers_also_passes(generator):
+    random.seed(11)   # the random module's generator too: the same draws on every run of the test
     answer = xfetch_with(generator)
     answer.servers = 100
     report = lk.check("02.3", answer)
