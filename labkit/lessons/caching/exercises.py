@@ -572,7 +572,7 @@ def _refreshes_spread(Answer, ctx):
         run.at(0.0, server, 1)
     ticks(query_s + ttl_s)
     run.sim.run(until=query_s + ttl_s + 0.5)
-    last = max(run.queries(1))
+    last = max(run.queries(1), default=0.0)
     # The entry the last query of the first round stored expires then (not before the first round's end).
     second = max(last + query_s + ttl_s, run.sim.now + 1.0)
     ticks(second)
