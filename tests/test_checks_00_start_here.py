@@ -1,4 +1,6 @@
 """The start-here check against the solution, the untouched lesson and plausible wrong answers."""
+import math
+
 import pytest
 
 import labkit as lk
@@ -22,8 +24,21 @@ def test_untouched_lesson_is_not_attempted():
     (lambda rate, latency: rate * latency * 1000, "latency_s is in seconds, not milliseconds"),
     (lambda rate, latency: rate + latency, "How many arrive per second"),
     (lambda rate, latency: f"{rate * latency}", "it should return a number"),
+    (lambda rate, latency: math.ceil(rate * latency), "An average need not be a whole number"),
+    (lambda rate, latency: int(rate * latency), "An average need not be a whole number"),
+    (lambda rate, latency: round(rate * latency), "An average need not be a whole number"),
 ])
 def test_wrong_answers_fail_with_their_message(answer, expected):
     report = lk.check("00.1", answer)
     assert report.status == "failed"
     assert expected in report.results[0].message, report.text()
+
+
+@pytest.mark.parametrize("answer", [
+    lambda rate, latency: round(rate * latency, 1),   # how the average is shown: within 4 % at every point
+    lambda rate, latency: latency / (1 / rate),       # requests per second times seconds, written another way
+])
+def test_other_correct_answers_pass(answer):
+    """The check asks for the average: any way of computing it, shown to a tenth, is right."""
+    report = lk.check("00.1", answer)
+    assert report.status == "passed", report.text()

@@ -155,9 +155,7 @@ def test_router_catching_replica_down_also_passes():
     assert report.status == "passed", report.text()
 
 
-def test_router_choosing_replicas_at_random_also_passes():
-    """Round robin is asked for, but any even spread over the healthy replicas is judged correct."""
-    source = '''
+RANDOM_ROUTER = '''
 import random
 
 class Router:
@@ -173,6 +171,87 @@ class Router:
         node = self.replica_set.primary if strong or not up else self.rng.choice(up)
         return node.read(key)
 '''
+
+
+@pytest.mark.parametrize("seed", [7, 1, 2, 3])
+def test_router_choosing_replicas_at_random_fails(seed):
+    """The prompt asks for turns: a random pick is even over 600 reads, but not over 6 in a row."""
+    report = lk.check("01.1", run_cells(RANDOM_ROUTER.replace("random.Random(7)", f"random.Random({seed})"))["Router"])
+    assert report.status == "failed", report.text()
+    assert "6 reads in a row" in messages(report) and "A random pick is even only on average" in messages(report)
+    assert "taking turns means every replica serves one read in every 3 in a row" in messages(report)
+
+
+def test_router_without_wrap_around_fails():
+    """Looks only at the replicas after the turn: fine while replica2 is down, not when the last one is."""
+    source = mutate(ROUTER, ROTATE, """        for i in range(self.turn, len(self.replicas)):
+            replica = self.replicas[i]
+            if replica.is_up:
+                self.turn = (i + 1) % len(self.replicas)
+                return replica.read(key)
+        return self.primary.read(key)""")
+    report = lk.check("01.1", router(source))
+    assert report.status == "failed", report.text()
+    assert "While replica3, the last replica in the list, was down, the primary served" in messages(report)
+    assert "After the last replica comes the first again" in messages(report)
+
+
+@pytest.mark.parametrize("source", [
+    '''
+import itertools
+
+class Router:
+    """Round robin with itertools.cycle; a down replica is passed over, the primary only when all are down."""
+
+    def __init__(self, replica_set):
+        self.primary, self.replicas = replica_set.primary, list(replica_set.replicas)
+        self.order = itertools.cycle(self.replicas)
+
+    def write(self, key, **fields):
+        return self.primary.write(key, **fields)
+
+    def read(self, key, strong=False):
+        if not strong:
+            for _ in self.replicas:
+                replica = next(self.order)
+                if replica.is_up:
+                    return replica.read(key)
+        return self.primary.read(key)
+''',
+    mutate(ROUTER, ROTATE, """        start = self.turn
+        self.turn += 1
+        for i in range(len(self.replicas)):
+            replica = self.replicas[(start + i) % len(self.replicas)]
+            if replica.is_up:
+                return replica.read(key)
+        return self.primary.read(key)"""),
+    '''
+import random
+
+class Router:
+    """Every replica once per round, in an order shuffled for each round; down ones are passed over."""
+
+    def __init__(self, replica_set):
+        self.primary, self.replicas = replica_set.primary, replica_set.replicas
+        self.rng, self.round = random.Random(3), []
+
+    def write(self, key, **fields):
+        return self.primary.write(key, **fields)
+
+    def read(self, key, strong=False):
+        if not strong:
+            for _ in range(2 * len(self.replicas)):
+                if not self.round:
+                    self.round = list(self.replicas)
+                    self.rng.shuffle(self.round)
+                replica = self.round.pop()
+                if replica.is_up:
+                    return replica.read(key)
+        return self.primary.read(key)
+''',
+], ids=["itertools.cycle", "a down replica's turn goes to the next one up", "a shuffled order each round"])
+def test_other_round_robin_routers_also_pass(source):
+    """The prompt's 'its turn passes to the next replica', read literally, is accepted too."""
     report = lk.check("01.1", run_cells(source)["Router"])
     assert report.status == "passed", report.text()
 
@@ -213,13 +292,24 @@ WRONG_LAG_AWARE = {
         "lag_positions counts log entries, not seconds"),
     "keeps serving the least-behind replica (Vitess) in this exercise": (
         "            return self.primary.read(key)\n        replica = fresh",
-        "            fresh = [min((r for r in self.replicas if r.is_up), key=lambda r: r.lag_s)]\n"
+        "            # the least-behind replica that is up; the primary only when every replica is down\n"
+        "            fresh = [min((r for r in self.replicas if r.is_up), key=lambda r: r.lag_s, default=self.primary)]\n"
         "        replica = fresh",
         "In this exercise those reads go to the primary"),
     "counts every read": (
         "        if strong:\n            return self.primary.read(key)\n        fresh",
         "        self.degraded_reads += 1\n        if strong:\n            return self.primary.read(key)\n        fresh",
         "degraded_reads went up by"),
+    "every replica down falls back through Router.read, uncounted": (
+        "        fresh = [r for r in self.replicas if r.is_up and r.lag_s <= self.max_lag_s]\n",
+        "        if not any(r.is_up for r in self.replicas):\n            return super().read(key)\n"
+        "        fresh = [r for r in self.replicas if r.is_up and r.lag_s <= self.max_lag_s]\n",
+        "every replica was down, and your router sent all 48 reads to the primary, but degraded_reads did not move"),
+    "skips a lagging replica by moving the turn on, then lets Router.read pick": (
+        "        replica = fresh[self.turn % len(fresh)]\n        self.turn += 1\n        return replica.read(key)",
+        "        if self.replicas[self.turn % len(self.replicas)] not in fresh:\n            self.turn += 1\n"
+        "        return super().read(key)",
+        "It happened only while replica2 and replica3 lagged at the same time"),
     "shuns a lagging replica for good": (
         "        fresh = [r for r in self.replicas if r.is_up and r.lag_s <= self.max_lag_s]",
         "        self.shunned = getattr(self, 'shunned', set()) | "
@@ -268,6 +358,21 @@ class LagAwareRouter:
     assert report.status == "passed", report.text()
 
 
+def test_lag_aware_router_taking_the_least_recently_used_replica_also_passes():
+    """Another even spread: the qualifying replica that served a read longest ago."""
+    source = mutate(LAG, CHOOSE, """        fresh = [r for r in self.replicas if r.is_up and r.lag_s <= self.max_lag_s]
+        if not fresh:
+            self.degraded_reads += 1
+            return self.primary.read(key)
+        self.used = getattr(self, "used", {})
+        self.turn += 1
+        replica = min(fresh, key=lambda r: self.used.get(r.name, -1))
+        self.used[replica.name] = self.turn
+        return replica.read(key)""")
+    report = lk.check("01.2", lag_aware(source))
+    assert report.status == "passed", report.text()
+
+
 # --- 01.3 read-your-writes ------------------------------------------------------------------------
 
 def sticky(window_s, base="LagAwareRouter", init="super().__init__(replica_set, max_lag_s)", clock="self.clock.now"):
@@ -311,6 +416,9 @@ WRONG_SESSIONS = {
     "sticky window shorter than max_lag_s": (
         sticky(0.5),
         "a sticky window must be longer than max_lag_s"),
+    "sticky window as long as max_lag_s": (
+        sticky(1.0),
+        "exactly max_lag_s=1 s after the save, replica1 was 1 s behind"),
     "sticky window on the wall clock": (
         sticky(2.0, clock="__import__('time').time()"),
         "Your code read the wall clock"),
@@ -332,6 +440,43 @@ def test_wrong_read_your_writes_fails_with_its_message(mistake):
 @pytest.mark.parametrize("window_s", [1.5, 2.0, 5.0])
 def test_sticky_window_longer_than_max_lag_s_also_passes(window_s):
     report = lk.check("01.3", session_router(sticky(window_s)))
+    assert report.status == "passed", report.text()
+
+
+def test_sticky_window_as_long_as_max_lag_s_with_its_end_included_also_passes():
+    """Primary up to and including max_lag_s after the save: any later replica without it is too far behind."""
+    report = lk.check("01.3", session_router(sticky(1.0).replace("< 1.0", "<= 1.0")))
+    assert report.status == "passed", report.text()
+
+
+def test_token_forgotten_once_every_replica_has_the_save_also_passes():
+    """A session token kept only while some replica still lacks the save; then an ordinary reader again."""
+    source = '''
+class ReadYourWritesRouter(LagAwareRouter):
+    def __init__(self, replica_set, clock, max_lag_s=1.0):
+        super().__init__(replica_set, max_lag_s)
+        self.clock = clock
+        self.pending = {}     # user -> log position of a save that not every replica has yet
+
+    def write(self, key, user, **fields):
+        position = super().write(key, **fields)
+        self.pending[user] = position
+        return position
+
+    def read(self, key, user=None, strong=False):
+        position = self.pending.get(user)
+        if position is not None and all(r.position >= position for r in self.replicas):
+            del self.pending[user]
+            position = None
+        if strong or position is None:
+            return super().read(key, strong)
+        ready = [r for r in self.replicas if r.is_up and r.position >= position]
+        if not ready:
+            return self.primary.read(key)
+        self.turn += 1
+        return ready[self.turn % len(ready)].read(key)
+'''
+    report = lk.check("01.3", session_router(source))
     assert report.status == "passed", report.text()
 
 

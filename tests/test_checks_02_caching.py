@@ -5,6 +5,7 @@ Each wrong answer is a small mutation of the solution (or of another correct des
 stays plausible as the solution evolves, and each must fail with the message written for it.
 """
 import math
+import random
 
 import fakeredis
 import pytest
@@ -371,6 +372,56 @@ WRONG_STAMPEDE = {
 }
 
 
+ONE_FLAG_FOR_EVERY_KEY = """        if getattr(self, "busy", False):   # a query is running already: wait for its row
+            self.queue.append(reply)
+            return
+        self.busy, self.queue = True, [reply]
+
+        def answer_everyone(row):
+            self.busy = False
+            for waiter in self.queue:
+                waiter(row)
+
+        super().fill(key, answer_everyone)"""
+
+
+def xfetch_with(generator):
+    """The XFetch design with the shared class attribute replaced by `self.rng = <generator>` in __init__."""
+    return run_cells(XFETCH.replace("    rng = random.Random(7)   # one stream", "    # one stream").replace(
+        "self.cache, self.db, self.clock, self.ttl_s, self.beta = cache, db, clock, ttl_s, beta",
+        "self.cache, self.db, self.clock, self.ttl_s, self.beta = cache, db, clock, ttl_s, beta\n"
+        f"        self.rng = {generator}"))["StampedeSafeCache"]
+
+
+WRONG_STAMPEDE.update({
+    "one busy flag and one waiting list for every key": (
+        stampede_safe(mutate(STAMPEDE, COALESCE_BODY, ONE_FLAG_FOR_EVERY_KEY)),
+        "a request for key 2 at t=1.025 s was answered with key 1's row"),
+    "one busy flag for every key; only the waiters of the key that arrived are answered": (
+        stampede_safe(mutate(STAMPEDE, COALESCE_BODY, ONE_FLAG_FOR_EVERY_KEY.replace(
+            "self.queue.append(reply)", "self.queue.append((key, reply))").replace(
+            "[reply]", "[(key, reply)]").replace(
+            "            for waiter in self.queue:\n                waiter(row)",
+            "            for waiter in [r for k, r in self.queue if k == key]:\n                waiter(row)"))),
+        "a request for key 2 at t=1.025 s never got an answer, sent while a query for key 1 was running"),
+    "one lock for every key; a miss that finds it taken asks again later": (
+        stampede_safe(mutate(STAMPEDE, COALESCE_BODY, """        if getattr(self, "busy", False):   # a query is running: ask again shortly
+            self.clock.after(0.05, self.get, key, reply)
+            return
+        self.busy = True
+
+        def done(row):
+            self.busy = False
+            reply(row)
+
+        super().fill(key, done)""")),
+        "key 2 first missed at t=1.025 s, but its query started only at t=1.225 s, after key 1's query"),
+    "XFetch with a generator per server, all with the same seed": (
+        xfetch_with("random.Random(42)"),
+        "Every time one of them refreshed the entry early, all 4 did, in the same instant"),
+})
+
+
 @pytest.mark.parametrize("mistake", list(WRONG_STAMPEDE))
 def test_wrong_stampede_protection_fails_with_its_message(mistake):
     answer, expected = WRONG_STAMPEDE[mistake]
@@ -382,6 +433,37 @@ def test_other_stampede_protections_also_pass(design):
     answer = run_cells(XFETCH)["StampedeSafeCache"] if design == "XFetch" else \
         run_cells(LEASED.replace("class ConsistentCache", "class StampedeSafeCache"))["StampedeSafeCache"]
     report = lk.check("02.3", answer)
+    assert report.status == "passed", report.text()
+
+
+@pytest.mark.parametrize("generator", [
+    "random.Random(StampedeSafeCache.servers); StampedeSafeCache.servers += 1",
+    "random",
+], ids=["a generator per server, each seeded differently", "the random module's own generator"])
+def test_xfetch_with_servers_drawing_different_numbers_also_passes(generator):
+    random.seed(11)   # the random module's generator too: the same draws on every run of the test
+    answer = xfetch_with(generator)
+    answer.servers = 100
+    report = lk.check("02.3", answer)
+    assert report.status == "passed", report.text()
+
+
+def test_coalescing_with_a_set_of_keys_in_flight_also_passes():
+    """Per-key coalescing written another way: the keys being queried, and a defaultdict of waiters."""
+    source = mutate(STAMPEDE, COALESCE_BODY, """        in_flight = self.__dict__.setdefault("in_flight", set())
+        waiters = self.__dict__.setdefault("waiters", __import__("collections").defaultdict(list))
+        waiters[key].append(reply)
+        if key in in_flight:
+            return
+        in_flight.add(key)
+
+        def arrived(row):
+            in_flight.discard(key)
+            for waiter in waiters.pop(key):
+                waiter(row)
+
+        super().fill(key, arrived)""")
+    report = lk.check("02.3", stampede_safe(source))
     assert report.status == "passed", report.text()
 
 

@@ -349,7 +349,7 @@ def test_callbacks_cross_the_sandbox_both_ways_so_other_designs_pass(tmp_path, c
     nbformat.write(nb, path)
     assert main(["check", str(path)]) == 0, capsys.readouterr().out
     out = capsys.readouterr().out
-    assert "Exercise 02.2: the stale-set race: 4/4 points" in out and "Score: 15/15" in out
+    assert "Exercise 02.2: the stale-set race: 4/4 points" in out and "Score: 17/17" in out
 
 
 def test_labkit_check_prints_the_verdicts(capsys):

@@ -478,6 +478,127 @@ def _still_hot(Answer, ctx):
     raise Fail(head + ", most of them in bursts when the entry expired: the stampede of the check above.")
 
 
+class _Requests:
+    """App servers built from the learner's class in front of one cache and one slow database; every request logged."""
+
+    def __init__(self, Answer, *, servers: int, rows: dict, seed: int):
+        _refuse_labkit(Answer)
+        self.sim = Sim(seed)
+        self.cache = RedisCache(self.sim, "cache")
+        self.db = SlowDatabase(self.sim, "db", query_s=HOT["query_s"])
+        for key, story in rows.items():
+            self.db.write(key, story=story, version=1)
+        make = _app(Answer, HOT["ttl_s"])
+        self.apps = [make(self.cache, self.db, self.sim, ttl_s=HOT["ttl_s"]) for _ in range(servers)]
+        self.events = self.sim.trace.events
+        self.requests = []   # (sent_s, server, key, [(answered_s, row), ...], events the call itself caused)
+
+    def send(self, server: int, key) -> None:
+        got = []
+
+        def reply(row=None):
+            got.append((self.sim.now, row))
+
+        before = len(self.events)
+        self.apps[server].get(key, reply)
+        self.requests.append((self.sim.now, server, key, got, self.events[before:]))
+
+    def at(self, t: float, server: int, key) -> None:
+        self.sim.at(t, self.send, server, key)
+
+    def queries(self, key) -> list[float]:
+        """When each database query for `key` started."""
+        return [e.time_s for e in self.events if e.component == "db" and e.event == "read" and e.fields["key"] == key]
+
+    def run(self, until: float) -> None:
+        try:
+            self.sim.run(until=until)
+        finally:
+            self.cache.flush()
+
+
+TWO_HOT = {1: "Front page", 2: "Sports"}
+
+
+@stampede.scenario("two hot keys that miss at the same moment each get their own query and row")
+def _two_hot_keys(Answer, ctx):
+    run = _Requests(Answer, servers=2, rows=TWO_HOT, seed=24)
+    rounds = (1.0, 6.0)   # the second round comes after the first round's entries expired (TTL 4 s)
+    for start in rounds:
+        for i in range(24):   # keys 1 and 2 in turn, 25 ms apart, over both servers
+            run.at(start + 0.025 * i, (i // 2) % 2, 1 + i % 2)
+    run.run(until=8.0)
+    for sent, server, key, got, _ in run.requests:
+        other = 3 - key
+        if not got:
+            pending = [t for t in run.queries(other) if t <= sent < t + HOT["query_s"]]
+            raise Fail(f"Two hot keys, 1 and 2, missed at about the same moment: a request for key {key} at "
+                       f"t={sent:.3f} s never got an answer"
+                       + (f", sent while a query for key {other} was running" if pending else "")
+                       + ". Keep a waiting list (and a 'query running' mark) per key, so that a miss waits only for a "
+                       "query of its own key, and each list is answered when its own row arrives.")
+        row = got[0][1]
+        if isinstance(row, dict) and row.get("story") == TWO_HOT[other]:
+            raise Fail(f"Two hot keys, 1 and 2, missed at about the same moment: a request for key {key} at "
+                       f"t={sent:.3f} s was answered with key {other}'s row {row!r}. It waited for the query of "
+                       "another key: one waiting list (or one 'busy' flag) shared by every key. Keep them per key.")
+    for start in rounds:
+        for key in TWO_HOT:
+            first = next(t for t, _, k, _, _ in run.requests if k == key and t >= start)
+            started = [t for t in run.queries(key) if t >= first]
+            if not started or started[0] > first + HOT["query_s"] / 2:
+                other = 3 - key
+                when = f"only at t={started[0]:.3f} s" if started else "never"
+                raise Fail(f"Two hot keys, 1 and 2, missed at about the same moment: key {key} first missed "
+                           f"at t={first:.3f} s, but its query started {when}, after key {other}'s query. A miss "
+                           "must wait only for a query of its own key; with one lock or 'busy' flag for every key, "
+                           "a hot key's misses queue behind every other key's.")
+    return "each key's misses shared that key's query, in both rounds"
+
+
+@stampede.scenario("early refreshes by different servers do not coincide")
+def _refreshes_spread(Answer, ctx):
+    # 4 servers get their requests at the same instants, so a server's n-th read always comes with
+    # the other servers' n-th reads. Servers that draw the same random numbers then decide together.
+    run = _Requests(Answer, servers=4, rows={1: "Front page"}, seed=25)
+    query_s, ttl_s, servers = HOT["query_s"], HOT["ttl_s"], len(run.apps)
+
+    def ticks(expiry):
+        for i in range(18):   # every 40 ms from 0.56 s before the expiry to just after it
+            for server in range(servers):
+                run.at(expiry - 0.56 + 0.04 * i, server, 1)
+
+    for server in range(servers):
+        run.at(0.0, server, 1)
+    ticks(query_s + ttl_s)
+    run.sim.run(until=query_s + ttl_s + 0.5)
+    last = max(run.queries(1), default=0.0)
+    # The entry the last query of the first round stored expires then (not before the first round's end).
+    second = max(last + query_s + ttl_s, run.sim.now + 1.0)
+    ticks(second)
+    run.run(until=second + 0.5)
+    early = {}   # time -> servers whose read found the entry in the cache and still queried the database
+    for sent, server, _, _, caused in run.requests:
+        if any(e.component == "cache" and e.event == "hit" for e in caused) and \
+                any(e.component == "db" and e.event == "read" for e in caused):
+            early.setdefault(sent, set()).add(server)
+    together = sorted(t for t, who in early.items() if len(who) == servers)
+    # Servers that draw independently can coincide now and then, mostly in the last moments before the
+    # expiry; servers that draw the same numbers coincide at every early refresh, in both rounds.
+    if len(together) >= 2 and len(together) == len(early):
+        # The first such instant of each round (the second round's reads start after the first's last query).
+        shown = [together[0], *[t for t in together if t > last][:1]]
+        times = " and again at ".join(f"t={t:.2f} s" for t in sorted(set(shown)))
+        raise Fail(f"{servers} app servers read the hot key at the same instants. Every time one of them refreshed the "
+                   f"entry early, all {servers} did, in the same instant (at {times}): {servers} queries for one row at "
+                   "once, the herd that early refresh is meant to break up. Servers that draw the same random numbers "
+                   "decide together, and each server with its own random.Random and the same seed does just that. "
+                   "Draw from one generator shared by all your servers (a class attribute).")
+    refreshes = sum(len(who) for who in early.values())
+    return (f"{counted(refreshes, 'early refresh', 'early refreshes')}, never by every server at once" if early
+            else "no early refresh")
+
+
 # --------------------------------------------------------------------------------------------
 # 02.4 write-behind
 

@@ -172,10 +172,12 @@ def _balanced_over(Router, replicas: int) -> str:
     counts = bench.counts()
     # Half the reads are for one popular profile, as real traffic is skewed.
     keys = [1 if i % 2 else 2 + (i // 2) % 9 for i in range(600)]
+    served = []
     for key in keys:
         event, row = bench.read(key)
         _expect_row(row, key, f"profile {key}", "every node")
         counts[event.component] += 1
+        served.append(event.component)
     if counts["primary"]:
         raise Fail(f"The primary served {counts['primary']} of 600 ordinary reads ({_spread(counts)}). Keep it "
                    "for writes and strong reads: the point of replicas is to take the reads off it.")
@@ -194,32 +196,71 @@ def _balanced_over(Router, replicas: int) -> str:
         raise Fail(f"600 reads, half of them of one popular profile, were spread unevenly: {_spread(counts)}. "
                    "Round robin gives each replica the same share whatever the keys; choosing the replica "
                    "from the key puts every read of a popular profile on the same replica.")
+    burst = _uneven_burst(served, [r.name for r in bench.replicas])
+    if burst:
+        raise Fail(burst)
     return f"600 reads over {len(bench.replicas)} replicas: {_spread(counts)}"
+
+
+def _uneven_burst(served: list, names: list) -> str:
+    """Taking turns: with every replica up, any 2 x len(names) reads in a row include each replica.
+
+    Two rounds, not one, so that a rotation whose order changes from round to round passes."""
+    n = 2 * len(names)
+    for start in range(len(served) - n + 1):
+        window = served[start:start + n]
+        idle = [name for name in names if name not in window]
+        if idle:
+            busy = max(names, key=window.count)
+            return (f"With all {len(names)} replicas up, {n} reads in a row (the {_nth(start + 1)} to the "
+                    f"{_nth(start + n)} of 600) went: {_spread({name: window.count(name) for name in names})}: "
+                    f"{' and '.join(idle)} sat idle while {busy} served {window.count(busy)}. Overall the shares "
+                    f"were close ({_spread({name: served.count(name) for name in names})}), but taking turns means "
+                    f"every replica serves one read in every {len(names)} in a row. A random pick is even only on "
+                    "average: bursts pile up on one replica while another idles. Keep a turn and move it on by one.")
+    return ""
+
+
+def _nth(k: int) -> str:
+    return f"{k}{'th' if 10 <= k % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(k % 10, 'th')}"
 
 
 @splitter.scenario("a replica that is down is skipped, and used again when it is back")
 def _down(Router, ctx):
     bench = _bench1(Router)
+    last = bench.replicas[-1].name
+    # replica2 down, back up, then the last replica down: its turn passes to the first, round the end.
     bench.node("replica2").down()
     counts = bench.counts()
-    for i in range(300):
+    for i in range(150):
         event, row = bench.read(1 + i % 10)
         counts[event.component] += 1
     if counts["primary"]:
-        raise Fail(f"While replica2 was down, the primary served {counts['primary']} of 300 reads "
+        raise Fail(f"While replica2 was down, the primary served {counts['primary']} of 150 reads "
                    f"({_spread(counts)}), although replica1 and replica3 were up. Give a dead replica's turn "
                    "to the next replica; the primary is the last resort. It is sized for the writes, not "
                    "for a third of the reads.")
     bench.node("replica2").up()
     bench.run_until(2.0)
     after = bench.counts()
-    for i in range(300):
+    for i in range(150):
         event, _ = bench.read(1 + i % 10)
         after[event.component] += 1
     if after["replica2"] == 0:
-        raise Fail(f"replica2 came back up, but your router sent it none of the next 300 reads "
+        raise Fail(f"replica2 came back up, but your router sent it none of the next 150 reads "
                    f"({_spread(after)}). Skip a replica while it is down, not forever.")
-    return f"replica2 down: {_spread(counts)}; back up: {_spread(after)}"
+    bench.node(last).down()
+    end = bench.counts()
+    for i in range(150):
+        event, _ = bench.read(1 + i % 10)
+        end[event.component] += 1
+    if end["primary"]:
+        raise Fail(f"While {last}, the last replica in the list, was down, the primary served {end['primary']} of "
+                   f"150 reads ({_spread(end)}), although replica1 and replica2 were up. (While replica2 was down, "
+                   f"none did: skipping works until the end of the list.) After the last replica comes the first again: when {last}'s turn is "
+                   "skipped, go round to replica1 (take the turn modulo the number of replicas) before you "
+                   "fall back to the primary.")
+    return f"replica2 down: {_spread(counts)}; back up: {_spread(after)}; {last} down: {_spread(end)}"
 
 
 @splitter.scenario("with every replica down, reads go to the primary")
@@ -255,7 +296,7 @@ lag_aware = register(Exercise(
 class _LagRun:
     """Reads and writes at steady rates through a lag-aware router, logging each read's context."""
 
-    def __init__(self, Router, spikes, seed, down=None):
+    def __init__(self, Router, spikes, seed, down=()):
         # 20 writes/s with 0.2 s of lag keeps every replica a few log positions behind at all
         # times, so a router comparing positions with max_lag_s stands out from one reading seconds.
         self.bench = _Bench(Router, lag=0.2, spikes=spikes, seed=seed, max_lag_s=MAX_LAG_S)
@@ -268,8 +309,7 @@ class _LagRun:
             sim.at(1.0 + i * 0.05, self._write, 1 + i % 20, f"v{i}")
         for i in range(int(17 / 0.02)):
             sim.at(1.01 + i * 0.02, self._read, 1 + i % 20, i % 25 == 0)
-        if down:
-            name, start, end = down
+        for name, start, end in down:
             sim.at(start, self.bench.node(name).down)
             sim.at(end, self.bench.node(name).up)
         self.degraded_value = 0
@@ -302,8 +342,10 @@ def _fresh(lags):
 @lag_aware.scenario(f"skips replicas more than max_lag_s={MAX_LAG_S:g} s behind")
 def _skips(Router, ctx):
     _boundary(Router, ctx)
-    run = _LagRun(Router, spikes=[LagSpike(5, 8, extra_s=3.0, replica="replica2")], seed=1,
-                  down=("replica3", 14.0, 15.0))
+    # replica2 lags from about t=6 s to t=11 s; replica3, next to it, from about t=7.5 s to t=9.5 s as well.
+    run = _LagRun(Router, spikes=[LagSpike(5, 8, extra_s=3.0, replica="replica2"),
+                                  LagSpike(6.5, 7, extra_s=2.5, replica="replica3")], seed=1,
+                  down=[("replica3", 14.0, 15.0)])
     ordinary = [r for r in run.reads if not r[3]]
     strong_elsewhere = [r for r in run.reads if r[3] and r[1] != "primary"]
     if strong_elsewhere:
@@ -313,9 +355,19 @@ def _skips(Router, ctx):
     if behind:
         worst = max(r[2][r[1]] for r in behind)
         names = sorted({r[1] for r in behind})
+        nudge = "Check each replica's lag_s before you send it a read."
+        pairs = {tuple(n for n, lag in r[2].items() if lag is not None and lag > MAX_LAG_S) for r in behind}
+        if all(len(pair) >= 2 for pair in pairs):
+            # Only while two replicas side by side lagged: the next one in line was taken unchecked.
+            both = " and ".join(sorted({n for pair in pairs for n in pair}))
+            two = [r[0] for r in ordinary if sum(lag is not None and lag > MAX_LAG_S for lag in r[2].values()) >= 2]
+            nudge = (f"It happened only while {both} lagged at the same time (t={min(two):.1f} s to {max(two):.1f} s): "
+                     "while one replica "
+                     "lagged, your router skipped it. Moving past a lagging replica to the next one in line is not "
+                     "enough when that one lags too: choose among the replicas that qualify, checking lag_s "
+                     "for the one you pick.")
         raise Fail(f"{', '.join(names)} served {counted(len(behind), 'read')} while more than max_lag_s={MAX_LAG_S:g} s "
-                   f"behind (up to {worst:.1f} s): those users saw data that old. Check each replica's lag_s "
-                   "before you send it a read.")
+                   f"behind (up to {worst:.1f} s): those users saw data that old. {nudge}")
     needless = [r for r in ordinary if r[1] == "primary" and _fresh(r[2])]
     if needless:
         # Reads sent to the primary although every replica that was up was within the bound.
@@ -358,9 +410,11 @@ def _shares(Router, ctx):
     return "reads shared evenly, with and without replica2"
 
 
-@lag_aware.scenario("when every replica lags: the primary, counted in degraded_reads")
+@lag_aware.scenario("when every replica lags or is down: the primary, counted in degraded_reads")
 def _degraded(Router, ctx):
-    run = _LagRun(Router, spikes=[LagSpike(5, 8, extra_s=3.0)], seed=3)
+    # Every replica lags from about t=6 s to t=11 s, and every replica is down from t=13 s to t=14 s.
+    run = _LagRun(Router, spikes=[LagSpike(5, 8, extra_s=3.0)], seed=3,
+                  down=[(f"replica{i}", 13.0, 14.0) for i in (1, 2, 3)])
     ordinary = [r for r in run.reads if not r[3]]
     none_fresh = [r for r in ordinary if not _fresh(r[2])]
     healthy = [r for r in ordinary if _fresh(r[2])]
@@ -386,6 +440,12 @@ def _degraded(Router, ctx):
                    f"behind, and your router quietly sent all {len(none_fresh)} reads to the primary: "
                    "degraded_reads stayed at 0. That is how a primary gets overloaded with nobody told. "
                    "Add one to self.degraded_reads for each such read, so a dashboard can alert on it.")
+    all_down = [r for r in none_fresh if all(lag is None for lag in r[2].values())]
+    if all_down and not sum(r[4] for r in all_down):
+        raise Fail(f"From t={all_down[0][0]:.0f} s to t={all_down[-1][0]:.0f} s every replica was down, and your router "
+                   f"sent all {len(all_down)} reads to the primary, but degraded_reads did not move for them (it did "
+                   "while the replicas lagged). A replica that is down does not qualify either: those reads are "
+                   "degraded too, and the count is how an outage of every replica shows up on a dashboard.")
     if counted != len(none_fresh):
         raise Fail(f"While every replica lagged, {len(none_fresh)} reads went to the primary, but "
                    f"degraded_reads went up by {counted:g}. Count each of them once.")
@@ -394,7 +454,7 @@ def _degraded(Router, ctx):
         raise Fail(f"degraded_reads also went up by {extra:g} for reads a replica within max_lag_s could "
                    "serve, or for strong reads (which go to the primary by design). Count only the reads "
                    "that had to go to the primary because every replica lagged or was down.")
-    return f"{len(none_fresh)} reads went to the primary during the spike, each counted"
+    return f"{len(none_fresh)} reads went to the primary while every replica lagged or was down, each counted"
 
 
 def _boundary(Router, ctx):
@@ -575,7 +635,40 @@ def _own_writes(Router, ctx):
                        f"{node}, {lag:.1f} s behind). Only the user who just saved needs special routing; everyone "
                        "else's reads follow the lag-aware rules of exercise 2 (a token of 0 is not 'any replica').")
         notes.append(f"{label}: 0 of {run.own}")
-    return "; ".join(notes)
+    stale = _reread_at_max_lag(Router)
+    if stale:
+        raise Fail(stale)
+    return "; ".join(notes) + "; re-read exactly max_lag_s after the save: the new profile"
+
+
+def _reread_at_max_lag(Router) -> str:
+    """One save at t=2 s with replicas 1.5 s behind; re-reads at t=2.5 s and at t=3 s, exactly max_lag_s later."""
+    # The times are exact in binary: at t=3 s every replica is exactly max_lag_s behind, so it
+    # qualifies for ordinary reads (lag_s <= max_lag_s), and it has not applied the save.
+    bench = _Bench(Router, clock=True, lag=1.5, max_lag_s=MAX_LAG_S)
+    for user in range(1, 11):
+        bench.rs.write(user, bio="original")
+    bench.run_until(2.0)
+    bench.write(7, user=7, bio="saved")
+    for at in (2.5, 3.0):
+        bench.run_until(at)
+        for _ in range(len(bench.replicas)):
+            event, row = bench.read(7, user=7)
+            if not (row is not None and hasattr(row, "get") and row.get("bio") == "saved"):
+                node = bench.node(event.component)
+                if event.fields["position"] >= bench.rs.position:   # pragma: no cover - caught by the scenarios before
+                    return (f"User 7 re-read their profile from {event.component}, which had their save, but read() "
+                            f"returned {row!r}. Return the row the node gives you.")
+                head = (f"User 7 saved their profile at t=2 s, with every replica 1.5 s behind, and re-read it at "
+                        f"t={at:g} s from {event.component}, which had not applied the save: they saw {row!r}")
+                if at == 2.5:   # pragma: no cover - the scenarios before this one catch it
+                    return head + "."
+                return (head + f". At that instant, exactly max_lag_s={MAX_LAG_S:g} s after the save, {event.component} "
+                        f"was {node.lag_s:g} s behind, and a replica at most max_lag_s behind qualifies for ordinary "
+                        "reads. A sticky window that ends at that instant hands the user to a replica that may not "
+                        "have their save: the window must outlast max_lag_s, or check the replica's position "
+                        "against the save's.")
+    return ""
 
 
 @ryw.scenario("other reads still go to the replicas")
