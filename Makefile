@@ -37,9 +37,12 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 # The venv's bin/ first on PATH: a terminal opened in JupyterLab then runs the README's `labkit check ...`.
+# Its shell is named, so JupyterLab does not start a login shell (it does when its output is not a
+# terminal: piped, logged, under a service), whose profile would put the old PATH back.
 lab: venv ## start JupyterLab on the first lesson (PORT=8888); open the URL it prints
 	@echo "Starting JupyterLab on port $(PORT); open the http://127.0.0.1 URL printed below (Ctrl-C twice stops it)."
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/jupyter lab --no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) $(ALLOW_ROOT) \
+		--ServerApp.terminado_settings="{\"shell_command\": [\"$${SHELL:-/bin/sh}\"]}" \
 		$(if $(wildcard $(START)),--LabApp.default_url=/lab/tree/$(START))
 
 check: venv ## check your work in one lesson as the grader will (LESSON=03, or NOTEBOOK=path/to/file.ipynb)
