@@ -130,7 +130,38 @@ WRONG_LIMITED = {
         if self.state == "half_open":
             self.trials_in_flight -= 1
         super().on_success()"""),
-        "Outcomes that arrive while 'open' must not count as trial successes"),
+        "while 'open', on_success() changes nothing"),
+    # Kinds a fresh-eyes review found passing: exercise 1's rules, broken only in the subclass.
+    "a late failure while open restarts the timeout": (
+        lambda src: src + """
+    def on_failure(self):
+        if self.state == "open":
+            self.opened_at = self.clock.now
+        super().on_failure()
+""", "the late failure restarted the timeout"),
+    "a late success while open is counted for the next round": (
+        lambda src: src.replace("""        super().on_success()""", """        if self.state == "open":
+            self.successes += 1
+            return
+        super().on_success()""").replace("""        was_open = self.state == "open"
+        if not super().allow_request():""", """        was_open = self.state == "open"
+        kept = self.successes
+        if not super().allow_request():""").replace("""        if was_open:                      # a new round of trials starts
+            self.trials_in_flight = 0""", """        if was_open:                      # a new round of trials starts
+            self.trials_in_flight = 0
+            self.successes = kept"""),
+        "the success from the earlier round was still counted"),
+    "the trial limit applied while closed": (
+        lambda src: mutate(src, """        if self.state != "half_open":
+            return True
+""", ""),
+        "The trial limit is for 'half_open' only"),
+    "a refused call re-opens the breaker": (
+        lambda src: mutate(src, """        if self.trials_in_flight >= self.half_open_max_calls:
+            return False""", """        if self.trials_in_flight >= self.half_open_max_calls:
+            self.state, self.opened_at = "open", self.clock.now
+            return False"""),
+        "A call refused because the trial slots are full is only refused"),
 }
 
 

@@ -1,6 +1,7 @@
 """Exercises of lesson 03, circuit breaker: scenarios and the messages each mistake earns."""
 from __future__ import annotations
 
+import contextvars
 import math
 
 from labkit.checking import Exercise, Fail, clock_hint, concept_question, construct, counted, refuse_reference, register
@@ -9,11 +10,16 @@ from labkit.lessons.breaker.model import simulate
 from labkit.resilience import STATES, CircuitBreaker
 
 
+# Settings every _Bench adds while exercise 2 replays exercise 1's scenarios (half_open_max_calls).
+_EXTRA_SETTINGS: contextvars.ContextVar[dict] = contextvars.ContextVar("extra_settings", default={})
+
+
 class _Bench:
     """A scripted caller: sends calls at chosen virtual times with chosen outcomes to one breaker."""
 
     def __init__(self, Breaker, seed: int = 0, **settings):
         refuse_reference(Breaker, CircuitBreaker, "lk.CircuitBreaker", "breaker")
+        settings = {**settings, **_EXTRA_SETTINGS.get()}
         self.sim = Sim(seed)
         self.settings = settings
         call = ", ".join(f"{k}={v!r}" for k, v in settings.items())
@@ -301,14 +307,40 @@ def _trial_bench(Breaker, max_calls, success_threshold):
     return bench
 
 
+def _keeps_exercise_1(Breaker, ctx, scenarios) -> None:
+    """Exercise 1's scenarios on this class, with more trial slots than they ever fill: what they judge (late
+    outcomes, the timeout, each round counted afresh) must not change when a breaker limits its trials. A
+    slot that is never freed is the next scenario's to name, not one of these."""
+    token = _EXTRA_SETTINGS.set({"half_open_max_calls": 100})
+    try:
+        for scenario in scenarios:
+            scenario(Breaker, ctx)
+    except Fail as exc:
+        raise Fail(f"With half_open_max_calls=100, your breaker no longer keeps exercise 1's rules. {exc}") from None
+    finally:
+        _EXTRA_SETTINGS.reset(token)
+
+
 @trial_limit.scenario("at most half_open_max_calls trial calls at once")
 def _stampede(Breaker, ctx):
+    bench = _Bench(Breaker, failure_threshold=2, recovery_timeout_s=10.0, success_threshold=1, half_open_max_calls=1)
+    for _ in range(5):
+        bench.call(ok=True, duration_s=0.3)
+    if bench.reached != 5:
+        raise Fail(f"While 'closed', 5 calls arrived together and your breaker (half_open_max_calls=1) let "
+                   f"{bench.reached} of them through. The trial limit is for 'half_open' only: a closed breaker "
+                   "lets every call through.")
     for max_calls in (1, 3):
         bench = _trial_bench(Breaker, max_calls, success_threshold=max_calls)
         before = bench.reached
         for _ in range(20):
             bench.call(ok=True, duration_s=0.3)
         trials = bench.reached - before
+        if bench.state == "open":
+            raise Fail(f"When recovery_timeout_s ended, 20 calls arrived together; your breaker let {trials} "
+                       f"through (half_open_max_calls={max_calls}) and was then 'open', though no trial had "
+                       "failed yet. A call refused because the trial slots are full is only refused: the state "
+                       "stays 'half_open' until a trial's outcome decides.")
         if trials > max_calls:
             raise Fail(f"When recovery_timeout_s ended, 20 calls arrived together and your breaker sent "
                        f"{trials} of them to the recovering service (half_open_max_calls={max_calls}). "
@@ -325,6 +357,7 @@ def _stampede(Breaker, ctx):
 
 @trial_limit.scenario("a failed trial re-opens, and late successes do not close it")
 def _late_success(Breaker, ctx):
+    _keeps_exercise_1(Breaker, ctx, (_reopens,))   # late outcomes while open; each round counted afresh
     bench = _trial_bench(Breaker, max_calls=3, success_threshold=2)
     bench.call(ok=False, duration_s=0.1)
     bench.call(ok=True, duration_s=0.3)
