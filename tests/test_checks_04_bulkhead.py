@@ -109,6 +109,17 @@ WRONG_BULKHEADS = {
         returned = False""",
         """        returned = False""",
         "Take the permit before you call work(done)"),
+    "the except branch ignores that done already ran": (
+        """        except Exception:
+            done("error")""",
+        """        except Exception:
+            self.in_use -= 1
+            reply("error")""",
+        "reply exactly once"),
+    "the waiter passed through clock.after, which copies it when graded": (
+        "self.clock.after(self.max_wait_s, lambda: self._give_up(waiter))",
+        "self.clock.after(self.max_wait_s, self._give_up, waiter)",
+        "they arrive as copies"),
     "rejects with another word": (
         """        else:
             reply("rejected")""",
@@ -152,6 +163,18 @@ def test_solution_timeline_matches_the_reference_on_random_arrivals():
 
 
 WRONG_TIMELINES = {
+    "one queued task handed out per arrival": (
+        """        while queue:
+            i = min(range(len(free_at)), key=free_at.__getitem__)""",
+        """        if queue:
+            i = min(range(len(free_at)), key=free_at.__getitem__)""",
+        "one thread drains a queue of two between arrivals"),
+    "newest queued task first between arrivals": (
+        """            j = queue.popleft()
+            out[j] = ("queue", free_at[i])""",
+        """            j = queue.pop() if until < math.inf else queue.popleft()
+            out[j] = ("queue", free_at[i])""",
+        "one thread drains a queue of two between arrivals"),
     "grows to max before queueing": (
         """        elif len(queue) < queue_capacity:
             queue.append(k)

@@ -6,6 +6,7 @@ import math
 import numbers
 
 from labkit.checking.verdicts import Fail
+from labkit.clock import Sim
 
 
 def judge_choice(answer, choices: dict) -> str:
@@ -89,3 +90,34 @@ def counted(n, word: str, plural: str | None = None) -> str:
     """'1 replica', '3 replicas', '1,200 reads': a count with its noun in the right number."""
     shown = f"{n:,}" if isinstance(n, int) else f"{n:g}"
     return f"{shown} {word if n == 1 else plural or word + 's'}"
+
+
+def as_sent(value):
+    """`value` as the grader's process receives it from learner code: builtin containers (and subclasses)
+    as fresh copies of their base type, everything else as the same object (the grader's protocol sends
+    those by reference)."""
+    for base in (list, tuple, set, frozenset):
+        if isinstance(value, base):
+            return base(as_sent(v) for v in base.__iter__(value))
+    if isinstance(value, dict):
+        return {as_sent(k): as_sent(v) for k, v in dict.items(value)}
+    return value
+
+
+class SentArgsSim(Sim):
+    """A Sim that hands a callback its extra arguments as copies, as the grader's clock does.
+
+    When work is graded, the clock is in the grader's process, so `clock.after(delay_s, fn, waiter)` sends
+    `waiter` there and back: `fn` gets an equal list, not the same one. A check that gives learner code
+    this clock behaves the same in the notebook, so what passes there passes when graded.
+    """
+
+    copied_args = False   # True once a callback was scheduled with extra arguments (a check may say so)
+
+    def at(self, time_s, callback, *args, priority: int = 0) -> None:
+        self.copied_args = self.copied_args or bool(args)
+        super().at(time_s, callback, *as_sent(args), priority=priority)
+
+    def after(self, delay_s, callback, *args, priority: int = 0) -> None:
+        self.copied_args = self.copied_args or bool(args)
+        super().after(delay_s, callback, *as_sent(args), priority=priority)

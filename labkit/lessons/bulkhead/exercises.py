@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 
-from labkit.checking import Exercise, Fail, clock_hint, concept_question, construct, refuse_reference, register
+from labkit.checking import (Exercise, Fail, SentArgsSim, clock_hint, concept_question, construct, refuse_reference,
+                             register)
 from labkit.clock import Sim
 from labkit.lessons.bulkhead.model import TOTAL_WORKERS, simulate
 from labkit.service import TASK_ACTIONS, Service, WorkerPool, executor_timeline
@@ -26,7 +27,7 @@ class _Bench:
 
     def __init__(self, Bulkhead, *, max_concurrent_calls, max_wait_s, seed=0):
         refuse_reference(Bulkhead, WorkerPool, "lk.WorkerPool", "pool")
-        self.sim = Sim(seed)
+        self.sim = SentArgsSim(seed)   # what after(delay, fn, *args) does when graded, here too
         self.settings = dict(max_concurrent_calls=max_concurrent_calls, max_wait_s=max_wait_s)
         self.bulkhead = construct(Bulkhead, self.sim, shown=f"clock, max_concurrent_calls={max_concurrent_calls}, "
                                   f"max_wait_s={max_wait_s!r}", **self.settings)
@@ -36,7 +37,7 @@ class _Bench:
         self.problem: str | None = None
 
     def call(self, duration_s=1.0, outcome="ok", raises=False, done_twice=False, instant=False,
-             on_reply=None) -> dict:
+             on_reply=None, done_then_raise=False) -> dict:
         """Send one call now: its work lasts `duration_s` (or calls done inside work, `instant`), then reports
         `outcome` (or raises at once); `on_reply(result)` runs inside the caller's reply (a caller that sends
         its next call the moment it hears)."""
@@ -65,8 +66,10 @@ class _Bench:
                 if done_twice:
                     done(outcome)
 
-            if instant:
+            if instant or done_then_raise:
                 finish()
+                if done_then_raise:
+                    raise RuntimeError("the dependency's client raised after it had answered")
             else:
                 self.sim.after(duration_s, finish)
 
@@ -80,7 +83,7 @@ class _Bench:
         except Fail:
             raise
         except RuntimeError as exc:
-            if raises:
+            if raises or done_then_raise:
                 raise Fail("The call's work raised an exception, and it came out of your bulkhead's call(): "
                            "catch it, give the permit back, and reply('error').") from None
             raise exc
@@ -97,7 +100,15 @@ class _Bench:
             raise Fail(self.problem)
 
     def wait(self, delay_s):
-        self.sim.advance(delay_s)
+        try:
+            self.sim.advance(delay_s)
+        except Exception as exc:
+            if not self.sim.copied_args:
+                raise
+            raise Fail(f"Your code raised {type(exc).__name__} in a callback it had given arguments through "
+                       "clock.after(delay_s, fn, ...): when your work is graded they arrive as copies (the clock is "
+                       "in another process), and so they do here. Hand after a function of yours that closes over "
+                       "what it needs: clock.after(delay_s, lambda: self._give_up(waiter)).") from None
         self._raise_problem()
 
     def within_limit(self, what: str):
@@ -257,6 +268,19 @@ def _releases(Bulkhead, ctx):
         raise Fail(f"A call's work reported done twice, and afterwards your bulkhead ran {started} calls at once "
                    "with max_concurrent_calls=2: the second done() gave back a permit that was not held. Give a "
                    "permit back only the first time done() is called for a call.")
+    # Work that answers, then raises: the except branch must see that done already gave the permit back.
+    bench = _bench(Bulkhead, ctx, max_concurrent_calls=1, max_wait_s=0)
+    r = bench.call(done_then_raise=True)
+    if len(r["replies"]) > 1:
+        raise Fail(f"A call's work called done('ok') and then raised an exception; its caller heard "
+                   f"{', '.join(repr(x) for _, x in r['replies'])}: reply exactly once. The call was already done when it "
+                   "raised, so the except branch has no permit to give back and nothing to reply.")
+    recs = [bench.call(duration_s=1.0) for _ in range(3)]
+    started = sum(x["started"] is not None for x in recs)
+    if started > 1:
+        raise Fail(f"A call's work called done('ok') and then raised an exception, and afterwards your bulkhead ran "
+                   f"{started} calls at once with max_concurrent_calls=1: the except branch gave back a permit "
+                   "that done() had already returned. Give it back only if the call is not done yet.")
     return "gave the permit back on ok, error, timeout and an exception, and only once per call"
 
 
@@ -346,6 +370,8 @@ _EXECUTOR_CASES = (
                (0.53, 0.1), (2.0, 0.1), (2.01, 0.1)], "a second burst after threads went idle"),
     (1, 2, 1, [(0.0, 0.5), (0.25, 0.25), (0.5, 0.25), (1.0, 0.25)],
      "a thread frees at the moment a task arrives: it takes the oldest queued task first"),
+    (1, 1, 5, [(0.0, 0.1), (0.01, 0.1), (0.02, 0.1), (0.5, 0.1)],
+     "one thread drains a queue of two between arrivals, oldest first, one task after another"),
 )
 
 _ACTION_HINTS = {
@@ -431,10 +457,12 @@ def _surprise(answer, ctx):
     return _judge_timeline(answer, *_EXECUTOR_CASES[1])
 
 
-@executor.scenario("no queue at all, threads reused after a burst, and a thread that frees as a task arrives")
+@executor.scenario("no queue at all, threads reused after a burst, a queue drained between arrivals, and a thread "
+                   "that frees as a task arrives")
 def _sync_and_rounds(answer, ctx):
     _judge_timeline(answer, *_EXECUTOR_CASES[2])
     _judge_timeline(answer, *_EXECUTOR_CASES[3])
+    _judge_timeline(answer, *_EXECUTOR_CASES[5])
     return _judge_timeline(answer, *_EXECUTOR_CASES[4])
 
 
