@@ -679,13 +679,48 @@ def _judge_aimd(Limiter, ctx, workers, initial_limit):
 
 
 def _admits_its_limit(Limiter, initial_limit=4, sent=6):
-    """Before any call comes back, a limit of n lets exactly n calls be in flight."""
+    """In flight means admitted and not yet released: the limit bounds that, and only release() moves the limit."""
     limiter = construct(Limiter, Sim(0), initial_limit=initial_limit, shown=f"clock, initial_limit={initial_limit}")
     admitted = sum(bool(limiter.acquire()) for _ in range(sent))
+    limit = _limit_of(limiter)
+    if limit != initial_limit:
+        raise Fail(f"A new limiter with initial_limit={initial_limit} was asked for {sent} calls, none of which had "
+                   f"come back, and its limit became {limit:g}: only release() should move the limit, once an "
+                   "outcome is known.")
     if admitted != initial_limit:
         raise Fail(f"A new limiter with initial_limit={initial_limit} admitted {admitted} of {sent} calls sent before "
                    f"any came back; a limit of {initial_limit} means at most {initial_limit} calls in flight. "
                    "Does acquire() admit while in_flight < limit (not <=), with in_flight starting at 0?")
+    for _ in range(admitted):
+        limiter.release(True)
+    limit = _limit_of(limiter)
+    if limit < initial_limit:
+        raise Fail(f"A limiter with initial_limit={initial_limit} saw {admitted} calls come back with ok=True, and "
+                   f"its limit fell to {limit:.2f}. A success raises the limit (a little); a refusal cuts it.")
+    again = sum(bool(limiter.acquire()) for _ in range(2 * sent))
+    if again < initial_limit:
+        raise Fail(f"A limiter with initial_limit={initial_limit} admitted {initial_limit} calls and refused "
+                   f"{sent - initial_limit}; all {initial_limit} came back with ok=True (its limit is now {limit:.2f}), "
+                   f"and then it admitted only {again} new calls. Only admitted calls are in flight: does a refused "
+                   "acquire() leave in_flight alone, and does release() count each call out?")
+    for _ in range(again):
+        limiter.release(False)
+    if _limit_of(limiter) >= limit:
+        raise Fail(f"A limiter's {again} calls in flight all came back refused (ok=False), and its limit went from "
+                   f"{limit:.2f} to {_limit_of(limiter):.2f}. A refusal means the server is full: cut the limit by "
+                   "a factor." + (" (It did not move at all: is the limit kept in the attribute limit?)"
+                                  if _limit_of(limiter) == limit else ""))
+    if not limiter.acquire():
+        raise Fail(f"Every call a limiter had admitted came back refused (ok=False); with none in flight and its "
+                   f"limit at {_limit_of(limiter):.2f}, it refused the next call. A refused call is out of flight "
+                   "too: release(False) counts it out, then cuts the limit.")
+
+
+def _limit_of(limiter) -> float:
+    limit = limiter.limit
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not math.isfinite(limit):
+        raise Fail(f"limiter.limit should be a finite number; yours was {limit!r}.")
+    return float(limit)
 
 
 @aimd.scenario("grows from a small limit to the capacity of an 8-worker server", points=0.5)
