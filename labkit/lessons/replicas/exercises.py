@@ -225,16 +225,22 @@ def _nth(k: int) -> str:
     return f"{k}{'th' if 10 <= k % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(k % 10, 'th')}"
 
 
+def _tally(bench, n: int = 150) -> dict:
+    """Where `n` reads of keys 1 to 10 went, per node."""
+    counts = bench.counts()
+    for i in range(n):
+        event, _ = bench.read(1 + i % 10)
+        counts[event.component] += 1
+    return counts
+
+
 @splitter.scenario("a replica that is down is skipped, and used again when it is back")
 def _down(Router, ctx):
     bench = _bench1(Router)
     last = bench.replicas[-1].name
     # replica2 down, back up, then the last replica down: its turn passes to the first, round the end.
     bench.node("replica2").down()
-    counts = bench.counts()
-    for i in range(150):
-        event, row = bench.read(1 + i % 10)
-        counts[event.component] += 1
+    counts = _tally(bench)
     if counts["primary"]:
         raise Fail(f"While replica2 was down, the primary served {counts['primary']} of 150 reads "
                    f"({_spread(counts)}), although replica1 and replica3 were up. Give a dead replica's turn "
@@ -242,24 +248,18 @@ def _down(Router, ctx):
                    "for a third of the reads.")
     bench.node("replica2").up()
     bench.run_until(2.0)
-    after = bench.counts()
-    for i in range(150):
-        event, _ = bench.read(1 + i % 10)
-        after[event.component] += 1
+    after = _tally(bench)
     if after["replica2"] == 0:
         raise Fail(f"replica2 came back up, but your router sent it none of the next 150 reads "
                    f"({_spread(after)}). Skip a replica while it is down, not forever.")
     bench.node(last).down()
-    end = bench.counts()
-    for i in range(150):
-        event, _ = bench.read(1 + i % 10)
-        end[event.component] += 1
+    end = _tally(bench)
     if end["primary"]:
         raise Fail(f"While {last}, the last replica in the list, was down, the primary served {end['primary']} of "
                    f"150 reads ({_spread(end)}), although replica1 and replica2 were up. (While replica2 was down, "
-                   f"none did: skipping works until the end of the list.) After the last replica comes the first again: when {last}'s turn is "
-                   "skipped, go round to replica1 (take the turn modulo the number of replicas) before you "
-                   "fall back to the primary.")
+                   f"none did: skipping works until the end of the list.) After the last replica comes the first "
+                   f"again: when {last}'s turn is skipped, go round to replica1 (take the turn modulo the number of "
+                   "replicas) before you fall back to the primary.")
     return f"replica2 down: {_spread(counts)}; back up: {_spread(after)}; {last} down: {_spread(end)}"
 
 
