@@ -8,6 +8,7 @@ browser's terminal panel drives it; no page is needed to type a line.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import re
@@ -112,6 +113,8 @@ def test_the_readme_s_labkit_check_works_in_a_terminal_of_make_lab(make_lab):
     url, port, token = make_lab
     line = _readme_check_line()
     name = _api(url, token, "/api/terminals", data=b"{}")["name"]
-    out = asyncio.run(_type_in_terminal(port, token, name, line, until="Score:"))
+    # In a thread of its own: the browser tests' Playwright keeps an event loop running in this one.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        out = pool.submit(asyncio.run, _type_in_terminal(port, token, name, line, until="Score:")).result()
     assert "not found" not in out, out[-2000:]   # bash: "command not found"; sh: "labkit: not found"
     assert "Score:" in out and "not attempted" in out, out[-2000:]
