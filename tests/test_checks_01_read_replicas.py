@@ -91,6 +91,10 @@ WRONG_ROUTERS = {
             return replica.read(key)
         return self.primary.read(key)""",
         "a dead replica's turn to the next replica; the primary is the last resort"),
+    "a down replica's turn passes on once, then to the primary": (
+        "        for _ in range(len(self.replicas)):",
+        "        for _ in range(min(2, len(self.replicas))):",
+        "however many are down in a row"),
     "down replicas are not skipped": (
         "            if replica.is_up:              # a down one's turn passes to the next replica\n"
         "                return replica.read(key)",

@@ -533,6 +533,11 @@ WRONG_WRITE_BEHIND = {
     "a failed batch is re-queued at the back": (
         FIFO.replace("self.queue[:0] = batch", "self.queue.extend(batch)"),
         "went back in time"),
+    # Put back one row at a time at the front: the batch comes back reversed, and after an even number of
+    # failed flushes in the right order again, by luck.
+    "a failed batch is put back reversed": (
+        FIFO.replace("self.queue[:0] = batch", "for row in batch:\n                    self.queue.insert(0, row)"),
+        "went back in time"),
     "one row per round trip": (
         mutate(WRITE_BEHIND, "                self.db.write_many(batch)",
                "                for key, fields in batch:\n                    self.db.write(key, **fields)"),

@@ -260,7 +260,14 @@ def _down(Router, ctx):
                    f"none did: skipping works until the end of the list.) After the last replica comes the first "
                    f"again: when {last}'s turn is skipped, go round to replica1 (take the turn modulo the number of "
                    "replicas) before you fall back to the primary.")
-    return f"replica2 down: {_spread(counts)}; back up: {_spread(after)}; {last} down: {_spread(end)}"
+    bench.node("replica1").down()
+    two = _tally(bench)
+    if two["primary"]:
+        raise Fail(f"While replica1 and {last} were both down, the primary served {two['primary']} of 150 reads "
+                   f"({_spread(two)}), although replica2 was up. A dead replica's turn passes on until a replica "
+                   "that is up takes it, however many are down in a row; the primary only when none is up.")
+    return (f"replica2 down: {_spread(counts)}; back up: {_spread(after)}; {last} down: {_spread(end)}; "
+            f"two down: {_spread(two)}")
 
 
 @splitter.scenario("with every replica down, reads go to the primary")
