@@ -80,7 +80,6 @@ class ReplicaRouter:
 
     def read(self, key, user=None, strong: bool = False):
         """Read row `key` from the node this router picks for `user` (see the class docstring)."""
-        validate.instance("strong", strong, bool, "True or False")
         return self.pick(user, strong).read(key)
 
     def pick(self, user=None, strong: bool = False):
@@ -132,7 +131,8 @@ class ReplicasRun(Run):
 
     def series(self, bin_s: float = 0.5) -> dict:
         """Per-bin series: load per node (queries/s), each replica's lag (s), stale-read shares (%)."""
-        validate.number("bin_s", bin_s, lo=0, lo_open=True, hi=self.duration_s)   # before the memo: True must not find 1.0's series
+        # Before the memo: True must not find 1.0's series.
+        validate.number("bin_s", bin_s, lo=0, lo_open=True, hi=self.duration_s)
         key = ("series", bin_s)
         return self._once(key, lambda: self._series(bin_s))
 
