@@ -117,9 +117,10 @@ class WorkerPool:
 
     def admit(self, now: float, service_s: float) -> tuple[float, float] | None:
         """Queue a request that arrives at `now` and needs `service_s` of work; returns (start, end), or None if refused."""
-        if not (type(service_s) is float and 0 <= service_s < math.inf):
+        if not (type(service_s) is float and 0 <= service_s < math.inf and type(now) is float and 0 <= now < math.inf):
             validate.number("service_s", service_s, lo=0)
-        start = self.next_start(now)
+            validate.number("now", now, lo=0)
+        start = self._free_at[0]   # next_start(now), inlined: admit runs once per simulated call
         if start > now:
             if start - now > self.max_wait_s:
                 self.rejected += 1
@@ -132,6 +133,8 @@ class WorkerPool:
                     self.rejected += 1
                     return None
                 waiting.append(start)
+        else:
+            start = now
         end = start + service_s
         heapq.heapreplace(self._free_at, end)
         return start, end
@@ -202,12 +205,13 @@ class Service:
     def _work(self, start: float) -> tuple[bool, str | None, float]:
         """Draw one call's outcome and service time, for work that starts at `start` (faults apply by start)."""
         rng = self.sim.rng
-        service_s = rng.lognormvariate(self._mu, self.latency_sigma) if self.latency_sigma else self.latency_s
+        # exp(normal) is what random.lognormvariate returns, one call fewer: this runs once per simulated call.
+        service_s = math.exp(rng.normalvariate(self._mu, self.latency_sigma)) if self.latency_sigma else self.latency_s
         ok, error = True, None
         if self.error_rate and rng.random() < self.error_rate:
             ok, error = False, "error"
         for fault in self.faults:
-            if not fault.active(start):
+            if not fault.start_s <= start < fault.end_s:   # fault.active(start), for a start known to be a float
                 continue
             if isinstance(fault, Outage):
                 ok, error, service_s = False, "outage", fault.hang_s
