@@ -303,11 +303,13 @@ lag_aware = register(Exercise(
 class _LagRun:
     """Reads and writes at steady rates through a lag-aware router, logging each read's context."""
 
-    def __init__(self, Router, spikes, seed, down=()):
+    def __init__(self, Router, spikes, seed, down=(), max_lag_s=MAX_LAG_S):
         # 20 writes/s with 0.2 s of lag keeps every replica a few log positions behind at all
         # times, so a router comparing positions with max_lag_s stands out from one reading seconds.
-        self.bench = _Bench(Router, lag=0.2, spikes=spikes, seed=seed, max_lag_s=MAX_LAG_S)
+        self.limit = max_lag_s
+        self.bench = _Bench(Router, lag=0.2, spikes=spikes, seed=seed, max_lag_s=max_lag_s)
         self.reads = []    # (time, node, {replica: lag_s or None if down}, strong, degraded_delta)
+        self.positions = []   # {replica: lag_positions} at each of those reads
         sim, rs = self.bench.sim, self.bench.rs
         for key in range(1, 21):
             rs.write(key, bio="v0")
@@ -335,76 +337,185 @@ class _LagRun:
 
     def _read(self, key, strong):
         lags = {r.name: (r.lag_s if r.is_up else None) for r in self.bench.replicas}
+        positions = {r.name: r.lag_positions for r in self.bench.replicas}
         before = self.degraded()
         event, _ = self.bench.read(key, strong=True) if strong else self.bench.read(key)
         after = self.degraded()
         delta = None if before is None or after is None else after - before
         self.reads.append((self.bench.sim.now, event.component, lags, strong, delta))
+        self.positions.append(positions)
+
+    def fresh(self, lags):
+        """The replicas that qualified for a read: up, and at most max_lag_s behind."""
+        return [n for n, lag in lags.items() if lag is not None and lag <= self.limit]
+
+    def limit_seen(self) -> tuple:
+        """The limits the router's choices agree with: (lo, hi), any limit in [lo, hi) would explain them.
+
+        lo is the furthest behind a replica was when it served an ordinary read; hi, the least
+        behind the closest replica that was up was when an ordinary read went to the primary."""
+        ordinary = [r for r in self.reads if not r[3]]
+        lo = max((r[2][r[1]] for r in ordinary if r[1] != "primary"), default=0.0)
+        hi = min((min(v for v in r[2].values() if v is not None) for r in ordinary
+                  if r[1] == "primary" and any(v is not None for v in r[2].values())), default=math.inf)
+        return lo, hi
+
+    def positions_rule(self) -> bool:
+        """True if every ordinary read went where lag_positions <= max_lag_s would have sent it."""
+        for r, positions in zip(self.reads, self.positions):
+            if r[3]:
+                continue
+            if r[1] == "primary":
+                if any(r[2][n] is not None and positions[n] <= self.limit for n in positions):
+                    return False
+            elif positions[r[1]] > self.limit:
+                return False
+        return True
 
 
-def _fresh(lags):
-    return [n for n, lag in lags.items() if lag is not None and lag <= MAX_LAG_S]
+def _rule_of_its_own(runs) -> str:
+    """A router that skips replicas by another rule than lag_s <= max_lag_s, told from what it did in `runs`.
+
+    Two such rules are named: lag_positions compared with max_lag_s, and a limit of the
+    router's own (the starter's default of 1 s written into read()): one number that explains
+    what it did whatever max_lag_s it was built with, and is not the max_lag_s of a run."""
+    seen = [(run.limit, *run.limit_seen()) for run in runs]
+    wrong = [s for s in seen if not s[1] <= s[0] < s[2]]
+    if not wrong:
+        return ""
+    if all(run.positions_rule() for run in runs):
+        limit = wrong[0][0]
+        return (f"Your router was built with max_lag_s={limit:g}, and it sent a read to a replica exactly when that "
+                f"replica was at most {counted(limit, 'log position')} behind: lag_positions counts log entries, not seconds. "
+                "Compare lag_s, which is in seconds, with max_lag_s.")
+    lo, hi = max(s[1] for s in seen), min(s[2] for s in seen)
+    if not lo < hi or math.isinf(hi) or lo == 0:
+        return ""
+    limit, run_lo, run_hi = wrong[0]
+    as_if = "1 s (the default in the starter code)" if lo <= 1.0 < hi else f"about {lo:.2f} s"
+    if run_hi <= limit:
+        what = (f"it sent ordinary reads to the primary while a replica was only {run_hi:.2f} s behind, "
+                "within the bound")
+    else:
+        what = f"a replica {run_lo:.2f} s behind, over the bound, still served reads"
+    every = ""
+    if len(seen) > 1:
+        limits = [f"{s[0]:g}" for s in seen]
+        every = (f" Built with max_lag_s of {', '.join(limits[:-1])} and {limits[-1]} s, it skipped replicas at "
+                 "the same lag every time.")
+    return (f"Your router was built with max_lag_s={limit:g}, but it behaved as if the limit were {as_if}: {what}."
+            f"{every} Keep the max_lag_s your router is given (self.max_lag_s) and compare lag_s with it, not with "
+            "a number of your own.")
 
 
-@lag_aware.scenario(f"skips replicas more than max_lag_s={MAX_LAG_S:g} s behind")
-def _skips(Router, ctx):
-    _boundary(Router, ctx)
+# Each run's max_lag_s, with lag spikes that put replicas on both sides of it and of 1 s (the
+# starter's default), so that a router with a limit of its own stands out: at 3 s it skips
+# replicas it should use, at 0.3 s it uses replicas it should skip.
+_SKIP_RUNS = (
     # replica2 lags from about t=6 s to t=11 s; replica3, next to it, from about t=7.5 s to t=9.5 s as well.
-    run = _LagRun(Router, spikes=[LagSpike(5, 8, extra_s=3.0, replica="replica2"),
-                                  LagSpike(6.5, 7, extra_s=2.5, replica="replica3")], seed=1,
-                  down=[("replica3", 14.0, 15.0)])
+    dict(max_lag_s=1.0, spikes=[LagSpike(5, 8, extra_s=3.0, replica="replica2"),
+                                LagSpike(6.5, 7, extra_s=2.5, replica="replica3")], seed=1,
+         down=[("replica3", 14.0, 15.0)]),
+    # replica2 0.8 s behind from about t=5.8 s to t=8.6 s; every replica up to 1.7 s behind from t=11.3 s to 13.7 s.
+    dict(max_lag_s=0.3, spikes=[LagSpike(5, 8, extra_s=0.6, replica="replica2"), LagSpike(11, 12, extra_s=1.5)],
+         seed=4),
+    # Every replica 1 to 2.2 s behind from t=6 s to t=9.2 s; replica3 over 3 s behind from t=14 s to t=16.7 s.
+    dict(max_lag_s=3.0, spikes=[LagSpike(5, 7, extra_s=2.0), LagSpike(11, 12, extra_s=4.5, replica="replica3")],
+         seed=5),
+)
+
+
+@lag_aware.scenario("skips replicas more than max_lag_s behind (built with max_lag_s of 1, 0.3 and 3 s)")
+def _skips(Router, ctx):
+    # The boundary is probed first (a fresh router, before any run) and judged after the rules
+    # of the router's own, which explain a miss at the boundary better than "<" does.
+    at_boundary = ""
+    for limit in (MAX_LAG_S, 0.75, 2.5):
+        at_boundary = _boundary(Router, limit)
+        if at_boundary:
+            break
+    runs = [_LagRun(Router, **kwargs) for kwargs in _SKIP_RUNS]
+    for run in runs:
+        strong_elsewhere = [r for r in run.reads if r[3] and r[1] != "primary"]
+        if strong_elsewhere:
+            raise Fail(f"{counted(len(strong_elsewhere), 'read')} with strong=True were served by replicas: strong "
+                       "reads still go to the primary.")
+    own = _rule_of_its_own(runs)
+    if own:
+        raise Fail(own)
+    if at_boundary.startswith("Every replica was exactly"):
+        raise Fail(at_boundary)
+    for run in runs:
+        _skips_in(run)
+    return "no read on a replica more than max_lag_s behind, at max_lag_s of 1, 0.3 and 3 s; lagging replicas used again after catching up"
+
+
+def _skips_in(run) -> None:
+    limit = run.limit
     ordinary = [r for r in run.reads if not r[3]]
-    strong_elsewhere = [r for r in run.reads if r[3] and r[1] != "primary"]
-    if strong_elsewhere:
-        raise Fail(f"{counted(len(strong_elsewhere), 'read')} with strong=True were served by replicas: strong reads "
-                   "still go to the primary.")
-    behind = [r for r in ordinary if r[1] != "primary" and r[2][r[1]] > MAX_LAG_S]
+    behind = [r for r in ordinary if r[1] != "primary" and r[2][r[1]] > limit]
     if behind:
         worst = max(r[2][r[1]] for r in behind)
         names = sorted({r[1] for r in behind})
         nudge = "Check each replica's lag_s before you send it a read."
-        pairs = {tuple(n for n, lag in r[2].items() if lag is not None and lag > MAX_LAG_S) for r in behind}
+        pairs = {tuple(n for n, lag in r[2].items() if lag is not None and lag > limit) for r in behind}
         if all(len(pair) >= 2 for pair in pairs):
             # Only while two replicas side by side lagged: the next one in line was taken unchecked.
             both = " and ".join(sorted({n for pair in pairs for n in pair}))
-            two = [r[0] for r in ordinary if sum(lag is not None and lag > MAX_LAG_S for lag in r[2].values()) >= 2]
+            two = [r[0] for r in ordinary if sum(lag is not None and lag > limit for lag in r[2].values()) >= 2]
             nudge = (f"It happened only while {both} lagged at the same time (t={min(two):.1f} s to {max(two):.1f} s): "
                      "while one replica "
                      "lagged, your router skipped it. Moving past a lagging replica to the next one in line is not "
                      "enough when that one lags too: choose among the replicas that qualify, checking lag_s "
                      "for the one you pick.")
-        raise Fail(f"{', '.join(names)} served {counted(len(behind), 'read')} while more than max_lag_s={MAX_LAG_S:g} s "
-                   f"behind (up to {worst:.1f} s): those users saw data that old. {nudge}")
-    needless = [r for r in ordinary if r[1] == "primary" and _fresh(r[2])]
+        raise Fail(f"With max_lag_s={limit:g}, {', '.join(names)} served {counted(len(behind), 'read')} while more "
+                   f"than max_lag_s={limit:g} s behind (up to {worst:.1f} s): those users saw data that old. {nudge}")
+    needless = [r for r in ordinary if r[1] == "primary" and run.fresh(r[2])]
     if needless:
         # Reads sent to the primary although every replica that was up was within the bound.
-        calm = [r for r in needless if len(_fresh(r[2])) == sum(v is not None for v in r[2].values())]
+        calm = [r for r in needless if len(run.fresh(r[2])) == len(r[2])]
         nudge = " Skip only the replicas that are too far behind (or down)."
+        skipping = [r for r in ordinary if run.fresh(r[2]) and len(run.fresh(r[2])) < len(r[2])]
+        if not calm and len(needless) >= 0.6 * len(skipping):
+            nudge = (" Each time, another replica was down or too far behind, and your router sent all those reads "
+                     "to the primary. Skip only the replicas that are too far behind (or down): the others still "
+                     "qualify.")
+        elif not calm:
+            # Only while some replica was down or behind, and not for every such read: its turn went to the primary.
+            nudge = (" Each time, another replica was down or too far behind, and the read whose turn it was went to "
+                     "the primary. A skipped replica's turn goes to a replica that qualifies; the primary only when "
+                     "none does.")
         if calm:
             t, worst = calm[0][0], max(v for v in calm[0][2].values() if v is not None)
             nudge = (f" At t={t:.1f} s, for example, every replica was within the bound (the furthest "
                      f"{worst:.2f} s behind). Compare lag_s, which is in seconds, with max_lag_s; lag_positions "
                      "counts log entries, not seconds.")
         raise Fail(f"The primary served {len(needless)} of {len(ordinary)} ordinary reads while at least one "
-                   f"replica was up and within max_lag_s={MAX_LAG_S:g} s.{nudge}")
-    used_before = any(r[1] == "replica2" for r in ordinary if r[0] < 5.0)
-    late = [r for r in ordinary if r[0] > 12.0 and r[1] == "replica2"]
-    if used_before and not late:   # (a router that never uses replica2 hears about it from the next check)
-        raise Fail("replica2 caught up again at about t=11 s, but your router never sent it another read. "
-                   "Skip a replica while it is behind, not forever: check lag_s at every read.")
-    return (f"no read on a replica more than {MAX_LAG_S:g} s behind"
-            + ("; replica2 back in use after catching up" if late else ""))
+                   f"replica was up and within max_lag_s={limit:g} s.{nudge}")
+    for name in sorted({n for r in ordinary for n, lag in r[2].items() if lag is not None and lag > limit}):
+        # A replica that lagged past the bound and then caught up: used before, and again a second after.
+        over = [r[0] for r in ordinary if r[2][name] is not None and r[2][name] > limit]
+        used_before = any(r[1] == name for r in ordinary if r[0] < over[0])
+        late = [r for r in ordinary if r[0] > over[-1] + 1.0 and r[1] == name]
+        if used_before and not late:   # (a router that never uses it hears about it from the next check)
+            raise Fail(f"With max_lag_s={limit:g}, {name} caught up again at about t={over[-1]:.0f} s, but your "
+                       f"router never sent it another read. Skip a replica while it is behind, not forever: check "
+                       "lag_s at every read.")
 
 
-@lag_aware.scenario("the replicas that qualify share the reads evenly")
+@lag_aware.scenario("the replicas that qualify share the reads evenly (max_lag_s=2.5 s)")
 def _shares(Router, ctx):
-    run = _LagRun(Router, spikes=[LagSpike(5, 8, extra_s=3.0, replica="replica2")], seed=2)
+    # replica2 is more than 2.5 s behind from about t=7.5 s to t=11.2 s.
+    run = _LagRun(Router, spikes=[LagSpike(5, 8, extra_s=3.0, replica="replica2")], seed=2, max_lag_s=2.5)
+    own = _rule_of_its_own([run])
+    if own:
+        raise Fail(own)
     for label, keep in (("all three replicas were within the bound",
-                         lambda r: len(_fresh(r[2])) == 3),
+                         lambda r: len(run.fresh(r[2])) == 3),
                         ("replica2 was too far behind",
-                         lambda r: _fresh(r[2]) == ["replica1", "replica3"])):
+                         lambda r: run.fresh(r[2]) == ["replica1", "replica3"])):
         chosen = [r[1] for r in run.reads if not r[3] and keep(r)]
-        names = sorted({n for r in run.reads if not r[3] and keep(r) for n in _fresh(r[2])})
+        names = sorted({n for r in run.reads if not r[3] and keep(r) for n in run.fresh(r[2])})
         counts = {n: chosen.count(n) for n in names}
         shown = {n: chosen.count(n) for n in ["primary", *names] if n != "primary" or chosen.count(n)}
         if len(chosen) < 50:   # pragma: no cover - the schedule guarantees hundreds
@@ -422,9 +533,12 @@ def _degraded(Router, ctx):
     # Every replica lags from about t=6 s to t=11 s, and every replica is down from t=13 s to t=14 s.
     run = _LagRun(Router, spikes=[LagSpike(5, 8, extra_s=3.0)], seed=3,
                   down=[(f"replica{i}", 13.0, 14.0) for i in (1, 2, 3)])
+    own = _rule_of_its_own([run])
+    if own:
+        raise Fail(own)
     ordinary = [r for r in run.reads if not r[3]]
-    none_fresh = [r for r in ordinary if not _fresh(r[2])]
-    healthy = [r for r in ordinary if _fresh(r[2])]
+    none_fresh = [r for r in ordinary if not run.fresh(r[2])]
+    healthy = [r for r in ordinary if run.fresh(r[2])]
     if not none_fresh:   # pragma: no cover - the spike guarantees seconds of it
         raise Fail("internal: the scenario never had every replica lagging")
     span = (min(r[0] for r in none_fresh), max(r[0] for r in none_fresh))
@@ -464,27 +578,32 @@ def _degraded(Router, ctx):
     return f"{len(none_fresh)} reads went to the primary while every replica lagged or was down, each counted"
 
 
-def _boundary(Router, ctx):
-    """A replica exactly max_lag_s behind still qualifies (part of the first lag-aware scenario)."""
-    # Replicas 1.5 s behind; one write at t=2. At t=3 every replica is exactly 1 s behind (the
-    # times are exact in binary). Only the boundary is judged here: other mistakes get the
+def _boundary(Router, limit: float) -> str:
+    """A replica exactly max_lag_s behind still qualifies (part of the first lag-aware scenario).
+
+    Returns what went wrong at the boundary, a note when the replicas were not used even well
+    inside the bound (the rest of the scenario then says why), or "" when all was well."""
+    # Replicas limit + 0.5 s behind; one write at t = limit + 1, when they have applied everything
+    # before it. Half the limit later they are limit/2 behind, at limit later exactly limit behind
+    # (every time is exact in binary). Only the boundary is judged here: other mistakes get the
     # diagnosis of the scenario this is part of.
-    bench = _Bench(Router, lag=1.5, max_lag_s=MAX_LAG_S)
+    bench = _Bench(Router, lag=limit + 0.5, max_lag_s=limit)
     for key in range(1, 4):
         bench.rs.write(key, bio="v0")
-    bench.run_until(2.0)
+    saved_at = limit + 1.0
+    bench.run_until(saved_at)
     bench.rs.write(1, bio="v1")
-    bench.run_until(2.5)
+    bench.run_until(saved_at + limit / 2)
     if "primary" in [bench.read(1 + i % 3)[0].component for i in range(3)]:
-        return "reads go to the primary even 0.5 s behind: the rest of the scenario says why"
-    bench.run_until(3.0)
+        return f"with max_lag_s={limit:g}, reads go to the primary even {limit / 2:g} s behind: the rest of the scenario says why"
+    bench.run_until(saved_at + limit)
     served = [bench.read(1 + i % 3)[0].component for i in range(6)]
     lags = sorted({r.lag_s for r in bench.replicas})
     if "primary" in served:
-        raise Fail(f"Every replica was exactly {lags[-1]:g} s behind, max_lag_s={MAX_LAG_S:g}, and your router sent "
-                   f"{served.count('primary')} of 6 ordinary reads to the primary. A replica at most max_lag_s "
-                   "behind qualifies: lag_s <= max_lag_s, not <.")
-    return "replicas exactly 1 s behind served the reads"
+        return (f"Every replica was exactly {lags[-1]:g} s behind, max_lag_s={limit:g}, and your router sent "
+                f"{served.count('primary')} of 6 ordinary reads to the primary. A replica at most max_lag_s "
+                "behind qualifies: lag_s <= max_lag_s, not <.")
+    return ""
 
 
 # --------------------------------------------------------------------------------------------
