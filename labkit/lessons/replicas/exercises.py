@@ -242,10 +242,12 @@ def _down(Router, ctx):
     bench.node("replica2").down()
     counts = _tally(bench)
     if counts["primary"]:
+        stuck = (" Nearly every read went there, not one in three: the turn stayed on replica2 while it was "
+                 "down. Move the turn on past a replica that is down too." if counts["primary"] > 140 else "")
         raise Fail(f"While replica2 was down, the primary served {counts['primary']} of 150 reads "
                    f"({_spread(counts)}), although replica1 and replica3 were up. Give a dead replica's turn "
                    "to the next replica; the primary is the last resort. It is sized for the writes, not "
-                   "for a third of the reads.")
+                   f"for a third of the reads.{stuck}")
     bench.node("replica2").up()
     bench.run_until(2.0)
     after = _tally(bench)
@@ -622,17 +624,20 @@ ryw = register(Exercise(
     )))
 
 USERS = 300
-REREADS_S = (0.05, 0.6, 1.5, 3.0)
+REREADS_S = (0.05, 0.6, 1.5, 2.25, 3.0)
 
 
 class _SessionRun:
     """Users save their own profile and re-read it; visitors read popular profiles; all through one router."""
 
-    def __init__(self, Router, *, lag, spikes=(), down=None, seed=0, duration_s=20.0):
-        self.bench = _Bench(Router, clock=True, lag=lag, spikes=spikes, seed=seed, max_lag_s=MAX_LAG_S)
+    def __init__(self, Router, *, lag, spikes=(), down=None, seed=0, duration_s=20.0, max_lag_s=MAX_LAG_S):
+        self.limit = max_lag_s
+        self.bench = _Bench(Router, clock=True, lag=lag, spikes=spikes, seed=seed, max_lag_s=max_lag_s)
         sim, rs, rng = self.bench.sim, self.bench.rs, self.bench.sim.rng
         self.saved = {}       # user -> (bio, position)
         self.own, self.bad, self.by_node = 0, [], self.bench.counts()
+        self.own_reads = []   # (seconds since the user's save, served by the primary) of each re-read
+        self.seen = set()   # (user, position of their save) once a re-read showed them that save
         self.visitor_by_node = dict(self.by_node)
         self.long_after = [0, 0]   # reads by users whose last save was > 8 s ago: [on replicas, on the primary]
         for user in range(1, USERS + 1):
@@ -679,13 +684,16 @@ class _SessionRun:
         event, _ = self.bench.read(user or 1, user=user, strong=True)
         if event.component != "primary":
             self.strong_elsewhere.append((self.bench.sim.now, event.component))
+        elif user is not None:
+            self.seen.add((user, self.saved[user][1]))
 
     def _read(self, profile, reader, delay):
         lags = {r.name: r.lag_s for r in self.bench.replicas}
         event, row = self.bench.read(profile, user=reader)
         self.by_node[event.component] += 1
-        if reader not in self.saved and lags.get(event.component, 0.0) > MAX_LAG_S:
-            self.lagging_visitors.append((self.bench.sim.now, event.component, lags[event.component]))
+        if reader not in self.saved and lags.get(event.component, 0.0) > self.limit:
+            self.lagging_visitors.append((self.bench.sim.now, event.component, lags[event.component],
+                                          profile in self.saved))
         if delay is None:
             self.visitor_by_node[event.component] += 1
         if reader in self.saved and self.bench.sim.now - self.saved[reader][2] > 8.0:
@@ -694,10 +702,15 @@ class _SessionRun:
             return
         self.own += 1
         bio, position, saved_at = self.saved[reader]
+        self.own_reads.append((self.bench.sim.now - saved_at, event.component == "primary"))
         if row is None or not hasattr(row, "get") or row.get("bio") != bio:
+            had = [r.name for r in self.bench.replicas if r.is_up and r.position >= position]
             self.bad.append(dict(user=reader, saved_at=saved_at, now=self.bench.sim.now, node=event.component,
                                  node_position=event.fields["position"], position=position, row=row,
-                                 lag=lags.get(event.component, 0.0)))
+                                 lag=lags.get(event.component, 0.0), had=had,
+                                 seen=(reader, position) in self.seen))
+        else:
+            self.seen.add((reader, position))
 
 
 _SCENARIOS = (
@@ -708,6 +721,10 @@ _SCENARIOS = (
     ("a 4 s lag spike on replica2 only", dict(lag=0.2, spikes=[LagSpike(6, 10, extra_s=4.0, replica="replica2")],
                                               seed=15)),
     ("replica1 down for 5 s", dict(lag=0.2, down=("replica1", 6.0, 11.0), seed=16)),
+    # Other max_lag_s: a sticky window of its own (Rails' 2 s) is too short for 3 s, and visitors'
+    # reads follow the router's own bound, not 1 s.
+    ("replicas 2.5 s behind, max_lag_s=3", dict(lag=2.5, max_lag_s=3.0, seed=17)),
+    ("lag varying between 0.05 and 0.45 s, max_lag_s=0.3", dict(lag=UniformLag(0.05, 0.45), max_lag_s=0.3, seed=18)),
 )
 
 
@@ -723,8 +740,9 @@ def _stale_own_reads(label, run):
             f"applied that save yet")
     if bad["node"] == "primary":   # pragma: no cover - the primary has every commit
         return head + "."
-    if bad["lag"] > MAX_LAG_S:
-        return (head + f" (it was {bad['lag']:.1f} s behind, more than max_lag_s={MAX_LAG_S:g}). A time-based "
+    limit = run.limit
+    if bad["lag"] > limit:
+        return (head + f" (it was {bad['lag']:.1f} s behind, more than max_lag_s={limit:g}). A time-based "
                 "sticky window expires whatever the lag: also skip replicas further behind than max_lag_s "
                 "(exercise 2), or route by the save's log position.")
     if all(b["node"] != "primary" and b["node_position"] == b["position"] - 1 for b in run.bad):
@@ -732,9 +750,36 @@ def _stale_own_reads(label, run):
                 f"position {bad['position']}. Is the position you remember the one the primary's write "
                 "returned, after the commit? A position read before the write says 'caught up' one write "
                 "too early.")
-    return (head + f" (it was {bad['lag']:.2f} s behind, within max_lag_s={MAX_LAG_S:g}). A replica within "
+    window = _window_seen(run)
+    if not (window and window[1] <= limit):
+        seen = [b for b in run.bad if b["seen"]]
+        if seen and 2 * len(seen) >= len(run.bad):
+            b = seen[0]
+            return (head + f". Most times, the same user had already read after that save, and seen it "
+                    f"(user {b['user']}: saved at t={b['saved_at']:.2f} s, then saw the old profile from "
+                    f"{b['node']} at t={b['now']:.2f} s). Your router forgets what it remembered about a user once "
+                    "they read, strong reads included: keep their token until no replica can miss the save, or for good.")
+        if all(not b["had"] for b in run.bad):
+            return (head + ", and neither had any other replica: at that moment only the primary had the save. "
+                    "When no replica has applied the user's write yet, their read goes to the primary.")
+    if window and window[1] <= limit:
+        return (head + f" (it was {bad['lag']:.2f} s behind, within max_lag_s={limit:g}). Your router kept users on "
+                f"the primary for about {window[1]:.1f} s after a save, then sent their re-reads to the replicas, but it "
+                f"was built with max_lag_s={limit:g}: a replica that qualifies may be up to {limit:g} s behind, without "
+                "the save. A sticky window must outlast max_lag_s, whatever max_lag_s the "
+                "router is given; or check the replica's position against the save's.")
+    return (head + f" (it was {bad['lag']:.2f} s behind, within max_lag_s={limit:g}). A replica within "
             "max_lag_s may still miss the last max_lag_s seconds of writes: a sticky window must be longer than "
             "max_lag_s, or check the replica's position against the save's.")
+
+
+def _window_seen(run):
+    """(latest re-read on the primary, earliest on a replica), in seconds after the save, if those two are apart."""
+    on_primary = [d for d, primary in run.own_reads if primary]
+    elsewhere = [d for d, primary in run.own_reads if not primary]
+    if on_primary and elsewhere and max(on_primary) < min(elsewhere):
+        return max(on_primary), min(elsewhere)
+    return None
 
 
 @ryw.scenario("no user sees their old profile after saving it")
@@ -755,10 +800,19 @@ def _own_writes(Router, ctx):
                        f"{len(run.strong_elsewhere)} strong reads missed the primary: strong reads always go to "
                        "the primary, whoever asks.")
         if run.lagging_visitors:
-            t, node, lag = run.lagging_visitors[0]
+            t, node, lag, _ = run.lagging_visitors[0]
+            default = ""
+            if all(v[3] for v in run.lagging_visitors):
+                default = (" Each of them read a profile its owner had saved: your router routed the visitor by the "
+                           "owner's save. A token belongs to the user who wrote, not to the row: other users' reads "
+                           "follow the lag-aware rules.")
+            elif run.limit < 1.0 and max(v[2] for v in run.lagging_visitors) <= 1.0:
+                default = (f" None of them was more than 1 s behind, as if your router had max_lag_s=1, the default, "
+                           f"instead of the {run.limit:g} it was built with: does __init__ pass max_lag_s on to "
+                           "LagAwareRouter?")
             raise Fail(f"In the scenario '{label}', {counted(len(run.lagging_visitors), 'read')} by users who had never saved "
-                       f"anything were served by a replica more than max_lag_s={MAX_LAG_S:g} s behind (at t={t:.1f} s, "
-                       f"{node}, {lag:.1f} s behind). Only the user who just saved needs special routing; everyone "
+                       f"anything were served by a replica more than max_lag_s={run.limit:g} s behind (at t={t:.1f} s, "
+                       f"{node}, {lag:.1f} s behind).{default} Only the user who just saved needs special routing; everyone "
                        "else's reads follow the lag-aware rules of exercise 2 (a token of 0 is not 'any replica').")
         notes.append(f"{label}: 0 of {run.own}")
     stale = _reread_at_max_lag(Router)
@@ -768,15 +822,25 @@ def _own_writes(Router, ctx):
 
 
 def _reread_at_max_lag(Router) -> str:
-    """One save at t=2 s with replicas 1.5 s behind; re-reads at t=2.5 s and at t=3 s, exactly max_lag_s later."""
-    # The times are exact in binary: at t=3 s every replica is exactly max_lag_s behind, so it
-    # qualifies for ordinary reads (lag_s <= max_lag_s), and it has not applied the save.
-    bench = _Bench(Router, clock=True, lag=1.5, max_lag_s=MAX_LAG_S)
+    """For max_lag_s of 1 and 2.5 s: one save with replicas 0.5 s further behind than that; re-reads half
+    max_lag_s later, and exactly max_lag_s later."""
+    for limit in (MAX_LAG_S, 2.5):
+        stale = _reread_at(Router, limit)
+        if stale:
+            return stale
+    return ""
+
+
+def _reread_at(Router, limit: float) -> str:
+    # The times are exact in binary: max_lag_s after the save every replica is exactly max_lag_s
+    # behind, so it qualifies for ordinary reads (lag_s <= max_lag_s), and it has not applied the save.
+    bench = _Bench(Router, clock=True, lag=limit + 0.5, max_lag_s=limit)
     for user in range(1, 11):
         bench.rs.write(user, bio="original")
-    bench.run_until(2.0)
+    saved_at = limit + 1.0   # every replica has the originals
+    bench.run_until(saved_at)
     bench.write(7, user=7, bio="saved")
-    for at in (2.5, 3.0):
+    for at in (saved_at + limit / 2, saved_at + limit):
         bench.run_until(at)
         for _ in range(len(bench.replicas)):
             event, row = bench.read(7, user=7)
@@ -785,11 +849,15 @@ def _reread_at_max_lag(Router) -> str:
                 if event.fields["position"] >= bench.rs.position:   # pragma: no cover - caught by the scenarios before
                     return (f"User 7 re-read their profile from {event.component}, which had their save, but read() "
                             f"returned {row!r}. Return the row the node gives you.")
-                head = (f"User 7 saved their profile at t=2 s, with every replica 1.5 s behind, and re-read it at "
-                        f"t={at:g} s from {event.component}, which had not applied the save: they saw {row!r}")
-                if at == 2.5:   # pragma: no cover - the scenarios before this one catch it
-                    return head + "."
-                return (head + f". At that instant, exactly max_lag_s={MAX_LAG_S:g} s after the save, {event.component} "
+                head = (f"Built with max_lag_s={limit:g}, your router let user 7 save their profile at t={saved_at:g} s, "
+                        f"with every replica {limit + 0.5:g} s behind, and re-read it at t={at:g} s from "
+                        f"{event.component}, which had not applied the save: they saw {row!r}")
+                if at < saved_at + limit:
+                    return (head + f". That was {at - saved_at:g} s after the save, and {event.component} was "
+                            f"{node.lag_s:g} s behind, within max_lag_s. A sticky window must outlast max_lag_s, "
+                            "whatever max_lag_s the router is given; or check the replica's position against the "
+                            "save's.")
+                return (head + f". At that instant, exactly max_lag_s={limit:g} s after the save, {event.component} "
                         f"was {node.lag_s:g} s behind, and a replica at most max_lag_s behind qualifies for ordinary "
                         "reads. A sticky window that ends at that instant hands the user to a replica that may not "
                         "have their save: the window must outlast max_lag_s, or check the replica's position "
