@@ -10,6 +10,7 @@ SQL. Keep written SQL deterministic (no `random()`, no `datetime('now')`), or re
 """
 from __future__ import annotations
 
+import collections
 import math
 import random
 import re
@@ -124,6 +125,12 @@ def _run(conn, statements) -> None:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def _apply_backlog(replica_ref) -> None:
+    replica = replica_ref()
+    if replica is not None:
+        replica._apply()
 
 
 def _arrive(replica_ref, position: int) -> None:
@@ -338,9 +345,18 @@ class Replica(Database):
     when lags are random, so a replica always shows some past state of the primary.
     While down it applies nothing and reads raise `ReplicaDown`; `up()` reconnects, and
     the backlog arrives one lag later.
+
+    With `capacity_qps`, the node does at most that many queries' work per second, and applying
+    a log entry costs as much as serving a read (statement-based replay). Work is done in the
+    order it arrives: a read is served at once (its latency is not modelled) but takes its
+    share of the node's time, and a log entry that lands is applied once the work queued
+    before it is done. So a replica offered more than its capacity falls behind by the work it
+    cannot do: its lag grows with the excess and drains once the load falls. Without
+    `capacity_qps`, load never delays the log.
     """
 
-    def __init__(self, sim: Sim, name: str, primary: Database, lag=0.1, spikes=(), *, path: str | None = None):
+    def __init__(self, sim: Sim, name: str, primary: Database, lag=0.1, spikes=(), *, path: str | None = None,
+                 capacity_qps: float | None = None):
         validate.instance("primary", primary, Database, "the primary, a labkit Database")
         super().__init__(sim, name, path=path, table=primary.table)
         self.lag = _lag(lag)
@@ -348,6 +364,10 @@ class Replica(Database):
         self.spikes = tuple(s for s in spikes if s.replica in (None, name))
         self.primary = primary
         self.is_up = True
+        self.capacity_qps = validate.number("capacity_qps", capacity_qps, lo=0, lo_open=True, optional=True)
+        self._cost = None if capacity_qps is None else 1.0 / capacity_qps   # seconds of work per query
+        self._busy_until = 0.0   # when the node has done the work it was given so far
+        self._slots = collections.deque()   # (time it is applied, position) of entries that landed, in order
         self._received = 0     # the highest position that has arrived here
         self._last_due = 0.0   # arrival time of the last shipped entry; arrivals stay in order
         self._ref = weakref.ref(self)
@@ -367,6 +387,14 @@ class Replica(Database):
         # While down, arrivals are lost; up() asks for everything again.
         if not self.is_up:
             return
+        if self._cost is not None:
+            for p in range(self._received + 1, position + 1):
+                slot = max(self._busy_until, self.sim.now)
+                self._busy_until = slot + self._cost
+                self._slots.append((slot, p))
+                self.sim.at(slot, _apply_backlog, self._ref)
+            self._received = max(self._received, position)
+            return
         self._received = max(self._received, position)
         log = self.primary.log
         if self.position < self._received:
@@ -376,10 +404,32 @@ class Replica(Database):
                 self.position = entry.position
             self._wake_waiters()
 
+    def _apply(self) -> None:
+        """Apply the entries whose turn in the node's work has come."""
+        log, slots, now = self.primary.log, self._slots, self.sim.now
+        applied = False
+        while self.is_up and slots and slots[0][0] <= now:
+            _, position = slots.popleft()
+            while self.position < position:
+                entry = log[self.position]
+                _run(self._conn, entry.statements)
+                self.position = entry.position
+            applied = True
+        if applied:
+            self._wake_waiters()
+
+    def _record_read(self, table, key) -> None:
+        super()._record_read(table, key)
+        if self._cost is not None:
+            self._busy_until = max(self._busy_until, self.sim.now) + self._cost
+
     def down(self) -> None:
         """Take this replica down: it stops applying the log and refuses reads."""
         if self.is_up:
             self.is_up = False
+            # What had landed but was not applied is lost with the connection; up() asks again.
+            self._slots.clear()
+            self._received = self.position
             self.sim.record(self.name, "down", position=self.position)
 
     def up(self) -> None:
@@ -408,12 +458,13 @@ class ReplicaSet:
     """A primary and `replicas` read replicas named replica1, replica2, ... (lesson 01).
 
     `lag` is seconds (a number), an `ExponentialLag` / `UniformLag`, or a list with one
-    of those per replica; `spikes` are `LagSpike` windows. Writes go to the primary;
+    of those per replica; `spikes` are `LagSpike` windows; `capacity_qps` (optional) is the
+    queries per second each replica can run, past which it falls behind (see `Replica`). Writes go to the primary;
     reads name the node they are sent to, which is the routing decision lessons study.
     """
 
     def __init__(self, sim: Sim, replicas: int = 2, lag=0.1, *, spikes=(), path: str | None = None,
-                 table: str = "users"):
+                 table: str = "users", capacity_qps: float | None = None):
         validate.instance("sim", sim, Sim, "a labkit Sim")
         validate.number("replicas", replicas, lo=0, hi=32, integer=True)
         validate.text("path", path, optional=True)
@@ -433,7 +484,8 @@ class ReplicaSet:
 
         self.sim = sim
         self.primary = Database(sim, "primary", path=file("primary"), table=table)
-        self.replicas = [Replica(sim, n, self.primary, lg, spikes, path=file(n)) for n, lg in zip(names, lags)]
+        self.replicas = [Replica(sim, n, self.primary, lg, spikes, path=file(n), capacity_qps=capacity_qps)
+                         for n, lg in zip(names, lags)]
 
     @property
     def nodes(self) -> list[Database]:

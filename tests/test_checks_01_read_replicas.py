@@ -121,6 +121,21 @@ WRONG_ROUTERS = {
     "writes go to a replica": (
         "        return self.primary.write(key, **fields)", "        return self.replicas[0].write(key, **fields)",
         "Your router sent a write to a replica"),
+    "turn modulo 3, not the number of replicas": (
+        "            replica = self.replicas[self.turn % len(self.replicas)]",
+        "            replica = self.replicas[self.turn % 3]",
+        "With 4 replicas, 600 ordinary reads went: primary 0, replica1 200, replica2 200, replica3 200, replica4 0"),
+    "turn moved on by 2": (
+        "            self.turn += 1\n", "            self.turn += 2\n",
+        "replica2 and replica4 served none: your rotation skips some replicas"),
+    "turn modulo one less than the number of replicas": (
+        "            replica = self.replicas[self.turn % len(self.replicas)]",
+        "            replica = self.replicas[self.turn % (len(self.replicas) - 1)]",
+        "replica3 served none: your rotation skips some replicas"),
+    "turn moved on only past replicas that are up": (
+        "            self.turn += 1\n            if replica.is_up:              # a down one's turn passes to the next replica\n",
+        "            if replica.is_up:\n                self.turn += 1\n",
+        "the turn stayed on replica2 while it was down"),
     "read forgets to return the row": (
         "                return replica.read(key)", "                replica.read(key)\n                return",
         "Return the row the node gives you"),
@@ -293,7 +308,7 @@ WRONG_LAG_AWARE = {
         "reads while more than max_lag_s=1 s behind"),
     "compares log positions with seconds": (
         "r.lag_s <= self.max_lag_s", "r.lag_positions <= self.max_lag_s",
-        "lag_positions counts log entries, not seconds"),
+        "exactly when that replica was at most 1 log position behind: lag_positions counts log entries, not seconds"),
     "keeps serving the least-behind replica (Vitess) in this exercise": (
         "            return self.primary.read(key)\n        replica = fresh",
         "            # the least-behind replica that is up; the primary only when every replica is down\n"
@@ -320,6 +335,41 @@ WRONG_LAG_AWARE = {
         "{r.name for r in self.replicas if r.lag_s > self.max_lag_s}\n"
         "        fresh = [r for r in self.replicas if r.is_up and r.name not in self.shunned]",
         "Skip a replica while it is behind, not forever"),
+    "a limit of 1 s written into read(), whatever max_lag_s": (
+        "r.lag_s <= self.max_lag_s", "r.lag_s <= 1.0",
+        "Your router was built with max_lag_s=0.3, but it behaved as if the limit were 1 s (the default in the "
+        "starter code)"),
+    "__init__ ignores its max_lag_s": (
+        "        self.max_lag_s = max_lag_s", "        self.max_lag_s = 1.0",
+        "it skipped replicas at the same lag every time"),
+    "a limit of 0.5 s of its own": (
+        "r.lag_s <= self.max_lag_s", "r.lag_s <= 0.5",
+        "behaved as if the limit were about 0.49 s"),
+    "a limit of 2 s of its own": (
+        "r.lag_s <= self.max_lag_s", "r.lag_s <= 2",
+        "behaved as if the limit were about 1.99 s"),
+    "a lagging replica's turn goes to the primary": (
+        CHOOSE,
+        """        replica = self.replicas[self.turn % len(self.replicas)]
+        self.turn += 1
+        if replica.is_up and replica.lag_s <= self.max_lag_s:
+            return replica.read(key)
+        self.degraded_reads += 1
+        return self.primary.read(key)""",
+        "the read whose turn it was went to the primary"),
+    "one lagging replica sends every read to the primary": (
+        "        fresh = [r for r in self.replicas if r.is_up and r.lag_s <= self.max_lag_s]",
+        "        up = [r for r in self.replicas if r.is_up]\n"
+        "        fresh = up if up and max(r.lag_s for r in up) <= self.max_lag_s else []",
+        "your router sent all those reads to the primary. Skip only the replicas that are too far behind"),
+    "the replicas' mean lag against max_lag_s": (
+        "        fresh = [r for r in self.replicas if r.is_up and r.lag_s <= self.max_lag_s]",
+        "        up = [r for r in self.replicas if r.is_up]\n"
+        "        fresh = up if up and sum(r.lag_s for r in up) / len(up) <= self.max_lag_s else []",
+        "replica2 served 18 reads while more than max_lag_s=1 s behind"),
+    "max_lag_s read as milliseconds": (
+        "r.lag_s <= self.max_lag_s", "r.lag_s * 1000 <= self.max_lag_s",
+        "every replica was within the bound (the furthest 0.03 s behind). Compare lag_s, which is in seconds"),
 }
 
 
@@ -359,6 +409,16 @@ class LagAwareRouter:
         return self.rs.primary.read(key)
 '''
     report = lk.check("01.2", run_cells(source)["LagAwareRouter"])
+    assert report.status == "passed", report.text()
+
+
+@pytest.mark.parametrize("source", [
+    mutate(LAG, "r.lag_s <= self.max_lag_s", "not r.lag_s > self.max_lag_s"),
+    mutate(LAG, "        self.max_lag_s = max_lag_s", "        self.limit = max_lag_s").replace(
+        "r.lag_s <= self.max_lag_s", "r.lag_s <= self.limit"),
+], ids=["not over the bound", "the limit kept under another name"])
+def test_other_lag_aware_routers_also_pass(source):
+    report = lk.check("01.2", lag_aware(source))
     assert report.status == "passed", report.text()
 
 
@@ -415,17 +475,43 @@ WRONG_SESSIONS = {
         mutate(RYW, "        self.last_write[user] = position\n", ""),
         "they saw the old one"),
     "sticky window without a lag bound": (
-        sticky(2.0, "Router", "super().__init__(replica_set)"),
+        sticky("self.max_lag_s + 1", "Router", "super().__init__(replica_set)\n        self.max_lag_s = max_lag_s"),
         "A time-based sticky window expires whatever the lag"),
     "sticky window shorter than max_lag_s": (
-        sticky(0.5),
-        "a sticky window must be longer than max_lag_s"),
+        sticky("self.max_lag_s / 2"),
+        "Your router kept users on the primary for about 0.5 s after a save"),
     "sticky window as long as max_lag_s": (
-        sticky(1.0),
+        sticky("self.max_lag_s"),
         "exactly max_lag_s=1 s after the save, replica1 was 1 s behind"),
+    "sticky window of a fixed 2 s (Rails' default), whatever max_lag_s": (
+        sticky(2.0),
+        "kept users on the primary for about 2.1 s after a save, then sent their re-reads to the replicas, but it "
+        "was built with max_lag_s=3"),
+    "sticky window of a fixed 1.5 s, longer than the default max_lag_s only": (
+        sticky(1.5),
+        "about 1.5 s after a save"),
+    "max_lag_s not passed on to LagAwareRouter": (
+        sticky("2 * max_lag_s", init="super().__init__(replica_set)\n        max_lag_s = max_lag_s").replace(
+            "    def read(self, key, user=None, strong=False):\n",
+            "    def read(self, key, user=None, strong=False, max_lag_s=1.0):\n"),
+        "as if your router had max_lag_s=1, the default, instead of the 0.3 it was built with"),
     "sticky window on the wall clock": (
         sticky(2.0, clock="__import__('time').time()"),
         "Your code read the wall clock"),
+    "no replica has the save yet: the lag-aware rules instead of the primary": (
+        mutate(RYW, "            return self.primary.read(key)  # no replica has this user's write yet",
+               "            return super().read(key)"),
+        "neither had any other replica: at that moment only the primary had the save"),
+    "token forgotten once the user reads": (
+        mutate(RYW, "        token = self.last_write.get(user, 0)", "        token = self.last_write.pop(user, 0)"),
+        "Your router forgets what it remembered about a user once they read"),
+    "token kept per row, not per user": (
+        mutate(mutate(RYW, "self.last_write[user] = position", "self.last_write[key] = position"),
+               "token = self.last_write.get(user, 0)", "token = self.last_write.get(key, 0)"),
+        "A token belongs to the user who wrote, not to the row"),
+    "a replica must have caught up with the primary, not with the save": (
+        mutate(RYW, "r.is_up and r.position >= token", "r.is_up and r.position >= self.primary.position"),
+        "long after every replica had their save"),
     "everyone sticks to the primary after anyone writes": (
         sticky(2.0).replace("self.wrote_at[user] = self.clock.now",
                             "self.wrote_at = {u: self.clock.now for u in range(1, 301)}"),
@@ -441,7 +527,7 @@ def test_wrong_read_your_writes_fails_with_its_message(mistake):
     assert expected in messages(report), report.text()
 
 
-@pytest.mark.parametrize("window_s", [1.5, 2.0, 5.0])
+@pytest.mark.parametrize("window_s", ["self.max_lag_s + 0.5", "2 * self.max_lag_s", "self.max_lag_s + 2"])
 def test_sticky_window_longer_than_max_lag_s_also_passes(window_s):
     report = lk.check("01.3", session_router(sticky(window_s)))
     assert report.status == "passed", report.text()
@@ -449,7 +535,20 @@ def test_sticky_window_longer_than_max_lag_s_also_passes(window_s):
 
 def test_sticky_window_as_long_as_max_lag_s_with_its_end_included_also_passes():
     """Primary up to and including max_lag_s after the save: any later replica without it is too far behind."""
-    report = lk.check("01.3", session_router(sticky(1.0).replace("< 1.0", "<= 1.0")))
+    report = lk.check("01.3", session_router(sticky("self.max_lag_s").replace("< self.max_lag_s", "<= self.max_lag_s")))
+    assert report.status == "passed", report.text()
+
+
+def test_fixed_sticky_window_longer_than_every_max_lag_s_checked_passes():
+    """A known limit of the check: 5 s is longer than every max_lag_s it builds (1, 0.3, 2.5 and 3 s)."""
+    report = lk.check("01.3", session_router(sticky(5.0)))
+    assert report.status == "passed", report.text()
+
+
+def test_token_and_lag_bound_together_also_pass():
+    """Stricter than needed: a replica serves the user only if it has the save and is within max_lag_s."""
+    source = mutate(RYW, "r.is_up and r.position >= token", "r.is_up and r.position >= token and r.lag_s <= self.max_lag_s")
+    report = lk.check("01.3", session_router(source))
     assert report.status == "passed", report.text()
 
 

@@ -242,10 +242,12 @@ def _down(Router, ctx):
     bench.node("replica2").down()
     counts = _tally(bench)
     if counts["primary"]:
+        stuck = (" Nearly every read went there, not one in three: the turn stayed on replica2 while it was "
+                 "down. Move the turn on past a replica that is down too." if counts["primary"] > 140 else "")
         raise Fail(f"While replica2 was down, the primary served {counts['primary']} of 150 reads "
                    f"({_spread(counts)}), although replica1 and replica3 were up. Give a dead replica's turn "
                    "to the next replica; the primary is the last resort. It is sized for the writes, not "
-                   "for a third of the reads.")
+                   f"for a third of the reads.{stuck}")
     bench.node("replica2").up()
     bench.run_until(2.0)
     after = _tally(bench)
@@ -303,11 +305,13 @@ lag_aware = register(Exercise(
 class _LagRun:
     """Reads and writes at steady rates through a lag-aware router, logging each read's context."""
 
-    def __init__(self, Router, spikes, seed, down=()):
+    def __init__(self, Router, spikes, seed, down=(), max_lag_s=MAX_LAG_S):
         # 20 writes/s with 0.2 s of lag keeps every replica a few log positions behind at all
         # times, so a router comparing positions with max_lag_s stands out from one reading seconds.
-        self.bench = _Bench(Router, lag=0.2, spikes=spikes, seed=seed, max_lag_s=MAX_LAG_S)
+        self.limit = max_lag_s
+        self.bench = _Bench(Router, lag=0.2, spikes=spikes, seed=seed, max_lag_s=max_lag_s)
         self.reads = []    # (time, node, {replica: lag_s or None if down}, strong, degraded_delta)
+        self.positions = []   # {replica: lag_positions} at each of those reads
         sim, rs = self.bench.sim, self.bench.rs
         for key in range(1, 21):
             rs.write(key, bio="v0")
@@ -335,76 +339,185 @@ class _LagRun:
 
     def _read(self, key, strong):
         lags = {r.name: (r.lag_s if r.is_up else None) for r in self.bench.replicas}
+        positions = {r.name: r.lag_positions for r in self.bench.replicas}
         before = self.degraded()
         event, _ = self.bench.read(key, strong=True) if strong else self.bench.read(key)
         after = self.degraded()
         delta = None if before is None or after is None else after - before
         self.reads.append((self.bench.sim.now, event.component, lags, strong, delta))
+        self.positions.append(positions)
+
+    def fresh(self, lags):
+        """The replicas that qualified for a read: up, and at most max_lag_s behind."""
+        return [n for n, lag in lags.items() if lag is not None and lag <= self.limit]
+
+    def limit_seen(self) -> tuple:
+        """The limits the router's choices agree with: (lo, hi), any limit in [lo, hi) would explain them.
+
+        lo is the furthest behind a replica was when it served an ordinary read; hi, the least
+        behind the closest replica that was up was when an ordinary read went to the primary."""
+        ordinary = [r for r in self.reads if not r[3]]
+        lo = max((r[2][r[1]] for r in ordinary if r[1] != "primary"), default=0.0)
+        hi = min((min(v for v in r[2].values() if v is not None) for r in ordinary
+                  if r[1] == "primary" and any(v is not None for v in r[2].values())), default=math.inf)
+        return lo, hi
+
+    def positions_rule(self) -> bool:
+        """True if every ordinary read went where lag_positions <= max_lag_s would have sent it."""
+        for r, positions in zip(self.reads, self.positions):
+            if r[3]:
+                continue
+            if r[1] == "primary":
+                if any(r[2][n] is not None and positions[n] <= self.limit for n in positions):
+                    return False
+            elif positions[r[1]] > self.limit:
+                return False
+        return True
 
 
-def _fresh(lags):
-    return [n for n, lag in lags.items() if lag is not None and lag <= MAX_LAG_S]
+def _rule_of_its_own(runs) -> str:
+    """A router that skips replicas by another rule than lag_s <= max_lag_s, told from what it did in `runs`.
+
+    Two such rules are named: lag_positions compared with max_lag_s, and a limit of the
+    router's own (the starter's default of 1 s written into read()): one number that explains
+    what it did whatever max_lag_s it was built with, and is not the max_lag_s of a run."""
+    seen = [(run.limit, *run.limit_seen()) for run in runs]
+    wrong = [s for s in seen if not s[1] <= s[0] < s[2]]
+    if not wrong:
+        return ""
+    if all(run.positions_rule() for run in runs):
+        limit = wrong[0][0]
+        return (f"Your router was built with max_lag_s={limit:g}, and it sent a read to a replica exactly when that "
+                f"replica was at most {counted(limit, 'log position')} behind: lag_positions counts log entries, not seconds. "
+                "Compare lag_s, which is in seconds, with max_lag_s.")
+    lo, hi = max(s[1] for s in seen), min(s[2] for s in seen)
+    if not lo < hi or math.isinf(hi) or lo == 0:
+        return ""
+    limit, run_lo, run_hi = wrong[0]
+    as_if = "1 s (the default in the starter code)" if lo <= 1.0 < hi else f"about {lo:.2f} s"
+    if run_hi <= limit:
+        what = (f"it sent ordinary reads to the primary while a replica was only {run_hi:.2f} s behind, "
+                "within the bound")
+    else:
+        what = f"a replica {run_lo:.2f} s behind, over the bound, still served reads"
+    every = ""
+    if len(seen) > 1:
+        limits = [f"{s[0]:g}" for s in seen]
+        every = (f" Built with max_lag_s of {', '.join(limits[:-1])} and {limits[-1]} s, it skipped replicas at "
+                 "the same lag every time.")
+    return (f"Your router was built with max_lag_s={limit:g}, but it behaved as if the limit were {as_if}: {what}."
+            f"{every} Keep the max_lag_s your router is given (self.max_lag_s) and compare lag_s with it, not with "
+            "a number of your own.")
 
 
-@lag_aware.scenario(f"skips replicas more than max_lag_s={MAX_LAG_S:g} s behind")
-def _skips(Router, ctx):
-    _boundary(Router, ctx)
+# Each run's max_lag_s, with lag spikes that put replicas on both sides of it and of 1 s (the
+# starter's default), so that a router with a limit of its own stands out: at 3 s it skips
+# replicas it should use, at 0.3 s it uses replicas it should skip.
+_SKIP_RUNS = (
     # replica2 lags from about t=6 s to t=11 s; replica3, next to it, from about t=7.5 s to t=9.5 s as well.
-    run = _LagRun(Router, spikes=[LagSpike(5, 8, extra_s=3.0, replica="replica2"),
-                                  LagSpike(6.5, 7, extra_s=2.5, replica="replica3")], seed=1,
-                  down=[("replica3", 14.0, 15.0)])
+    dict(max_lag_s=1.0, spikes=[LagSpike(5, 8, extra_s=3.0, replica="replica2"),
+                                LagSpike(6.5, 7, extra_s=2.5, replica="replica3")], seed=1,
+         down=[("replica3", 14.0, 15.0)]),
+    # replica2 0.8 s behind from about t=5.8 s to t=8.6 s; every replica up to 1.7 s behind from t=11.3 s to 13.7 s.
+    dict(max_lag_s=0.3, spikes=[LagSpike(5, 8, extra_s=0.6, replica="replica2"), LagSpike(11, 12, extra_s=1.5)],
+         seed=4),
+    # Every replica 1 to 2.2 s behind from t=6 s to t=9.2 s; replica3 over 3 s behind from t=14 s to t=16.7 s.
+    dict(max_lag_s=3.0, spikes=[LagSpike(5, 7, extra_s=2.0), LagSpike(11, 12, extra_s=4.5, replica="replica3")],
+         seed=5),
+)
+
+
+@lag_aware.scenario("skips replicas more than max_lag_s behind (built with max_lag_s of 1, 0.3 and 3 s)")
+def _skips(Router, ctx):
+    # The boundary is probed first (a fresh router, before any run) and judged after the rules
+    # of the router's own, which explain a miss at the boundary better than "<" does.
+    at_boundary = ""
+    for limit in (MAX_LAG_S, 0.75, 2.5):
+        at_boundary = _boundary(Router, limit)
+        if at_boundary:
+            break
+    runs = [_LagRun(Router, **kwargs) for kwargs in _SKIP_RUNS]
+    for run in runs:
+        strong_elsewhere = [r for r in run.reads if r[3] and r[1] != "primary"]
+        if strong_elsewhere:
+            raise Fail(f"{counted(len(strong_elsewhere), 'read')} with strong=True were served by replicas: strong "
+                       "reads still go to the primary.")
+    own = _rule_of_its_own(runs)
+    if own:
+        raise Fail(own)
+    if at_boundary.startswith("Every replica was exactly"):
+        raise Fail(at_boundary)
+    for run in runs:
+        _skips_in(run)
+    return "no read on a replica more than max_lag_s behind, at max_lag_s of 1, 0.3 and 3 s; lagging replicas used again after catching up"
+
+
+def _skips_in(run) -> None:
+    limit = run.limit
     ordinary = [r for r in run.reads if not r[3]]
-    strong_elsewhere = [r for r in run.reads if r[3] and r[1] != "primary"]
-    if strong_elsewhere:
-        raise Fail(f"{counted(len(strong_elsewhere), 'read')} with strong=True were served by replicas: strong reads "
-                   "still go to the primary.")
-    behind = [r for r in ordinary if r[1] != "primary" and r[2][r[1]] > MAX_LAG_S]
+    behind = [r for r in ordinary if r[1] != "primary" and r[2][r[1]] > limit]
     if behind:
         worst = max(r[2][r[1]] for r in behind)
         names = sorted({r[1] for r in behind})
         nudge = "Check each replica's lag_s before you send it a read."
-        pairs = {tuple(n for n, lag in r[2].items() if lag is not None and lag > MAX_LAG_S) for r in behind}
+        pairs = {tuple(n for n, lag in r[2].items() if lag is not None and lag > limit) for r in behind}
         if all(len(pair) >= 2 for pair in pairs):
             # Only while two replicas side by side lagged: the next one in line was taken unchecked.
             both = " and ".join(sorted({n for pair in pairs for n in pair}))
-            two = [r[0] for r in ordinary if sum(lag is not None and lag > MAX_LAG_S for lag in r[2].values()) >= 2]
+            two = [r[0] for r in ordinary if sum(lag is not None and lag > limit for lag in r[2].values()) >= 2]
             nudge = (f"It happened only while {both} lagged at the same time (t={min(two):.1f} s to {max(two):.1f} s): "
                      "while one replica "
                      "lagged, your router skipped it. Moving past a lagging replica to the next one in line is not "
                      "enough when that one lags too: choose among the replicas that qualify, checking lag_s "
                      "for the one you pick.")
-        raise Fail(f"{', '.join(names)} served {counted(len(behind), 'read')} while more than max_lag_s={MAX_LAG_S:g} s "
-                   f"behind (up to {worst:.1f} s): those users saw data that old. {nudge}")
-    needless = [r for r in ordinary if r[1] == "primary" and _fresh(r[2])]
+        raise Fail(f"With max_lag_s={limit:g}, {', '.join(names)} served {counted(len(behind), 'read')} while more "
+                   f"than max_lag_s={limit:g} s behind (up to {worst:.1f} s): those users saw data that old. {nudge}")
+    needless = [r for r in ordinary if r[1] == "primary" and run.fresh(r[2])]
     if needless:
         # Reads sent to the primary although every replica that was up was within the bound.
-        calm = [r for r in needless if len(_fresh(r[2])) == sum(v is not None for v in r[2].values())]
+        calm = [r for r in needless if len(run.fresh(r[2])) == len(r[2])]
         nudge = " Skip only the replicas that are too far behind (or down)."
+        skipping = [r for r in ordinary if run.fresh(r[2]) and len(run.fresh(r[2])) < len(r[2])]
+        if not calm and len(needless) >= 0.6 * len(skipping):
+            nudge = (" Each time, another replica was down or too far behind, and your router sent all those reads "
+                     "to the primary. Skip only the replicas that are too far behind (or down): the others still "
+                     "qualify.")
+        elif not calm:
+            # Only while some replica was down or behind, and not for every such read: its turn went to the primary.
+            nudge = (" Each time, another replica was down or too far behind, and the read whose turn it was went to "
+                     "the primary. A skipped replica's turn goes to a replica that qualifies; the primary only when "
+                     "none does.")
         if calm:
             t, worst = calm[0][0], max(v for v in calm[0][2].values() if v is not None)
             nudge = (f" At t={t:.1f} s, for example, every replica was within the bound (the furthest "
                      f"{worst:.2f} s behind). Compare lag_s, which is in seconds, with max_lag_s; lag_positions "
                      "counts log entries, not seconds.")
         raise Fail(f"The primary served {len(needless)} of {len(ordinary)} ordinary reads while at least one "
-                   f"replica was up and within max_lag_s={MAX_LAG_S:g} s.{nudge}")
-    used_before = any(r[1] == "replica2" for r in ordinary if r[0] < 5.0)
-    late = [r for r in ordinary if r[0] > 12.0 and r[1] == "replica2"]
-    if used_before and not late:   # (a router that never uses replica2 hears about it from the next check)
-        raise Fail("replica2 caught up again at about t=11 s, but your router never sent it another read. "
-                   "Skip a replica while it is behind, not forever: check lag_s at every read.")
-    return (f"no read on a replica more than {MAX_LAG_S:g} s behind"
-            + ("; replica2 back in use after catching up" if late else ""))
+                   f"replica was up and within max_lag_s={limit:g} s.{nudge}")
+    for name in sorted({n for r in ordinary for n, lag in r[2].items() if lag is not None and lag > limit}):
+        # A replica that lagged past the bound and then caught up: used before, and again a second after.
+        over = [r[0] for r in ordinary if r[2][name] is not None and r[2][name] > limit]
+        used_before = any(r[1] == name for r in ordinary if r[0] < over[0])
+        late = [r for r in ordinary if r[0] > over[-1] + 1.0 and r[1] == name]
+        if used_before and not late:   # (a router that never uses it hears about it from the next check)
+            raise Fail(f"With max_lag_s={limit:g}, {name} caught up again at about t={over[-1]:.0f} s, but your "
+                       f"router never sent it another read. Skip a replica while it is behind, not forever: check "
+                       "lag_s at every read.")
 
 
-@lag_aware.scenario("the replicas that qualify share the reads evenly")
+@lag_aware.scenario("the replicas that qualify share the reads evenly (max_lag_s=2.5 s)")
 def _shares(Router, ctx):
-    run = _LagRun(Router, spikes=[LagSpike(5, 8, extra_s=3.0, replica="replica2")], seed=2)
+    # replica2 is more than 2.5 s behind from about t=7.5 s to t=11.2 s.
+    run = _LagRun(Router, spikes=[LagSpike(5, 8, extra_s=3.0, replica="replica2")], seed=2, max_lag_s=2.5)
+    own = _rule_of_its_own([run])
+    if own:
+        raise Fail(own)
     for label, keep in (("all three replicas were within the bound",
-                         lambda r: len(_fresh(r[2])) == 3),
+                         lambda r: len(run.fresh(r[2])) == 3),
                         ("replica2 was too far behind",
-                         lambda r: _fresh(r[2]) == ["replica1", "replica3"])):
+                         lambda r: run.fresh(r[2]) == ["replica1", "replica3"])):
         chosen = [r[1] for r in run.reads if not r[3] and keep(r)]
-        names = sorted({n for r in run.reads if not r[3] and keep(r) for n in _fresh(r[2])})
+        names = sorted({n for r in run.reads if not r[3] and keep(r) for n in run.fresh(r[2])})
         counts = {n: chosen.count(n) for n in names}
         shown = {n: chosen.count(n) for n in ["primary", *names] if n != "primary" or chosen.count(n)}
         if len(chosen) < 50:   # pragma: no cover - the schedule guarantees hundreds
@@ -422,9 +535,12 @@ def _degraded(Router, ctx):
     # Every replica lags from about t=6 s to t=11 s, and every replica is down from t=13 s to t=14 s.
     run = _LagRun(Router, spikes=[LagSpike(5, 8, extra_s=3.0)], seed=3,
                   down=[(f"replica{i}", 13.0, 14.0) for i in (1, 2, 3)])
+    own = _rule_of_its_own([run])
+    if own:
+        raise Fail(own)
     ordinary = [r for r in run.reads if not r[3]]
-    none_fresh = [r for r in ordinary if not _fresh(r[2])]
-    healthy = [r for r in ordinary if _fresh(r[2])]
+    none_fresh = [r for r in ordinary if not run.fresh(r[2])]
+    healthy = [r for r in ordinary if run.fresh(r[2])]
     if not none_fresh:   # pragma: no cover - the spike guarantees seconds of it
         raise Fail("internal: the scenario never had every replica lagging")
     span = (min(r[0] for r in none_fresh), max(r[0] for r in none_fresh))
@@ -464,27 +580,32 @@ def _degraded(Router, ctx):
     return f"{len(none_fresh)} reads went to the primary while every replica lagged or was down, each counted"
 
 
-def _boundary(Router, ctx):
-    """A replica exactly max_lag_s behind still qualifies (part of the first lag-aware scenario)."""
-    # Replicas 1.5 s behind; one write at t=2. At t=3 every replica is exactly 1 s behind (the
-    # times are exact in binary). Only the boundary is judged here: other mistakes get the
+def _boundary(Router, limit: float) -> str:
+    """A replica exactly max_lag_s behind still qualifies (part of the first lag-aware scenario).
+
+    Returns what went wrong at the boundary, a note when the replicas were not used even well
+    inside the bound (the rest of the scenario then says why), or "" when all was well."""
+    # Replicas limit + 0.5 s behind; one write at t = limit + 1, when they have applied everything
+    # before it. Half the limit later they are limit/2 behind, at limit later exactly limit behind
+    # (every time is exact in binary). Only the boundary is judged here: other mistakes get the
     # diagnosis of the scenario this is part of.
-    bench = _Bench(Router, lag=1.5, max_lag_s=MAX_LAG_S)
+    bench = _Bench(Router, lag=limit + 0.5, max_lag_s=limit)
     for key in range(1, 4):
         bench.rs.write(key, bio="v0")
-    bench.run_until(2.0)
+    saved_at = limit + 1.0
+    bench.run_until(saved_at)
     bench.rs.write(1, bio="v1")
-    bench.run_until(2.5)
+    bench.run_until(saved_at + limit / 2)
     if "primary" in [bench.read(1 + i % 3)[0].component for i in range(3)]:
-        return "reads go to the primary even 0.5 s behind: the rest of the scenario says why"
-    bench.run_until(3.0)
+        return f"with max_lag_s={limit:g}, reads go to the primary even {limit / 2:g} s behind: the rest of the scenario says why"
+    bench.run_until(saved_at + limit)
     served = [bench.read(1 + i % 3)[0].component for i in range(6)]
     lags = sorted({r.lag_s for r in bench.replicas})
     if "primary" in served:
-        raise Fail(f"Every replica was exactly {lags[-1]:g} s behind, max_lag_s={MAX_LAG_S:g}, and your router sent "
-                   f"{served.count('primary')} of 6 ordinary reads to the primary. A replica at most max_lag_s "
-                   "behind qualifies: lag_s <= max_lag_s, not <.")
-    return "replicas exactly 1 s behind served the reads"
+        return (f"Every replica was exactly {lags[-1]:g} s behind, max_lag_s={limit:g}, and your router sent "
+                f"{served.count('primary')} of 6 ordinary reads to the primary. A replica at most max_lag_s "
+                "behind qualifies: lag_s <= max_lag_s, not <.")
+    return ""
 
 
 # --------------------------------------------------------------------------------------------
@@ -503,17 +624,20 @@ ryw = register(Exercise(
     )))
 
 USERS = 300
-REREADS_S = (0.05, 0.6, 1.5, 3.0)
+REREADS_S = (0.05, 0.6, 1.5, 2.25, 3.0)
 
 
 class _SessionRun:
     """Users save their own profile and re-read it; visitors read popular profiles; all through one router."""
 
-    def __init__(self, Router, *, lag, spikes=(), down=None, seed=0, duration_s=20.0):
-        self.bench = _Bench(Router, clock=True, lag=lag, spikes=spikes, seed=seed, max_lag_s=MAX_LAG_S)
+    def __init__(self, Router, *, lag, spikes=(), down=None, seed=0, duration_s=20.0, max_lag_s=MAX_LAG_S):
+        self.limit = max_lag_s
+        self.bench = _Bench(Router, clock=True, lag=lag, spikes=spikes, seed=seed, max_lag_s=max_lag_s)
         sim, rs, rng = self.bench.sim, self.bench.rs, self.bench.sim.rng
         self.saved = {}       # user -> (bio, position)
         self.own, self.bad, self.by_node = 0, [], self.bench.counts()
+        self.own_reads = []   # (seconds since the user's save, served by the primary) of each re-read
+        self.seen = set()   # (user, position of their save) once a re-read showed them that save
         self.visitor_by_node = dict(self.by_node)
         self.long_after = [0, 0]   # reads by users whose last save was > 8 s ago: [on replicas, on the primary]
         for user in range(1, USERS + 1):
@@ -560,13 +684,16 @@ class _SessionRun:
         event, _ = self.bench.read(user or 1, user=user, strong=True)
         if event.component != "primary":
             self.strong_elsewhere.append((self.bench.sim.now, event.component))
+        elif user is not None:
+            self.seen.add((user, self.saved[user][1]))
 
     def _read(self, profile, reader, delay):
         lags = {r.name: r.lag_s for r in self.bench.replicas}
         event, row = self.bench.read(profile, user=reader)
         self.by_node[event.component] += 1
-        if reader not in self.saved and lags.get(event.component, 0.0) > MAX_LAG_S:
-            self.lagging_visitors.append((self.bench.sim.now, event.component, lags[event.component]))
+        if reader not in self.saved and lags.get(event.component, 0.0) > self.limit:
+            self.lagging_visitors.append((self.bench.sim.now, event.component, lags[event.component],
+                                          profile in self.saved))
         if delay is None:
             self.visitor_by_node[event.component] += 1
         if reader in self.saved and self.bench.sim.now - self.saved[reader][2] > 8.0:
@@ -575,10 +702,15 @@ class _SessionRun:
             return
         self.own += 1
         bio, position, saved_at = self.saved[reader]
+        self.own_reads.append((self.bench.sim.now - saved_at, event.component == "primary"))
         if row is None or not hasattr(row, "get") or row.get("bio") != bio:
+            had = [r.name for r in self.bench.replicas if r.is_up and r.position >= position]
             self.bad.append(dict(user=reader, saved_at=saved_at, now=self.bench.sim.now, node=event.component,
                                  node_position=event.fields["position"], position=position, row=row,
-                                 lag=lags.get(event.component, 0.0)))
+                                 lag=lags.get(event.component, 0.0), had=had,
+                                 seen=(reader, position) in self.seen))
+        else:
+            self.seen.add((reader, position))
 
 
 _SCENARIOS = (
@@ -589,6 +721,10 @@ _SCENARIOS = (
     ("a 4 s lag spike on replica2 only", dict(lag=0.2, spikes=[LagSpike(6, 10, extra_s=4.0, replica="replica2")],
                                               seed=15)),
     ("replica1 down for 5 s", dict(lag=0.2, down=("replica1", 6.0, 11.0), seed=16)),
+    # Other max_lag_s: a sticky window of its own (Rails' 2 s) is too short for 3 s, and visitors'
+    # reads follow the router's own bound, not 1 s.
+    ("replicas 2.5 s behind, max_lag_s=3", dict(lag=2.5, max_lag_s=3.0, seed=17)),
+    ("lag varying between 0.05 and 0.45 s, max_lag_s=0.3", dict(lag=UniformLag(0.05, 0.45), max_lag_s=0.3, seed=18)),
 )
 
 
@@ -604,8 +740,9 @@ def _stale_own_reads(label, run):
             f"applied that save yet")
     if bad["node"] == "primary":   # pragma: no cover - the primary has every commit
         return head + "."
-    if bad["lag"] > MAX_LAG_S:
-        return (head + f" (it was {bad['lag']:.1f} s behind, more than max_lag_s={MAX_LAG_S:g}). A time-based "
+    limit = run.limit
+    if bad["lag"] > limit:
+        return (head + f" (it was {bad['lag']:.1f} s behind, more than max_lag_s={limit:g}). A time-based "
                 "sticky window expires whatever the lag: also skip replicas further behind than max_lag_s "
                 "(exercise 2), or route by the save's log position.")
     if all(b["node"] != "primary" and b["node_position"] == b["position"] - 1 for b in run.bad):
@@ -613,9 +750,36 @@ def _stale_own_reads(label, run):
                 f"position {bad['position']}. Is the position you remember the one the primary's write "
                 "returned, after the commit? A position read before the write says 'caught up' one write "
                 "too early.")
-    return (head + f" (it was {bad['lag']:.2f} s behind, within max_lag_s={MAX_LAG_S:g}). A replica within "
+    window = _window_seen(run)
+    if not (window and window[1] <= limit):
+        seen = [b for b in run.bad if b["seen"]]
+        if seen and 2 * len(seen) >= len(run.bad):
+            b = seen[0]
+            return (head + f". Most times, the same user had already read after that save, and seen it "
+                    f"(user {b['user']}: saved at t={b['saved_at']:.2f} s, then saw the old profile from "
+                    f"{b['node']} at t={b['now']:.2f} s). Your router forgets what it remembered about a user once "
+                    "they read, strong reads included: keep their token until no replica can miss the save, or for good.")
+        if all(not b["had"] for b in run.bad):
+            return (head + ", and neither had any other replica: at that moment only the primary had the save. "
+                    "When no replica has applied the user's write yet, their read goes to the primary.")
+    if window and window[1] <= limit:
+        return (head + f" (it was {bad['lag']:.2f} s behind, within max_lag_s={limit:g}). Your router kept users on "
+                f"the primary for about {window[1]:.1f} s after a save, then sent their re-reads to the replicas, but it "
+                f"was built with max_lag_s={limit:g}: a replica that qualifies may be up to {limit:g} s behind, without "
+                "the save. A sticky window must outlast max_lag_s, whatever max_lag_s the "
+                "router is given; or check the replica's position against the save's.")
+    return (head + f" (it was {bad['lag']:.2f} s behind, within max_lag_s={limit:g}). A replica within "
             "max_lag_s may still miss the last max_lag_s seconds of writes: a sticky window must be longer than "
             "max_lag_s, or check the replica's position against the save's.")
+
+
+def _window_seen(run):
+    """(latest re-read on the primary, earliest on a replica), in seconds after the save, if those two are apart."""
+    on_primary = [d for d, primary in run.own_reads if primary]
+    elsewhere = [d for d, primary in run.own_reads if not primary]
+    if on_primary and elsewhere and max(on_primary) < min(elsewhere):
+        return max(on_primary), min(elsewhere)
+    return None
 
 
 @ryw.scenario("no user sees their old profile after saving it")
@@ -636,10 +800,19 @@ def _own_writes(Router, ctx):
                        f"{len(run.strong_elsewhere)} strong reads missed the primary: strong reads always go to "
                        "the primary, whoever asks.")
         if run.lagging_visitors:
-            t, node, lag = run.lagging_visitors[0]
+            t, node, lag, _ = run.lagging_visitors[0]
+            default = ""
+            if all(v[3] for v in run.lagging_visitors):
+                default = (" Each of them read a profile its owner had saved: your router routed the visitor by the "
+                           "owner's save. A token belongs to the user who wrote, not to the row: other users' reads "
+                           "follow the lag-aware rules.")
+            elif run.limit < 1.0 and max(v[2] for v in run.lagging_visitors) <= 1.0:
+                default = (f" None of them was more than 1 s behind, as if your router had max_lag_s=1, the default, "
+                           f"instead of the {run.limit:g} it was built with: does __init__ pass max_lag_s on to "
+                           "LagAwareRouter?")
             raise Fail(f"In the scenario '{label}', {counted(len(run.lagging_visitors), 'read')} by users who had never saved "
-                       f"anything were served by a replica more than max_lag_s={MAX_LAG_S:g} s behind (at t={t:.1f} s, "
-                       f"{node}, {lag:.1f} s behind). Only the user who just saved needs special routing; everyone "
+                       f"anything were served by a replica more than max_lag_s={run.limit:g} s behind (at t={t:.1f} s, "
+                       f"{node}, {lag:.1f} s behind).{default} Only the user who just saved needs special routing; everyone "
                        "else's reads follow the lag-aware rules of exercise 2 (a token of 0 is not 'any replica').")
         notes.append(f"{label}: 0 of {run.own}")
     stale = _reread_at_max_lag(Router)
@@ -649,15 +822,25 @@ def _own_writes(Router, ctx):
 
 
 def _reread_at_max_lag(Router) -> str:
-    """One save at t=2 s with replicas 1.5 s behind; re-reads at t=2.5 s and at t=3 s, exactly max_lag_s later."""
-    # The times are exact in binary: at t=3 s every replica is exactly max_lag_s behind, so it
-    # qualifies for ordinary reads (lag_s <= max_lag_s), and it has not applied the save.
-    bench = _Bench(Router, clock=True, lag=1.5, max_lag_s=MAX_LAG_S)
+    """For max_lag_s of 1 and 2.5 s: one save with replicas 0.5 s further behind than that; re-reads half
+    max_lag_s later, and exactly max_lag_s later."""
+    for limit in (MAX_LAG_S, 2.5):
+        stale = _reread_at(Router, limit)
+        if stale:
+            return stale
+    return ""
+
+
+def _reread_at(Router, limit: float) -> str:
+    # The times are exact in binary: max_lag_s after the save every replica is exactly max_lag_s
+    # behind, so it qualifies for ordinary reads (lag_s <= max_lag_s), and it has not applied the save.
+    bench = _Bench(Router, clock=True, lag=limit + 0.5, max_lag_s=limit)
     for user in range(1, 11):
         bench.rs.write(user, bio="original")
-    bench.run_until(2.0)
+    saved_at = limit + 1.0   # every replica has the originals
+    bench.run_until(saved_at)
     bench.write(7, user=7, bio="saved")
-    for at in (2.5, 3.0):
+    for at in (saved_at + limit / 2, saved_at + limit):
         bench.run_until(at)
         for _ in range(len(bench.replicas)):
             event, row = bench.read(7, user=7)
@@ -666,11 +849,15 @@ def _reread_at_max_lag(Router) -> str:
                 if event.fields["position"] >= bench.rs.position:   # pragma: no cover - caught by the scenarios before
                     return (f"User 7 re-read their profile from {event.component}, which had their save, but read() "
                             f"returned {row!r}. Return the row the node gives you.")
-                head = (f"User 7 saved their profile at t=2 s, with every replica 1.5 s behind, and re-read it at "
-                        f"t={at:g} s from {event.component}, which had not applied the save: they saw {row!r}")
-                if at == 2.5:   # pragma: no cover - the scenarios before this one catch it
-                    return head + "."
-                return (head + f". At that instant, exactly max_lag_s={MAX_LAG_S:g} s after the save, {event.component} "
+                head = (f"Built with max_lag_s={limit:g}, your router let user 7 save their profile at t={saved_at:g} s, "
+                        f"with every replica {limit + 0.5:g} s behind, and re-read it at t={at:g} s from "
+                        f"{event.component}, which had not applied the save: they saw {row!r}")
+                if at < saved_at + limit:
+                    return (head + f". That was {at - saved_at:g} s after the save, and {event.component} was "
+                            f"{node.lag_s:g} s behind, within max_lag_s. A sticky window must outlast max_lag_s, "
+                            "whatever max_lag_s the router is given; or check the replica's position against the "
+                            "save's.")
+                return (head + f". At that instant, exactly max_lag_s={limit:g} s after the save, {event.component} "
                         f"was {node.lag_s:g} s behind, and a replica at most max_lag_s behind qualifies for ordinary "
                         "reads. A sticky window that ends at that instant hands the user to a replica that may not "
                         "have their save: the window must outlast max_lag_s, or check the replica's position "

@@ -273,7 +273,7 @@ def simulate(*, seed: int = 1, duration_s: float = 30.0, replicas: int = 3, lag_
     ops = _workload(seed, float(duration_s), float(read_rate_rps), float(write_ratio), n_users,
                     float(zipf_s), reread_after_s)
     sim = Sim(seed)
-    rs = ReplicaSet(sim, replicas=replicas, lag=lag, spikes=spikes)
+    rs = ReplicaSet(sim, replicas=replicas, lag=lag, spikes=spikes, capacity_qps=node_capacity_qps)
     if router is None:
         rt = ReplicaRouter(rs, max_lag_s=max_lag_s, when_all_lagging=when_all_lagging,
                            read_your_writes=read_your_writes, sticky_s=sticky_s)
