@@ -87,8 +87,28 @@ def _count(events, component, event=None, key=None) -> int:
                and (key is None or str(e.fields.get("key")) == str(key)))
 
 
+def _partial(row, expected) -> bool:
+    """True if `row` is some of `expected`'s fields, not all: what set(key, **fields) was given, not the row."""
+    return (isinstance(row, dict) and isinstance(expected, dict) and bool(row) and row != expected
+            and all(expected.get(k) == v for k, v in row.items()))
+
+
+def _partial_fail(row, key, expected, when: str):
+    return Fail(f"{when}, get({key!r}) returned {row!r}: only the fields set() was given, not the row the database "
+                f"has ({expected!r}). A cache holds whole rows, as db.read returns them: on set(), delete the "
+                "key from the caches (the next read fetches the whole row), or store the row read back.")
+
+
+def _l2_first(ev, l1_name) -> bool:
+    """True if a get asked the shared L2 before (or without) asking this server's own L1."""
+    order = [e.component for e in ev if e.event in ("hit", "miss") and e.component in ("l2", l1_name)]
+    return bool(order) and order[0] == "l2"
+
+
 def _expect_row(row, key, expected, when: str) -> None:
     if row != expected:
+        if _partial(row, expected):
+            raise _partial_fail(row, key, expected, when)
         if row is not None and not isinstance(row, dict):
             raise Fail(f"{when}, get({key!r}) returned {row!r}, but the database has the row {expected!r}. "
                        "Return the row (a dict).")
@@ -122,11 +142,19 @@ def _fills(Answer, ctx):
         if _count(ev, "db", "read"):
             raise Fail("Server 1 read user 1 twice, and both reads queried the database: nothing was cached. "
                        "On a miss, store the row in both levels before returning it.")
+        if _l2_first(ev, "server 1 L1"):
+            raise Fail("Server 1 read user 1 twice; its second get(1) asked the shared L2 before its own L1 (a "
+                       "network round trip for a row this server already had). Ask self.l1 first, then self.l2, "
+                       "then the database.")
         if _count(ev, "l2", "hit") or _count(ev, "l2", "miss"):
             raise Fail("Server 1 read user 1 twice; the second read had to ask the shared L2, so the row was not "
                        "kept in server 1's own L1. Store it in self.l1 on the way back.")
         row, ev = s.get(2, 1)
         _expect_row(row, 1, expected, "On the other server")
+        if _count(ev, "db", "read") and not (_count(ev, "l2", "hit") or _count(ev, "l2", "miss")):
+            raise Fail("After server 1 had read user 1, server 2 read it: its own L1 missed and it went straight "
+                       "to the database, without asking the shared L2 (which server 1 had filled). On an L1 "
+                       "miss, ask self.l2 before the database.")
         if _count(ev, "db", "read"):
             raise Fail("After server 1 had read user 1, server 2 read it and had to query the database again: the "
                        "row never reached the shared L2. Store what the database returns in self.l2 too, so every "
@@ -157,7 +185,14 @@ def _set(Answer, ctx):
                        f"{after!r}. Write the change with self.db.write(key, **fields).")
         if wrote > 1:
             raise Fail(f"One set() wrote the database {wrote} times; once is enough.")
+        set_ev = ev
         row, ev = s.get(1, 2)
+        if row is None and _count(ev, "l2", "hit") and _count(set_ev, "l2", "set"):
+            raise Fail("Right after set(2, plan='pro'), the same server's get(2) returned None for a user who "
+                       "exists: your set() stored a value in the shared L2 that reads as 'no such row' (your "
+                       "'not found' marker?). To invalidate, delete the key: self.l2.delete(key).")
+        if _partial(row, after):
+            raise _partial_fail(row, 2, after, "Right after set(2, plan='pro'), on the same server")
         if row != after and _count(ev, "l2", "hit"):
             raise Fail(f"Right after set(2, plan='pro'), the same server's get(2) found the old row {row!r} in the "
                        f"shared L2: the shared L2 still held the old row, and would for its {L2_TTL_S:g} s TTL. "
@@ -190,8 +225,13 @@ def _invalidate(Answer, ctx):
         s.get(1, 3)
         s.db.write(3, name="renamed by a migration", plan="free")   # behind the caches' back
         expected = _peek(s.db, 3)
-        s.call(1, "invalidate", 3)
+        _, inv = s.call(1, "invalidate", 3)
         row, ev = s.get(1, 3)
+        if row is None and _count(ev, "l2", "hit") and _count(inv, "l2", "set"):
+            raise Fail("A migration changed user 3 in the database and server 1 called invalidate(3); its next "
+                       "get(3) returned None for a user who exists: invalidate stored a value in the shared L2 that "
+                       "reads as 'no such row' (your 'not found' marker?). Delete the key instead: "
+                       "self.l2.delete(key).")
         if row != expected:
             where = ("its L1" if _count(ev, "server 1 L1", "hit") else "L2" if _count(ev, "l2", "hit")
                      else "somewhere")
@@ -232,6 +272,10 @@ def _missing(Answer, ctx):
                        "database. Cache the 'not found' too (negative caching): otherwise anyone can bypass "
                        "the cache by asking for ids that do not exist, and every such request reaches the database.")
         row, ev = s.get(2, 404)
+        if row is None and _count(ev, "db", "read") and not (_count(ev, "l2", "hit") or _count(ev, "l2", "miss")):
+            raise Fail("After server 1 had found that user 404 does not exist, server 2 asked: its own L1 missed "
+                       "and it went straight to the database, without asking the shared L2. On an L1 miss, ask "
+                       "self.l2 before the database.")
         if row is not None or _count(ev, "db", "read"):
             raise Fail("After server 1 had found that user 404 does not exist, server 2 asked and "
                        + ("got " + repr(row) if row is not None else "had to query the database again")
@@ -239,6 +283,8 @@ def _missing(Answer, ctx):
         s.call(1, "set", 404, name="new user", plan="free")
         expected = _peek(s.db, 404)
         row, _ = s.get(1, 404)
+        if _partial(row, expected):
+            raise _partial_fail(row, 404, expected, "Right after set(404, ...) created user 404, on the same server")
         if row != expected:
             raise Fail(f"set(404, ...) created user 404, but get(404) on the same server then returned {row!r}: "
                        "the cached 'not found' must go when the row is written (invalidate it like any other "
@@ -257,6 +303,56 @@ def _missing(Answer, ctx):
     finally:
         s.close()
     return "6 reads of a missing row, 1 database query; the marker went away when the row was created"
+
+
+# Reads of user 5 by both servers, every 15-20 s: each finds its L1 entry expired (5 s) and the L2's
+# entry live. A migration changes the row behind the caches' back after each fill; the L2's TTL, counted
+# from the fill, is the only thing that brings the change. Two rounds: the second fill expires too.
+_MIGRATION_READS = ((20.0, 2), (40.0, 1), (55.0, 2))
+
+
+@two_level.scenario(f"a row changed behind the caches' back is served at most the L2's TTL ({L2_TTL_S:g} s)")
+def _l2_ttl(Answer, ctx):
+    s = _Servers(Answer)
+    try:
+        for n, start in enumerate((0.0, L2_TTL_S + 0.5), 1):
+            s.sim.advance(start - s.sim.now)
+            row, ev = s.get(1, 5)   # the round's fill: the first round's from the database, the second's after the expiry
+            s.db.write(5, name=f"renamed by migration {n}", plan="free")   # behind the caches' back
+            expected = _peek(s.db, 5)
+            resets = []
+            for at, server in _MIGRATION_READS:
+                s.sim.advance(start + at - s.sim.now)
+                _, ev = s.get(server, 5)
+                if _count(ev, "l2", "hit") and _count(ev, "l2", "set"):
+                    resets.append(s.sim.now)
+            s.sim.advance(start + L2_TTL_S + 0.5 - s.sim.now)
+            row, ev = s.get(1, 5)
+            if row == expected:
+                continue
+            head = (f"A migration changed user 5 in the database at t={start:g} s, right after a fill, without "
+                    f"telling the caches. At t={s.sim.now:g} s, past the L2's {L2_TTL_S:g} s TTL, server 1's "
+                    f"get(5) still returned the old row {row!r}")
+            if _count(ev, "l2", "hit") and resets:
+                times = ", ".join(f"{t:g}" for t in resets)
+                raise Fail(head + f", from the shared L2. Your get() stored an L2 hit in the L2 again (at t={times} s): "
+                           "each set restarts the entry's TTL, so a key read at least once a TTL never expires, "
+                           "and a change the caches are not told about is never seen. On an L2 hit, fill only "
+                           "this server's L1.")
+            longest = max((e.fields.get("ttl_s") or float("inf") for e in s.events
+                           if e.component == "l2" and e.event == "set" and str(e.fields.get("key")) == "5"),
+                          default=None)
+            if _count(ev, "l2", "hit") and longest is not None and longest > L2_TTL_S:
+                kept = "with no TTL" if longest == float("inf") else f"for {longest:g} s"
+                raise Fail(head + f", from the shared L2, which your code had stored {kept}. Keep the caches' own "
+                           "TTLs: call set(key, value) without a ttl_s.")
+            if _count(ev, "server 1 L1", "hit"):
+                raise Fail(head + " from its own L1, past the L1's TTL: keep the caches' own TTLs: call set(key, "
+                           "value) without a ttl_s.")
+            _expect_row(row, 5, expected, f"At t={s.sim.now:g} s, past the L2's TTL after a migration changed it")
+    finally:
+        s.close()
+    return f"a migrated row reached both servers once the L2's {L2_TTL_S:g} s TTL had passed, in both rounds"
 
 
 # --------------------------------------------------------------------------------------------
