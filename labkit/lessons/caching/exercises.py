@@ -417,6 +417,23 @@ def _stale_message(run, label: str, write_at: float) -> str:
                 "overwrote it with the old one: setting the cache on write (write-through) does not help. Make "
                 "fills that started before an update unable to store: versions (set_if_newer, delete with a "
                 "version), leases (get_or_lease, set_with_lease), or a second delete after the slowest query.")
+    commits = [e.fields.get("position") for e in run.trace.events if e.component == run.settings["db_name"]
+               and e.event == "write" and e.time_s == write_at and str(e.fields.get("key")) == key]
+    tombstones = [e.fields.get("version") for e in events if e.event == "delete" and e.time_s == write_at
+                  and e.fields.get("version") is not None]
+    if commits and tombstones and max(tombstones) < commits[-1]:
+        return (head + f" Your update() left a tombstone with version {max(tombstones):g}, but its own commit is "
+                f"at log position {commits[-1]}: a fill that read the row before that commit, at position "
+                f"{max(tombstones):g}, does not count as older. Give the tombstone the position db.write returns.")
+    stale_fills = [e for e in events if e.event == "set" and e.fields.get("accepted") and e.time_s > write_at
+                   and e.fields.get("version") is not None and commits and e.fields["version"] >= commits[-1]]
+    started = [e.time_s for e in run.trace.events if e.component == run.settings["db_name"]
+               and e.event == "read" and e.time_s < write_at]
+    if stale_fills and started:
+        return (head + f" The fill that brought it back carried version {stale_fills[0].fields['version']:g}, as new "
+                f"as the update's commit at position {commits[-1]}, though its query started at t={started[0]:.2f} s, "
+                "before the update: take a fill's version from self.db.position just before its query, "
+                "unchanged.")
     if deletes and fills and max(deletes) < max(fills):
         return (head + f" Your last delete came at t={max(deletes):.2f} s, before the slow fill landed at "
                 f"t={max(fills):.2f} s: a second delete must wait at least as long as a query can take "
@@ -462,22 +479,105 @@ def _plain_update(Answer, ctx):
     stale = run.stale_answers()
     if stale:
         t, value = stale[0]
+        refused = [e.fields.get("version") for e in run.trace.events if e.component == run.settings["cache_name"]
+                   and e.event == "delete" and e.time_s == 2.0 and e.fields.get("accepted") is False]
+        commit = [e.fields.get("position") for e in run.trace.events if e.component == run.settings["db_name"]
+                  and e.event == "write" and e.time_s == 2.0]
+        if refused and commit and refused[0] >= commit[-1]:
+            raise Fail(f"With no read in flight, Ana saved 'new bio' at t=2.00 s, and a visitor at t={t:.2f} s still "
+                       f"saw {value!r}: your update's tombstone (version {refused[0]:g}, its commit's position) was "
+                       f"refused, because the row cached at t=0.70 s already carried version {refused[0]:g}, though "
+                       "it was read before that commit. A fill's version is self.db.position as it is just before "
+                       "its query, unchanged.")
+        if refused:
+            raise Fail(f"With no read in flight, Ana saved 'new bio' at t=2.00 s, and a visitor at t={t:.2f} s still "
+                       f"saw {value!r}: your update's delete(key, version={refused[0]:g}) was refused, because the "
+                       "cached row already had that version (a tombstone replaces only older values). Give the "
+                       "tombstone the position db.write returns for the update's own commit.")
         raise Fail(f"With no read in flight, Ana saved 'new bio' at t=2.00 s, and a visitor at t={t:.2f} s still saw "
                    f"{value!r}: update() must also clear (or replace) the cached row.")
     return "every read after the update saw it"
 
 
-@stale_set.scenario("it is still a cache: later reads do not all query the database")
-def _still_cached(Answer, ctx):
-    probes = tuple(5.0 + 0.5 * i for i in range(12))
-    run = _race(Answer, reads=(1.0,), write_at=1.1, probes=probes)
+# Other profiles are saved all the time on a real site: every 0.15 s here, so each later query of Ana's
+# profile has another profile's save land while it runs.
+_BUSY = tuple(round(4.9 + 0.15 * i, 2) for i in range(42))
+
+
+def _later_queries(Answer, other_writes) -> int:
+    run = _race(Answer, reads=(1.0,), write_at=1.1, other_writes=other_writes,
+                probes=tuple(5.0 + 0.5 * i for i in range(12)))
     db = run.settings["db_name"]
-    queries = sum(1 for e in run.trace.events if e.component == db and e.event == "read" and e.time_s >= 5.0)
+    key = str(run.settings["key"])   # Ana's profile: an update may read back the profile it saved
+    return sum(1 for e in run.trace.events if e.component == db and e.event == "read" and e.time_s >= 5.0
+               and str(e.fields.get("key")) == key)
+
+
+@stale_set.scenario("it is still a cache: later reads do not all query the database, while others save")
+def _still_cached(Answer, ctx):
+    queries = _later_queries(Answer, _BUSY)
     if queries > 2:
-        raise Fail(f"After the race, 12 reads of Ana's profile between t=5 and t=10.5 s ran {queries} database "
-                   "queries: the row never got back into the cache. A fill that starts after the update must be "
+        head = (f"After the race, 12 reads of Ana's profile between t=5 and t=10.5 s ran {queries} database "
+                "queries, while other users saved their own profiles (one save every 0.15 s)")
+        quiet = _later_queries(Answer, ())
+        if quiet <= 2:
+            raise Fail(head + f"; with nobody else saving, the same reads ran {quiet}. Your fills refuse to store "
+                       "when any profile was saved during their query: safe, but on a busy site something is "
+                       "always being saved, so the row never gets back into the cache. Only an update of this "
+                       "key may stop its fill: compare versions per key (set_if_newer against the key's "
+                       "tombstone), or use leases (a delete cancels only that key's lease).")
+        raise Fail(head + ": the row never got back into the cache. A fill that starts after the update must be "
                    "able to store it (a tombstone's version is the update's log position; a newer fill wins).")
-    return f"{queries} database quer{'y' if queries == 1 else 'ies'} for 12 reads after the race"
+    return f"{queries} database quer{'y' if queries == 1 else 'ies'} for 12 reads after the race, with others saving"
+
+
+TTL_ROW_S = 10.0
+
+
+@stale_set.scenario(f"a fill is kept for the ttl_s the class was given ({TTL_ROW_S:g} s here), and no longer")
+def _fill_ttl(Answer, ctx):
+    """A change the cache is not told about (a migration) shows once the entry's TTL has passed, twice."""
+    sim = Sim(3)
+    cache = RedisCache(sim, "cache")
+    db = SlowDatabase(sim, "db", query_s=QUERY_S, table="profiles")
+    try:
+        db.write(7, bio="old bio")
+        app = _app(Answer, TTL_ROW_S)(cache, db, sim, ttl_s=TTL_ROW_S)
+        got = []
+
+        def read():
+            answers = []
+            got.append((sim.now, answers))
+            app.get(7, lambda row=None: answers.append(row))
+
+        for n, start in enumerate((0.0, TTL_ROW_S + 1.0), 1):
+            sim.at(start, read)                                           # a miss: the fill lands 0.2 s later
+            sim.at(start + 1.0, lambda n=n: db.write(7, bio=f"migrated {n}"))   # behind the cache's back
+            sim.at(start + 5.0, read)                                     # a hit: the old bio is allowed
+        sim.at(2 * TTL_ROW_S + 2.5, read)
+        sim.run(until=2 * TTL_ROW_S + 3.5)
+    finally:
+        cache.flush()
+    for sent, answers in got:
+        if answers and not (isinstance(answers[0], dict) and "bio" in answers[0]):
+            raise Fail(f"A read at t={sent:g} s got {answers[0]!r}: reply with the row itself (a dict such as "
+                       "{'id': 7, 'bio': ...}), not with what your cache stores around it.")
+    for (sent, answers), want in ((got[2], "migrated 1"), (got[4], "migrated 2")):
+        bio = answers[0].get("bio") if answers and isinstance(answers[0], dict) else None
+        if answers and bio != want:
+            sets = [e.fields.get("ttl_s") for e in sim.trace.events
+                    if e.component == "cache" and e.event == "set" and e.fields.get("accepted")
+                    and str(e.fields.get("key")) == "7"]
+            head = (f"A migration changed profile 7 in the database behind the cache's back; a read at "
+                    f"t={sent:g} s, more than ttl_s={TTL_ROW_S:g} s after the fill, still got {bio!r}")
+            if any(t is None for t in sets):
+                raise Fail(head + ": your fill stored the row with no TTL (this cache has no default one), so "
+                           "it never expires. Pass the class's own: ttl_s=self.ttl_s.")
+            if sets and max(sets) > TTL_ROW_S:
+                raise Fail(head + f": your fill stored the row for {max(sets):g} s, not the ttl_s={TTL_ROW_S:g} your "
+                           "class was given. Use ttl_s=self.ttl_s.")
+            raise Fail(head + f". Store fills for ttl_s={TTL_ROW_S:g} s (self.ttl_s), no longer.")
+    return f"a migrated row showed once the fill's {TTL_ROW_S:g} s had passed, twice"
 
 
 # --------------------------------------------------------------------------------------------
