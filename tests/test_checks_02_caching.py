@@ -322,6 +322,7 @@ class StampedeSafeCache:
     def update(self, key, **fields):
         self.db.write(key, **fields)
         self.cache.delete(key)
+        self.clock.after(self.db.query_s, self.cache.delete, key)   # exercise 2's fix: once no query is in flight
 '''
 
 COALESCE_BODY = """        if key in self.waiting:          # a query for this key is running already: wait for its row

@@ -599,9 +599,60 @@ stampede = register(Exercise(
     )))
 
 
+def _answers_at_all(Answer) -> None:
+    """Fail, saying why, if one get() on an empty cache never replies because it never even queries.
+
+    StampedeSafeCache extends the learner's ConsistentCache: with exercise 2 still the starter's `...`, its
+    get() (and the query behind super().fill) do nothing, and every check here would judge a cache that
+    never answered (a stampede check passes a cache that sends no queries at all)."""
+    sim = Sim(0)
+    cache = RedisCache(sim, "cache")
+    db = SlowDatabase(sim, "db", query_s=HOT["query_s"])
+    got = []
+    try:
+        db.write(1, story="Front page", version=1)
+        app = _app(Answer, HOT["ttl_s"])(cache, db, sim, ttl_s=HOT["ttl_s"])
+        app.get(1, lambda row=None: got.append(row))
+        sim.run(until=1.0)
+    finally:
+        cache.flush()
+    if got:
+        return
+    events = sim.trace.events
+    looked = any(e.component == "cache" for e in events)
+    queried = any(e.component == "db" and e.event == "read" for e in events)
+    inherited = ("StampedeSafeCache extends your ConsistentCache (exercise 2) and uses what it does not override: "
+                 "its get(), and the query behind super().fill. If exercise 2 is still the starter's ..., solve it "
+                 "first (this exercise needs a cache that answers), or write them in this class.")
+    if not looked and not queried:
+        raise Fail("get(1, reply) on an empty cache did nothing: no cache lookup, no database query, and reply was "
+                   "never called, so nothing here can be judged. " + inherited)
+    if not queried:
+        raise Fail("get(1, reply) on an empty cache missed, but never queried the database, and reply was never "
+                   "called, so nothing here can be judged. " + inherited)
+
+
 def _hot_run(Answer, seed):
-    _refuse_labkit(Answer)
+    _answers_at_all(Answer)
     return simulate_hot_key(_app(Answer, HOT["ttl_s"]), seed=seed, **HOT)
+
+
+def _refused_refreshes(run) -> int:
+    """Fills of the hot key that the cache refused. Nothing updates the key in a hot-key run, so each was
+    a refresh carrying the same version as the entry it meant to replace (set_if_newer keeps the older)."""
+    cache, key = run.settings["cache_name"], str(run.settings["key"])
+    return sum(1 for e in run.trace.select(cache, "set")
+               if e.fields.get("accepted") is False and str(e.fields.get("key")) == key)
+
+
+def _refused_message(head: str, refused: int) -> str:
+    return (head + f". {counted(refused, 'fill')} of the key {'was' if refused == 1 else 'were'} refused by "
+            "set_if_newer: nothing was written meanwhile, so a refresh reads the same version as the entry it "
+            "would replace, and set_if_newer stores only a newer one. The early refresh never replaced the "
+            "entry, which kept its old expiry, so read after read refreshed it again, and it still expired. A "
+            "refresh must be able to replace the entry it refreshes: give it a version that orders after the "
+            "entry's and below the next write's (the position plus a fraction that grows with time, such as "
+            "now / (now + 1)).")
 
 
 @stampede.scenario("every request gets the row, once, within a second")
@@ -636,6 +687,11 @@ def _no_stampede(Answer, ctx):
         at = times[counts.index(s["peak_in_flight"])]
         expired = [t for t in run.expiries() if t <= at]
         when = f"at t={at:.2f} s" + (f", just after the entry expired at t={expired[-1]:.2f} s" if expired else "")
+        refused = _refused_refreshes(run)
+        if refused:
+            raise Fail(_refused_message(f"200 requests/s for one key through 4 app servers: {when}, "
+                                        f"{s['peak_in_flight']} database queries for that one row were running at "
+                                        f"once (at most {MAX_IN_FLIGHT} allowed)", refused))
         raise Fail(f"200 requests/s for one key through 4 app servers: {when}, {s['peak_in_flight']} database "
                    f"queries for that one row were running at once (at most {MAX_IN_FLIGHT} allowed; plain "
                    "cache-aside reaches about 40): a stampede. Every request that missed while the first query "
@@ -666,6 +722,9 @@ def _still_hot(Answer, ctx):
     if hits == 0:
         raise Fail(head + ", and no read ever found it in the cache: store the row in the cache when the query "
                    "returns.")
+    refused = _refused_refreshes(run)
+    if refused:
+        raise Fail(_refused_message(head, refused))
     if 2 * early >= s["db_queries"]:
         raise Fail(head + f"; {early} of them started right after a read had found the entry in the cache. Your reads "
                    "recompute early far too often. XFetch recomputes only if now - delta * beta * ln(random()) >= "
@@ -718,6 +777,7 @@ TWO_HOT = {1: "Front page", 2: "Sports"}
 
 @stampede.scenario("two hot keys that miss at the same moment each get their own query and row")
 def _two_hot_keys(Answer, ctx):
+    _answers_at_all(Answer)
     run = _Requests(Answer, servers=2, rows=TWO_HOT, seed=24)
     rounds = (1.0, 6.0)   # the second round comes after the first round's entries expired (TTL 4 s)
     for start in rounds:
@@ -742,6 +802,14 @@ def _two_hot_keys(Answer, ctx):
         for key in TWO_HOT:
             first = next(t for t, _, k, _, _ in run.requests if k == key and t >= start)
             started = [t for t in run.queries(key) if t >= first]
+            if not started and start > rounds[0]:
+                hit = next(any(e.component == "cache" and e.event == "hit" for e in caused)
+                           for t, _, k, _, caused in run.requests if k == key and t == first)
+                if hit:
+                    raise Fail(f"Two hot keys were read from t={rounds[0]:g} s, and again from t={start:g} s: at "
+                               f"t={first:.3f} s key {key} was still answered from the cache, more than "
+                               f"{start - rounds[0]:g} s after its fill, though ttl_s is {HOT['ttl_s']:g} s. Store "
+                               "fills for self.ttl_s, no longer.")
             if not started or started[0] > first + HOT["query_s"] / 2:
                 other = 3 - key
                 when = f"only at t={started[0]:.3f} s" if started else "never"
@@ -754,6 +822,7 @@ def _two_hot_keys(Answer, ctx):
 
 @stampede.scenario("early refreshes by different servers do not coincide")
 def _refreshes_spread(Answer, ctx):
+    _answers_at_all(Answer)
     # 4 servers get their requests at the same instants, so a server's n-th read always comes with
     # the other servers' n-th reads. Servers that draw the same random numbers then decide together.
     run = _Requests(Answer, servers=4, rows={1: "Front page"}, seed=25)
@@ -793,6 +862,66 @@ def _refreshes_spread(Answer, ctx):
     refreshes = sum(len(who) for who in early.values())
     return (f"{counted(refreshes, 'early refresh', 'early refreshes')}, never by every server at once" if early
             else "no early refresh")
+
+
+MIGRATIONS = (1.0, 7.0)   # the hot key's row changed behind the cache's back, twice
+
+
+@stampede.scenario(f"a row changed in the database is served from the cache at most its TTL ({HOT['ttl_s']:g} s)")
+def _hot_ttl(Answer, ctx):
+    _answers_at_all(Answer)
+    run = _Requests(Answer, servers=2, rows={1: "Front page"}, seed=26)
+    for i in range(125):   # every 0.1 s for 12.4 s, over both servers
+        run.at(0.1 * i, i % 2, 1)
+    for n, t in enumerate(MIGRATIONS, 1):
+        run.sim.at(t, lambda n=n: run.db.write(1, story=f"Front page, edition {n + 1}", version=n + 1))
+    run.run(until=13.0)
+    # A read sent this long after a migration must see it: the TTL, then a query, with margin.
+    for n, t in enumerate(MIGRATIONS, 1):
+        deadline = t + HOT["ttl_s"] + 0.5
+        want = f"Front page, edition {n + 1}"
+        for sent, _, _, got, caused in run.requests:
+            if sent < deadline or (n < len(MIGRATIONS) and sent >= MIGRATIONS[n]) or not got:
+                continue
+            row = got[0][1]
+            story = row.get("story") if isinstance(row, dict) else row
+            if story == want:
+                continue
+            head = (f"The hot key's row changed in the database at t={t:g} s, behind the cache's back; a read at "
+                    f"t={sent:.1f} s, more than the {HOT['ttl_s']:g} s TTL later, still got {story!r}")
+            ttls = [e.fields.get("ttl_s") for e in run.events if e.component == "cache" and e.event == "set"
+                    and e.fields.get("accepted") and str(e.fields.get("key")) == "1"]
+            if any(x is None for x in ttls):
+                raise Fail(head + ": your fills stored it with no TTL (this cache has no default one), so it never "
+                           "expires. If your fill is ConsistentCache's (super().fill), fix it there: ttl_s=self.ttl_s.")
+            if ttls and max(ttls) > HOT["ttl_s"]:
+                raise Fail(head + f": your fills stored it for {max(ttls):g} s, not the ttl_s={HOT['ttl_s']:g} your "
+                           "class was given. Use ttl_s=self.ttl_s.")
+            raise Fail(head + ". Store fills for ttl_s (self.ttl_s), no longer.")
+    return "both changes of the row reached readers within the TTL"
+
+
+@stampede.scenario("exercise 2's race: a fill that started before an update still cannot bring the old row back")
+def _race_still_fixed(Answer, ctx):
+    _answers_at_all(Answer)
+    run = _race(Answer, reads=(1.0, 1.05), write_at=1.1, other_writes=(1.12,), probes=(2.1, 5.0, 20.0))
+    if not any(t >= 2.1 for t, _ in run.stale_answers()):
+        return "the old row never came back after the update"
+    key = str(run.settings["key"])
+    events = [e for e in run.trace.events if e.component == run.settings["cache_name"]
+              and str(e.fields.get("key")) == key and e.time_s >= 1.1]
+    tombstone = any(e.event == "delete" and e.fields.get("version") is not None for e in events)
+    plain = [e.time_s for e in events if e.event == "set" and e.fields.get("accepted")
+             and e.fields.get("version") is None and e.time_s > 1.1]
+    if tombstone and plain:
+        raise Fail(f"Break it 2's race, through your StampedeSafeCache: a read started at t=1.00 s, Ana saved 'new "
+                   f"bio' at t=1.10 s, and at t={plain[0]:.2f} s the read's fill stored the old row with a plain "
+                   "cache.set, which ignores the tombstone your update() left; visitors saw 'old bio' from then on. "
+                   "A fill that replaces ConsistentCache's must keep exercise 2's fix: store through super().fill, "
+                   "or with set_if_newer and the version read before the query.")
+    raise Fail(_stale_message(run, "Break it 2's race, through your StampedeSafeCache", 1.1)
+               + " (StampedeSafeCache uses your ConsistentCache's update() and, through super().fill, its fill: if "
+               "exercise 2's check fails too, fix that first.)")
 
 
 # --------------------------------------------------------------------------------------------
