@@ -948,6 +948,7 @@ class _RecordingDatabase(SlowDatabase):
     def __init__(self, sim, outage=OUTAGE):
         super().__init__(sim, "db", outages=[outage], table="players")
         self.committed: dict = {}     # key -> list of seq values, in commit order
+        self.attempts: list = []      # (time, up, [(key, seq), ...]) of every write_many call, refused ones too
         self.batches: list = []
         self.singles = 0
         self._refused_at, self._refused = None, 0
@@ -970,6 +971,9 @@ class _RecordingDatabase(SlowDatabase):
 
     def write_many(self, rows):
         rows = list(rows)
+        self.attempts.append((self.sim.now, self.is_up, [(k, f.get("seq") if isinstance(f, dict) else None)
+                                                         for k, f in rows if isinstance(k, (int, str))]
+                              if all(isinstance(r, (tuple, list)) and len(r) == 2 for r in rows) else []))
         position = super().write_many(rows)
         self.batches.append(len(rows))
         for key, fields in rows:
@@ -988,8 +992,9 @@ class _WriteBehindRun:
         self.wb = construct(Answer, self.cache, self.db, batch_size=BATCH_SIZE,
                             shown=f"cache, db, batch_size={BATCH_SIZE}")
         self.latest: dict = {}      # key -> fields of the last acknowledged write
+        self.acked: dict = {}       # key -> [(time, seq), ...] of every acknowledged write
         self.write_errors: list = []
-        self.flush_errors = 0
+        self.flush_raised = None    # (time, exception name) of the first flush() that raised: its thread died
         self.not_cached: list = []
         self.writes = 0
         rng = sim.rng
@@ -1023,17 +1028,20 @@ class _WriteBehindRun:
                 return
             raise
         self.latest[key] = fields
+        self.acked.setdefault(key, []).append((self.sim.now, fields["seq"]))
         if self.cache.get(key) != fields:
             self.not_cached.append((self.sim.now, key))
 
     def _flush(self):
+        if self.flush_raised:
+            return    # the background thread that calls flush() died with the exception it raised
         try:
             self.wb.flush()
-        except Exception as exc:  # noqa: BLE001 - a flusher thread logs the error and carries on
+        except Exception as exc:  # noqa: BLE001 - what escapes flush() ends the flusher thread
             if _named(exc, "_Spinning"):   # it crossed the grader's pipe as a plain error
                 raise _Spinning() from None
             if _named(exc, "DatabaseDown"):
-                self.flush_errors += 1
+                self.flush_raised = (self.sim.now, "DatabaseDown")
                 return
             raise
 
@@ -1071,7 +1079,40 @@ def _loses_nothing(Answer, ctx):
     return _judge_loses_nothing(_WriteBehindRun(Answer))
 
 
+def _lost_why(run, key, seq) -> str:
+    """What the trace shows happened to write #seq of `key`, the last one acknowledged, which never committed."""
+    acked_at = next(t for t, q in run.acked[key] if q == seq)
+    sent = [(t, up) for t, up, rows in run.db.attempts if (key, seq) in rows]
+    later = [(t, q) for t, up, rows in run.db.attempts if up and t >= acked_at for k, q in rows if k == key]
+    if sent:
+        t, _ = sent[-1]
+        return (f"It was in a write_many at t={t:g} s that failed (the database was down) and was never sent "
+                "again: when write_many raises DatabaseDown, keep the rows queued and try again at the next "
+                "flush().")
+    if later:
+        t, q = later[0]
+        return (f"It was never sent: at t={t:g} s, after it was acknowledged, a batch wrote write #{q}, an older "
+                "write of the same player, instead. Coalescing must keep the newest write of a key, replacing "
+                "the one queued.")
+    succeeded = [t for t, up, _ in run.db.attempts if up and t >= acked_at]
+    if succeeded:
+        return (f"It was never sent to the database: after it was acknowledged at t={acked_at:.2f} s, a batch "
+                f"went out at t={succeeded[0]:g} s without it, and it left the queue anyway. Remove from the "
+                "queue only the rows a successful write_many carried.")
+    return ("It was never sent to the database: every write must stay queued until a successful write_many "
+            "has carried it.")
+
+
 def _judge_loses_nothing(run):
+    if run.flush_raised:
+        t, name = run.flush_raised
+        queued = sum(1 for key, fields in run.latest.items()
+                     if (_peek(run.db, key) or {}).get("seq") != fields["seq"])
+        raise Fail(f"The database was down from t={run.outage[0]:g} to {run.outage[1]:g} s. At t={t:g} s, flush() "
+                   f"raised {name} instead of returning: the background thread that calls it stopped there, and "
+                   f"the last scores of {counted(queued, 'player')} never reached the database. The prompt says what a "
+                   "down database raises: catch lk.caching.DatabaseDown itself (it is not a ConnectionError or an "
+                   "OSError), keep the rows queued, and return.")
     wrong = []
     for key, fields in sorted(run.latest.items()):
         row = _peek(run.db, key)
@@ -1096,8 +1137,7 @@ def _judge_loses_nothing(run):
             raise Fail(f"{outage} At the end, {lost} of {len(run.latest)} players did not have their last "
                        f"score in the database: player {key} should hold write #{fields['seq']} but the database has "
                        f"{'nothing' if row is None else 'write #' + str(row.get('seq'))} (committed: "
-                       f"{history[-5:] or 'none'}). Writes were acknowledged and lost: when write_many raises "
-                       "DatabaseDown, keep the rows queued and try again at the next flush().")
+                       f"{history[-5:] or 'none'}). " + _lost_why(run, key, fields["seq"]))
         raise Fail(f"{outage} Player {key} should hold {fields!r} but the database has {row!r}.")
     return f"all {len(run.latest)} players hold their last write"
 
