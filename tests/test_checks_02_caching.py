@@ -236,7 +236,7 @@ WRONG_CONSISTENT = {
         mutate(mutate(CONSISTENT, "        version = self.db.position          # the query sees every commit up to this "
                                   "log position\n", ""),
                "        def arrived(row):\n", "        def arrived(row):\n            version = self.db.position\n"),
-        "give each fill a version and delete with one"),
+        "take a fill's version from self.db.position just before its query"),
     "the second delete comes before the slow fill": (
         DELETE_TWICE.replace("DELAY", "0.05"),
         "a second delete must wait at least as long as a query can take"),
@@ -530,7 +530,7 @@ WRONG_WRITE_BEHIND = {
                 self.db.write_many(batch)
             except lk.caching.DatabaseDown:
                 return"""),
-        "Writes were acknowledged and lost"),
+        "that failed (the database was down) and was never sent again"),
     "a failed batch is re-queued at the back": (
         FIFO.replace("self.queue[:0] = batch", "self.queue.extend(batch)"),
         "went back in time"),

@@ -637,9 +637,25 @@ def _hot_run(Answer, seed):
     return simulate_hot_key(_app(Answer, HOT["ttl_s"]), seed=seed, **HOT)
 
 
+def _hits_and_early(run) -> tuple[int, int]:
+    """(reads that found the hot key cached, queries started right after such a hit: early refreshes)."""
+    cache, db, key = run.settings["cache_name"], run.settings["db_name"], str(run.settings["key"])
+    last, early, hits = None, 0, 0
+    for e in run.trace.events:
+        if e.component == cache and e.event in ("hit", "miss") and str(e.fields.get("key")) == key:
+            last = e.event
+            hits += e.event == "hit"
+        elif e.component == db and e.event == "read" and last == "hit":
+            early += 1
+    return hits, early
+
+
 def _refused_refreshes(run) -> int:
-    """Fills of the hot key that the cache refused. Nothing updates the key in a hot-key run, so each was
-    a refresh carrying the same version as the entry it meant to replace (set_if_newer keeps the older)."""
+    """Fills of the hot key the cache refused, in a run that refreshed early. Nothing updates the key in a
+    hot-key run, so such a refresh carried the same version as the entry it meant to replace
+    (set_if_newer keeps the older). Without early refreshes, refused fills are only concurrent misses."""
+    if not _hits_and_early(run)[1]:
+        return 0
     cache, key = run.settings["cache_name"], str(run.settings["key"])
     return sum(1 for e in run.trace.select(cache, "set")
                if e.fields.get("accepted") is False and str(e.fields.get("key")) == key)
@@ -711,14 +727,7 @@ def _still_hot(Answer, ctx):
     head = (f"The database ran {s['db_queries']} queries for the hot key in {HOT['duration_s']:g} s "
             f"({s['db_queries'] / HOT['duration_s']:.0f} per second)")
     # What did the cache say just before each query: a hit means the read chose to recompute early.
-    cache, db, key = run.settings["cache_name"], run.settings["db_name"], str(run.settings["key"])
-    last, early, hits = None, 0, 0
-    for e in run.trace.events:
-        if e.component == cache and e.event in ("hit", "miss") and str(e.fields.get("key")) == key:
-            last = e.event
-            hits += e.event == "hit"
-        elif e.component == db and e.event == "read" and last == "hit":
-            early += 1
+    hits, early = _hits_and_early(run)
     if hits == 0:
         raise Fail(head + ", and no read ever found it in the cache: store the row in the cache when the query "
                    "returns.")
