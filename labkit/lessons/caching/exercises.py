@@ -596,6 +596,8 @@ stampede = register(Exercise(
         "XFetch instead: store {'row': ..., 'delta': query time, 'expiry': clock.now + ttl_s}. On a hit, recompute "
         "early if clock.now - delta * beta * math.log(rng.random()) >= expiry, with beta = 1 and one "
         "random.Random(seed) shared by all your servers (a class attribute).",
+        "Keep exercise 2's fix in whatever fill you write (the check replays its race): store through super().fill, "
+        "or the way your ConsistentCache does. A versioned XFetch refresh needs a version newer than the entry's.",
     )))
 
 
