@@ -9,11 +9,16 @@ from labkit.clock import gc_paused
 
 
 class Table:
-    """A small table of named numbers that shows as HTML in JupyterLab and as aligned text elsewhere."""
+    """A small table of named numbers that shows as HTML in JupyterLab and as aligned text elsewhere.
 
-    def __init__(self, rows: dict, title: str = "", columns: list | None = None):
+    Row names are left-aligned and values right-aligned, as numbers read best; a table of text
+    (a timeline of who did what) passes `align="left"` for its values too.
+    """
+
+    def __init__(self, rows: dict, title: str = "", columns: list | None = None, *, align: str = "right"):
         validate.instance("rows", rows, dict, "a dict of row name -> value (or a list of values, one per column)")
         validate.instance("title", title, str, "a string")
+        self.align = validate.choice("align", align, ("right", "left"))
         columns = None if columns is None else validate.items("columns", columns, (str, numbers.Real), "column names (strings or numbers)")
         self.title, self.columns = title, list(columns) if columns else None
         self.rows = {k: (list(v) if isinstance(v, (list, tuple)) else [v]) for k, v in rows.items()}
@@ -36,7 +41,8 @@ class Table:
         widths = [max(len(row[i]) for row in grid) for i in range(len(grid[0]))] if grid else []
         lines = [self.title] if self.title else []
         for row in grid:
-            cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
+            pad = str.ljust if self.align == "left" else str.rjust
+            cells = [row[0].ljust(widths[0])] + [pad(c, w) for c, w in zip(row[1:], widths[1:])]
             lines.append("  ".join(cells).rstrip())
         return "\n".join(lines)
 
@@ -45,10 +51,10 @@ class Table:
         head = f"<caption style='text-align:left'><b>{esc(self.title)}</b></caption>" if self.title else ""
         grid = self._grid()
         if self.columns:
-            head += "<tr>" + "".join(f"<th style='text-align:right'>{esc(c)}</th>" for c in grid[0]) + "</tr>"
+            head += "<tr>" + "".join(f"<th style='text-align:{self.align}'>{esc(c)}</th>" for c in grid[0]) + "</tr>"
             grid = grid[1:]
         body = "".join("<tr><td style='text-align:left'>" + esc(r[0]) + "</td>"
-                       + "".join(f"<td style='text-align:right'>{esc(c)}</td>" for c in r[1:]) + "</tr>"
+                       + "".join(f"<td style='text-align:{self.align}'>{esc(c)}</td>" for c in r[1:]) + "</tr>"
                        for r in grid)
         return f"<table class='labkit-table'>{head}{body}</table>"
 

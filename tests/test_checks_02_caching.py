@@ -236,7 +236,7 @@ WRONG_CONSISTENT = {
         mutate(mutate(CONSISTENT, "        version = self.db.position          # the query sees every commit up to this "
                                   "log position\n", ""),
                "        def arrived(row):\n", "        def arrived(row):\n            version = self.db.position\n"),
-        "give each fill a version and delete with one"),
+        "take a fill's version from self.db.position just before its query"),
     "the second delete comes before the slow fill": (
         DELETE_TWICE.replace("DELAY", "0.05"),
         "a second delete must wait at least as long as a query can take"),
@@ -322,6 +322,7 @@ class StampedeSafeCache:
     def update(self, key, **fields):
         self.db.write(key, **fields)
         self.cache.delete(key)
+        self.clock.after(self.db.query_s, self.cache.delete, key)   # exercise 2's fix: once no query is in flight
 '''
 
 COALESCE_BODY = """        if key in self.waiting:          # a query for this key is running already: wait for its row
@@ -529,7 +530,7 @@ WRONG_WRITE_BEHIND = {
                 self.db.write_many(batch)
             except lk.caching.DatabaseDown:
                 return"""),
-        "Writes were acknowledged and lost"),
+        "that failed (the database was down) and was never sent again"),
     "a failed batch is re-queued at the back": (
         FIFO.replace("self.queue[:0] = batch", "self.queue.extend(batch)"),
         "went back in time"),
@@ -781,3 +782,282 @@ def test_bad_arguments_name_the_parameter_and_range(call, words):
         call()
     for word in words:
         assert word in str(err.value)
+
+
+# --- wrong answers written from the prompts alone, and more correct designs -----------------------------
+#
+# Each wrong answer is judged on what the prompt asks and must fail with the message naming its real cause.
+
+L1_THEN_L2 = "        value = self.l1.get(key)\n        if value is None:\n            value = self.l2.get(key)\n"
+SET_BODY = "        self.db.write(key, **fields)\n        self.invalidate(key)"
+
+MORE_WRONG_TWO_LEVEL = {
+    "an L2 hit is stored in the L2 again, restarting its TTL": (
+        FILL_BOTH, "            self.l2.set(key, value)\n            self.l1.set(key, value)",
+        "Your get() stored an L2 hit in the L2 again (at t=20, 40, 55 s): each set restarts the entry's TTL"),
+    "the L2 keeps rows far longer than its TTL": (
+        "                self.l2.set(key, value)\n", "                self.l2.set(key, value, ttl_s=3600)\n",
+        "which your code had stored for 3600 s"),
+    "set() caches only the fields it was given": (
+        SET_BODY, "        self.db.write(key, **fields)\n        self.l2.set(key, fields)\n        self.l1.set(key, fields)",
+        "only the fields set() was given, not the row the database has"),
+    "an L1 miss goes straight to the database": (
+        L1_THEN_L2, "        value = self.l1.get(key)\n        if value is None:\n            value = None\n",
+        "went straight to the database, without asking the shared L2"),
+    "the L2 is asked before the L1": (
+        L1_THEN_L2, "        value = self.l2.get(key)\n        if value is None:\n            value = self.l1.get(key)\n",
+        "asked the shared L2 before its own L1"),
+    "invalidate stores the 'not found' marker in the L2": (
+        "        self.l2.delete(key)    #", "        self.l2.set(key, {})    #",
+        "that reads as 'no such row' (your 'not found' marker?)"),
+    "invalidate forgets this server's L1": (
+        "        self.l1.delete(key)\n", "",
+        "from its own L1: set() must clear (or update) the key in this server's L1"),
+    "write-through to the L2 only": (
+        SET_BODY, "        self.db.write(key, **fields)\n        self.l2.set(key, self.db.read(key))",
+        "from its own L1: set() must clear (or update) the key in this server's L1"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(MORE_WRONG_TWO_LEVEL))
+def test_more_wrong_two_level_caches_fail_naming_their_cause(mistake):
+    old, new, expected = MORE_WRONG_TWO_LEVEL[mistake]
+    assert_fails_with(check("02.1", "TwoLevelCache", mutate(TWO_LEVEL, old, new)), expected)
+
+
+@pytest.mark.parametrize("old, new", [
+    ("value = {} if row is None else row", 'value = "<no such row>" if row is None else row'),
+    (SET_BODY, "        self.l1.delete(key)\n        self.db.write(key, **fields)\n        self.l2.delete(key)"),
+], ids=["a string marker for 'no such row'", "set() clears the L1, writes, then clears the L2"])
+def test_more_two_level_designs_pass(old, new):
+    source = mutate(TWO_LEVEL, old, new)
+    if "no such row" in new:
+        source = mutate(source, "return None if value == {} else value", 'return None if value == "<no such row>" else value')
+    report = check("02.1", "TwoLevelCache", source)
+    assert report.status == "passed", report.text()
+
+
+FILL_SET = "self.cache.set_if_newer(key, row, version, ttl_s=self.ttl_s)"
+
+MORE_WRONG_CONSISTENT = {
+    "a fill is refused whenever any profile was saved during its query": (
+        mutate(CONSISTENT, "            " + FILL_SET,
+               "            if self.db.position == version:\n                self.cache.set(key, row, ttl_s=self.ttl_s)"),
+        "Your fills refuse to store when any profile was saved during their query"),
+    "set_if_newer without a ttl_s": (
+        mutate(CONSISTENT, FILL_SET, "self.cache.set_if_newer(key, row, version)"),
+        "your fill stored the row with no TTL"),
+    "the TTL hard-coded to 60 s": (
+        mutate(CONSISTENT, FILL_SET, "self.cache.set_if_newer(key, row, version, ttl_s=60)"),
+        "your fill stored the row for 60 s, not the ttl_s=10 your class was given"),
+    "the tombstone one below the update's commit": (
+        mutate(CONSISTENT, "self.cache.delete(key, version=position)", "self.cache.delete(key, version=position - 1)"),
+        "Your update() left a tombstone with version 4, but its own commit is at log position 5"),
+    "the tombstone takes the position from before the write": (
+        mutate(CONSISTENT, UPDATE, "        self.cache.delete(key, version=self.db.position)\n"
+                                   "        self.db.write(key, **fields)"),
+        "Give the tombstone the position db.write returns"),
+    "a fill's version one ahead of its query": (
+        mutate(CONSISTENT, "        version = self.db.position ", "        version = self.db.position + 1 "),
+        "take a fill's version from self.db.position just before its query"),
+    "the second delete after 0.1 s": (
+        DELETE_TWICE.replace("DELAY", "0.1"),
+        "a second delete must wait at least as long as a query can take"),
+    "leases, but update never deletes": (
+        LEASED.replace("        self.db.write(key, **fields)\n        self.cache.delete(key)", "        self.db.write(key, **fields)"),
+        "Your update() wrote the database but never touched the cache"),
+    "a miss replies with a wrapper around the row": (
+        mutate(CONSISTENT, "            reply(row)\n\n        self.db.load", "            reply({'row': row})\n\n        self.db.load"),
+        "reply with the row itself"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(MORE_WRONG_CONSISTENT))
+def test_more_wrong_consistent_caches_fail_naming_their_cause(mistake):
+    source, expected = MORE_WRONG_CONSISTENT[mistake]
+    assert_fails_with(lk.check("02.2", consistent(source)), expected)
+
+
+@pytest.mark.parametrize("source", [
+    DELETE_TWICE.replace("DELAY", "self.db.query_s"),
+    mutate(CONSISTENT, "        self.cache.delete(key, version=position)",
+           "        self.cache.set_if_newer(key, self.db.read(key), position, ttl_s=self.ttl_s)"),
+], ids=["delete twice, exactly one query time later", "versioned write-through"])
+def test_more_fixes_of_the_race_pass(source):
+    report = lk.check("02.2", consistent(source))
+    assert report.status == "passed", report.text()
+
+
+def test_an_unsolved_exercise_2_is_named_by_every_check_of_exercise_3():
+    """StampedeSafeCache inherits get() and the query from ConsistentCache: with exercise 2 untouched it never answers."""
+    answer = stampede_safe(base=cell_defining("lessons", LESSON, "ConsistentCache"))
+    report = lk.check("02.3", answer)
+    assert report.score == 0 and report.status == "failed", report.text()
+    for result in report.results:
+        assert "get(1, reply) on an empty cache did nothing" in result.message
+        assert "If exercise 2 is still the starter's ..., solve it first" in result.message
+
+
+XFETCH_VERSIONED = XFETCH.replace("class StampedeSafeCache:", "class StampedeSafeCache(ConsistentCache):").replace(
+    "        started = self.clock.now\n", "        started = self.clock.now\n        version = self.db.position\n").replace(
+    "self.cache.set(key, entry, ttl_s=self.ttl_s)", "self.cache.set_if_newer(key, entry, version, ttl_s=self.ttl_s)").replace(
+    "    def update(self, key, **fields):\n        self.db.write(key, **fields)\n        self.cache.delete(key)\n"
+    "        self.clock.after(self.db.query_s, self.cache.delete, key)   # exercise 2's fix: once no query is in flight\n",
+    "")
+
+MORE_WRONG_STAMPEDE = {
+    "a fill of its own with a plain set drops exercise 2's fix": (
+        stampede_safe(mutate(STAMPEDE, "        super().fill(key, answer_everyone)",
+                             "        def arrived(row):\n            self.cache.set(key, row, ttl_s=self.ttl_s)\n"
+                             "            answer_everyone(row)\n        self.db.load(key, arrived)")),
+        "stored the old row with a plain cache.set, which ignores the tombstone your update() left"),
+    "XFetch refreshes with set_if_newer at the entry's own version": (
+        run_cells(CONSISTENT, XFETCH_VERSIONED)["StampedeSafeCache"],
+        "a refresh reads the same version as the entry it would replace"),
+    "coalescing over fills stored without a TTL": (
+        stampede_safe(base=mutate(CONSISTENT, FILL_SET, "self.cache.set_if_newer(key, row, version)")),
+        "your fills stored it with no TTL"),
+    "coalescing that leaves the first request off its waiting list": (
+        stampede_safe(mutate(STAMPEDE, "        self.waiting[key] = [reply]", "        self.waiting[key] = []")),
+        "requests for the hot key never got an answer"),
+    "XFetch with delta set to the TTL": (
+        run_cells(XFETCH.replace('"delta": now - started', '"delta": self.ttl_s'))["StampedeSafeCache"],
+        "Your reads recompute early far too often"),
+    "XFetch with its comparison the wrong way round": (
+        run_cells(XFETCH.replace('>= entry["expiry"]', '<= entry["expiry"]'))["StampedeSafeCache"],
+        "Your reads recompute early far too often"),
+    "XFetch with a plain set and a single delete": (
+        run_cells(XFETCH.replace("        self.clock.after(self.db.query_s, self.cache.delete, key)", ""))["StampedeSafeCache"],
+        "Break it 2's race, through your StampedeSafeCache"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(MORE_WRONG_STAMPEDE))
+def test_more_wrong_stampede_protections_fail_naming_their_cause(mistake):
+    answer, expected = MORE_WRONG_STAMPEDE[mistake]
+    assert_fails_with(lk.check("02.3", answer), expected)
+
+
+@pytest.mark.parametrize("answer", [
+    lambda: run_cells(CONSISTENT, XFETCH_VERSIONED.replace(
+        "        version = self.db.position\n",
+        "        version = self.db.position + started / (started + 1)   # refreshes of one version order by time\n"))[
+        "StampedeSafeCache"],
+    lambda: stampede_safe(mutate(STAMPEDE, COALESCE_BODY, """        if key in self.waiting:          # a query is running: look again shortly
+            self.clock.after(0.05, self.get, key, reply)
+            return
+        self.waiting[key] = True
+
+        def done(row):
+            del self.waiting[key]
+            reply(row)
+
+        super().fill(key, done)""")),
+    lambda: stampede_safe(base=DELETE_TWICE.replace("DELAY", "0.5").replace(
+        "            return\n        def arrived", "            return\n        self.fill(key, reply)\n\n"
+                                                  "    def fill(self, key, reply):\n        def arrived")),
+], ids=["versioned XFetch, refreshes ordered by time", "per-key coalescing by polling",
+        "coalescing over a delete-twice ConsistentCache"])
+def test_more_stampede_protections_pass(answer):
+    report = lk.check("02.3", answer())
+    assert report.status == "passed", report.text()
+
+
+MORE_WRONG_WRITE_BEHIND = {
+    "except ConnectionError lets DatabaseDown escape flush()": (
+        WRITE_BEHIND.replace("except lk.caching.DatabaseDown:", "except ConnectionError:"),
+        "flush() raised DatabaseDown instead of returning"),
+    "except (ConnectionError, OSError)": (
+        WRITE_BEHIND.replace("except lk.caching.DatabaseDown:", "except (ConnectionError, OSError):"),
+        "it is not a ConnectionError or an OSError"),
+    "coalescing keeps the first write of a key": (
+        mutate(WRITE_BEHIND, "        self.pending.pop(key, None)    # coalesce: one queued write per key, the newest\n"
+                             "        self.pending[key] = fields", "        self.pending.setdefault(key, fields)"),
+        "an older write of the same player, instead. Coalescing must keep the newest write"),
+    "coalescing empties the whole queue after one batch": (
+        mutate(WRITE_BEHIND, "            for key, _ in batch:\n                del self.pending[key]",
+               "            self.pending.clear()"),
+        "Remove from the queue only the rows a successful write_many carried"),
+    "except Exception empties the queue": (
+        mutate(WRITE_BEHIND, "            except lk.caching.DatabaseDown:\n                return ",
+               "            except Exception:\n                self.pending.clear()\n                return "),
+        "that failed (the database was down) and was never sent again"),
+    "batches one row too big": (
+        WRITE_BEHIND.replace("[:self.batch_size]", "[:self.batch_size + 1]"),
+        "One write_many call carried 21 rows"),
+    "writes go straight to the database while it is up": (
+        mutate(WRITE_BEHIND, "        self.cache.set(key, fields)\n        self.pending.pop(key, None)",
+               "        self.cache.set(key, fields)\n        if not self.pending:\n            try:\n"
+               "                self.db.write(key, **fields)\n                return\n"
+               "            except lk.caching.DatabaseDown:\n                pass\n        self.pending.pop(key, None)"),
+        "of them one row each"),
+    "coalescing with a retry list sent after newer rows": ('''
+class WriteBehindCache:
+    def __init__(self, cache, db, batch_size=20):
+        self.cache, self.db, self.batch_size = cache, db, batch_size
+        self.pending, self.failed = {}, []
+
+    def write(self, key, **fields):
+        self.cache.set(key, fields)
+        self.pending[key] = fields
+
+    def flush(self):
+        while self.pending or self.failed:
+            if self.pending:
+                batch = list(self.pending.items())[:self.batch_size]
+                for k, _ in batch:
+                    del self.pending[k]
+            else:
+                batch, self.failed = self.failed[:self.batch_size], self.failed[self.batch_size:]
+            try:
+                self.db.write_many(batch)
+            except lk.caching.DatabaseDown:
+                self.failed.extend(batch)
+                return
+''', "went back in time"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(MORE_WRONG_WRITE_BEHIND))
+def test_more_wrong_write_behind_fail_naming_their_cause(mistake):
+    source, expected = MORE_WRONG_WRITE_BEHIND[mistake]
+    assert_fails_with(lk.check("02.4", write_behind(source)), expected)
+
+
+@pytest.mark.parametrize("source", [
+    # The keys to write, and their rows read from the cache at flush time (Hazelcast's coalescing).
+    mutate(mutate(WRITE_BEHIND, "        self.pending.pop(key, None)    # coalesce: one queued write per key, the newest\n"
+                                "        self.pending[key] = fields", "        self.pending[key] = True"),
+           "            batch = list(self.pending.items())[:self.batch_size]",
+           "            batch = [(key, self.cache.get(key)) for key in list(self.pending)[:self.batch_size]]"),
+    # Take the batch off the queue, and put it back under any newer writes if it fails.
+    mutate(WRITE_BEHIND, COALESCED_FLUSH, """        while self.pending:
+            batch = list(self.pending.items())[:self.batch_size]
+            for key, _ in batch:
+                del self.pending[key]
+            try:
+                self.db.write_many(batch)
+            except lk.caching.DatabaseDown:
+                self.pending = {**dict(batch), **self.pending}
+                return"""),
+    # A list in order, removed from the front only after a success.
+    FIFO.replace("            del self.queue[:self.batch_size]\n", "").replace(
+        "                self.queue[:0] = batch\n                return", "                return\n"
+                                                                      "            del self.queue[:len(batch)]"),
+], ids=["dirty keys, rows read from the cache", "coalescing, a failed batch merged back under newer writes",
+        "a list, rows removed after a success"])
+def test_more_write_behind_designs_pass(source):
+    report = lk.check("02.4", write_behind(source))
+    assert report.status == "passed", report.text()
+
+
+def test_the_timeline_left_aligns_its_text_columns():
+    html = lk.caching.stale_set_race().timeline()._repr_html_()
+    assert "text-align:right" not in html
+    assert "text-align:right" in lk.caching.summarize({"a": panel_run()})._repr_html_()   # numbers stay right
+
+
+def test_the_panel_s_cache_sliders_say_L1_and_L2():
+    labels = {k.name: k.widget().description for k in lk.caching.PANEL.knobs}
+    assert labels["l1_items"].startswith("L1") and labels["l1_ttl_s"].startswith("L1")
+    assert labels["ttl_s"].startswith("L2")

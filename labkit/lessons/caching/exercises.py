@@ -87,8 +87,28 @@ def _count(events, component, event=None, key=None) -> int:
                and (key is None or str(e.fields.get("key")) == str(key)))
 
 
+def _partial(row, expected) -> bool:
+    """True if `row` is some of `expected`'s fields, not all: what set(key, **fields) was given, not the row."""
+    return (isinstance(row, dict) and isinstance(expected, dict) and bool(row) and row != expected
+            and all(expected.get(k) == v for k, v in row.items()))
+
+
+def _partial_fail(row, key, expected, when: str):
+    return Fail(f"{when}, get({key!r}) returned {row!r}: only the fields set() was given, not the row the database "
+                f"has ({expected!r}). A cache holds whole rows, as db.read returns them: on set(), delete the "
+                "key from the caches (the next read fetches the whole row), or store the row read back.")
+
+
+def _l2_first(ev, l1_name) -> bool:
+    """True if a get asked the shared L2 before (or without) asking this server's own L1."""
+    order = [e.component for e in ev if e.event in ("hit", "miss") and e.component in ("l2", l1_name)]
+    return bool(order) and order[0] == "l2"
+
+
 def _expect_row(row, key, expected, when: str) -> None:
     if row != expected:
+        if _partial(row, expected):
+            raise _partial_fail(row, key, expected, when)
         if row is not None and not isinstance(row, dict):
             raise Fail(f"{when}, get({key!r}) returned {row!r}, but the database has the row {expected!r}. "
                        "Return the row (a dict).")
@@ -122,11 +142,19 @@ def _fills(Answer, ctx):
         if _count(ev, "db", "read"):
             raise Fail("Server 1 read user 1 twice, and both reads queried the database: nothing was cached. "
                        "On a miss, store the row in both levels before returning it.")
+        if _l2_first(ev, "server 1 L1"):
+            raise Fail("Server 1 read user 1 twice; its second get(1) asked the shared L2 before its own L1 (a "
+                       "network round trip for a row this server already had). Ask self.l1 first, then self.l2, "
+                       "then the database.")
         if _count(ev, "l2", "hit") or _count(ev, "l2", "miss"):
             raise Fail("Server 1 read user 1 twice; the second read had to ask the shared L2, so the row was not "
                        "kept in server 1's own L1. Store it in self.l1 on the way back.")
         row, ev = s.get(2, 1)
         _expect_row(row, 1, expected, "On the other server")
+        if _count(ev, "db", "read") and not (_count(ev, "l2", "hit") or _count(ev, "l2", "miss")):
+            raise Fail("After server 1 had read user 1, server 2 read it: its own L1 missed and it went straight "
+                       "to the database, without asking the shared L2 (which server 1 had filled). On an L1 "
+                       "miss, ask self.l2 before the database.")
         if _count(ev, "db", "read"):
             raise Fail("After server 1 had read user 1, server 2 read it and had to query the database again: the "
                        "row never reached the shared L2. Store what the database returns in self.l2 too, so every "
@@ -157,7 +185,14 @@ def _set(Answer, ctx):
                        f"{after!r}. Write the change with self.db.write(key, **fields).")
         if wrote > 1:
             raise Fail(f"One set() wrote the database {wrote} times; once is enough.")
+        set_ev = ev
         row, ev = s.get(1, 2)
+        if row is None and _count(ev, "l2", "hit") and _count(set_ev, "l2", "set"):
+            raise Fail("Right after set(2, plan='pro'), the same server's get(2) returned None for a user who "
+                       "exists: your set() stored a value in the shared L2 that reads as 'no such row' (your "
+                       "'not found' marker?). To invalidate, delete the key: self.l2.delete(key).")
+        if _partial(row, after):
+            raise _partial_fail(row, 2, after, "Right after set(2, plan='pro'), on the same server")
         if row != after and _count(ev, "l2", "hit"):
             raise Fail(f"Right after set(2, plan='pro'), the same server's get(2) found the old row {row!r} in the "
                        f"shared L2: the shared L2 still held the old row, and would for its {L2_TTL_S:g} s TTL. "
@@ -190,8 +225,13 @@ def _invalidate(Answer, ctx):
         s.get(1, 3)
         s.db.write(3, name="renamed by a migration", plan="free")   # behind the caches' back
         expected = _peek(s.db, 3)
-        s.call(1, "invalidate", 3)
+        _, inv = s.call(1, "invalidate", 3)
         row, ev = s.get(1, 3)
+        if row is None and _count(ev, "l2", "hit") and _count(inv, "l2", "set"):
+            raise Fail("A migration changed user 3 in the database and server 1 called invalidate(3); its next "
+                       "get(3) returned None for a user who exists: invalidate stored a value in the shared L2 that "
+                       "reads as 'no such row' (your 'not found' marker?). Delete the key instead: "
+                       "self.l2.delete(key).")
         if row != expected:
             where = ("its L1" if _count(ev, "server 1 L1", "hit") else "L2" if _count(ev, "l2", "hit")
                      else "somewhere")
@@ -232,6 +272,10 @@ def _missing(Answer, ctx):
                        "database. Cache the 'not found' too (negative caching): otherwise anyone can bypass "
                        "the cache by asking for ids that do not exist, and every such request reaches the database.")
         row, ev = s.get(2, 404)
+        if row is None and _count(ev, "db", "read") and not (_count(ev, "l2", "hit") or _count(ev, "l2", "miss")):
+            raise Fail("After server 1 had found that user 404 does not exist, server 2 asked: its own L1 missed "
+                       "and it went straight to the database, without asking the shared L2. On an L1 miss, ask "
+                       "self.l2 before the database.")
         if row is not None or _count(ev, "db", "read"):
             raise Fail("After server 1 had found that user 404 does not exist, server 2 asked and "
                        + ("got " + repr(row) if row is not None else "had to query the database again")
@@ -239,6 +283,8 @@ def _missing(Answer, ctx):
         s.call(1, "set", 404, name="new user", plan="free")
         expected = _peek(s.db, 404)
         row, _ = s.get(1, 404)
+        if _partial(row, expected):
+            raise _partial_fail(row, 404, expected, "Right after set(404, ...) created user 404, on the same server")
         if row != expected:
             raise Fail(f"set(404, ...) created user 404, but get(404) on the same server then returned {row!r}: "
                        "the cached 'not found' must go when the row is written (invalidate it like any other "
@@ -257,6 +303,56 @@ def _missing(Answer, ctx):
     finally:
         s.close()
     return "6 reads of a missing row, 1 database query; the marker went away when the row was created"
+
+
+# Reads of user 5 by both servers, every 15-20 s: each finds its L1 entry expired (5 s) and the L2's
+# entry live. A migration changes the row behind the caches' back after each fill; the L2's TTL, counted
+# from the fill, is the only thing that brings the change. Two rounds: the second fill expires too.
+_MIGRATION_READS = ((20.0, 2), (40.0, 1), (55.0, 2))
+
+
+@two_level.scenario(f"a row changed behind the caches' back is served at most the L2's TTL ({L2_TTL_S:g} s)")
+def _l2_ttl(Answer, ctx):
+    s = _Servers(Answer)
+    try:
+        for n, start in enumerate((0.0, L2_TTL_S + 0.5), 1):
+            s.sim.advance(start - s.sim.now)
+            row, ev = s.get(1, 5)   # the round's fill: the first round's from the database, the second's after the expiry
+            s.db.write(5, name=f"renamed by migration {n}", plan="free")   # behind the caches' back
+            expected = _peek(s.db, 5)
+            resets = []
+            for at, server in _MIGRATION_READS:
+                s.sim.advance(start + at - s.sim.now)
+                _, ev = s.get(server, 5)
+                if _count(ev, "l2", "hit") and _count(ev, "l2", "set"):
+                    resets.append(s.sim.now)
+            s.sim.advance(start + L2_TTL_S + 0.5 - s.sim.now)
+            row, ev = s.get(1, 5)
+            if row == expected:
+                continue
+            head = (f"A migration changed user 5 in the database at t={start:g} s, right after a fill, without "
+                    f"telling the caches. At t={s.sim.now:g} s, past the L2's {L2_TTL_S:g} s TTL, server 1's "
+                    f"get(5) still returned the old row {row!r}")
+            if _count(ev, "l2", "hit") and resets:
+                times = ", ".join(f"{t:g}" for t in resets)
+                raise Fail(head + f", from the shared L2. Your get() stored an L2 hit in the L2 again (at t={times} s): "
+                           "each set restarts the entry's TTL, so a key read at least once a TTL never expires, "
+                           "and a change the caches are not told about is never seen. On an L2 hit, fill only "
+                           "this server's L1.")
+            longest = max((e.fields.get("ttl_s") or float("inf") for e in s.events
+                           if e.component == "l2" and e.event == "set" and str(e.fields.get("key")) == "5"),
+                          default=None)
+            if _count(ev, "l2", "hit") and longest is not None and longest > L2_TTL_S:
+                kept = "with no TTL" if longest == float("inf") else f"for {longest:g} s"
+                raise Fail(head + f", from the shared L2, which your code had stored {kept}. Keep the caches' own "
+                           "TTLs: call set(key, value) without a ttl_s.")
+            if _count(ev, "server 1 L1", "hit"):
+                raise Fail(head + " from its own L1, past the L1's TTL: keep the caches' own TTLs: call set(key, "
+                           "value) without a ttl_s.")
+            _expect_row(row, 5, expected, f"At t={s.sim.now:g} s, past the L2's TTL after a migration changed it")
+    finally:
+        s.close()
+    return f"a migrated row reached both servers once the L2's {L2_TTL_S:g} s TTL had passed, in both rounds"
 
 
 # --------------------------------------------------------------------------------------------
@@ -321,6 +417,23 @@ def _stale_message(run, label: str, write_at: float) -> str:
                 "overwrote it with the old one: setting the cache on write (write-through) does not help. Make "
                 "fills that started before an update unable to store: versions (set_if_newer, delete with a "
                 "version), leases (get_or_lease, set_with_lease), or a second delete after the slowest query.")
+    commits = [e.fields.get("position") for e in run.trace.events if e.component == run.settings["db_name"]
+               and e.event == "write" and e.time_s == write_at and str(e.fields.get("key")) == key]
+    tombstones = [e.fields.get("version") for e in events if e.event == "delete" and e.time_s == write_at
+                  and e.fields.get("version") is not None]
+    if commits and tombstones and max(tombstones) < commits[-1]:
+        return (head + f" Your update() left a tombstone with version {max(tombstones):g}, but its own commit is "
+                f"at log position {commits[-1]}: a fill that read the row before that commit, at position "
+                f"{max(tombstones):g}, does not count as older. Give the tombstone the position db.write returns.")
+    stale_fills = [e for e in events if e.event == "set" and e.fields.get("accepted") and e.time_s > write_at
+                   and e.fields.get("version") is not None and commits and e.fields["version"] >= commits[-1]]
+    started = [e.time_s for e in run.trace.events if e.component == run.settings["db_name"]
+               and e.event == "read" and e.time_s < write_at]
+    if stale_fills and started:
+        return (head + f" The fill that brought it back carried version {stale_fills[0].fields['version']:g}, as new "
+                f"as the update's commit at position {commits[-1]}, though its query started at t={started[0]:.2f} s, "
+                "before the update: take a fill's version from self.db.position just before its query, "
+                "unchanged.")
     if deletes and fills and max(deletes) < max(fills):
         return (head + f" Your last delete came at t={max(deletes):.2f} s, before the slow fill landed at "
                 f"t={max(fills):.2f} s: a second delete must wait at least as long as a query can take "
@@ -366,22 +479,105 @@ def _plain_update(Answer, ctx):
     stale = run.stale_answers()
     if stale:
         t, value = stale[0]
+        refused = [e.fields.get("version") for e in run.trace.events if e.component == run.settings["cache_name"]
+                   and e.event == "delete" and e.time_s == 2.0 and e.fields.get("accepted") is False]
+        commit = [e.fields.get("position") for e in run.trace.events if e.component == run.settings["db_name"]
+                  and e.event == "write" and e.time_s == 2.0]
+        if refused and commit and refused[0] >= commit[-1]:
+            raise Fail(f"With no read in flight, Ana saved 'new bio' at t=2.00 s, and a visitor at t={t:.2f} s still "
+                       f"saw {value!r}: your update's tombstone (version {refused[0]:g}, its commit's position) was "
+                       f"refused, because the row cached at t=0.70 s already carried version {refused[0]:g}, though "
+                       "it was read before that commit. A fill's version is self.db.position as it is just before "
+                       "its query, unchanged.")
+        if refused:
+            raise Fail(f"With no read in flight, Ana saved 'new bio' at t=2.00 s, and a visitor at t={t:.2f} s still "
+                       f"saw {value!r}: your update's delete(key, version={refused[0]:g}) was refused, because the "
+                       "cached row already had that version (a tombstone replaces only older values). Give the "
+                       "tombstone the position db.write returns for the update's own commit.")
         raise Fail(f"With no read in flight, Ana saved 'new bio' at t=2.00 s, and a visitor at t={t:.2f} s still saw "
                    f"{value!r}: update() must also clear (or replace) the cached row.")
     return "every read after the update saw it"
 
 
-@stale_set.scenario("it is still a cache: later reads do not all query the database")
-def _still_cached(Answer, ctx):
-    probes = tuple(5.0 + 0.5 * i for i in range(12))
-    run = _race(Answer, reads=(1.0,), write_at=1.1, probes=probes)
+# Other profiles are saved all the time on a real site: every 0.15 s here, so each later query of Ana's
+# profile has another profile's save land while it runs.
+_BUSY = tuple(round(4.9 + 0.15 * i, 2) for i in range(42))
+
+
+def _later_queries(Answer, other_writes) -> int:
+    run = _race(Answer, reads=(1.0,), write_at=1.1, other_writes=other_writes,
+                probes=tuple(5.0 + 0.5 * i for i in range(12)))
     db = run.settings["db_name"]
-    queries = sum(1 for e in run.trace.events if e.component == db and e.event == "read" and e.time_s >= 5.0)
+    key = str(run.settings["key"])   # Ana's profile: an update may read back the profile it saved
+    return sum(1 for e in run.trace.events if e.component == db and e.event == "read" and e.time_s >= 5.0
+               and str(e.fields.get("key")) == key)
+
+
+@stale_set.scenario("it is still a cache: later reads do not all query the database, while others save")
+def _still_cached(Answer, ctx):
+    queries = _later_queries(Answer, _BUSY)
     if queries > 2:
-        raise Fail(f"After the race, 12 reads of Ana's profile between t=5 and t=10.5 s ran {queries} database "
-                   "queries: the row never got back into the cache. A fill that starts after the update must be "
+        head = (f"After the race, 12 reads of Ana's profile between t=5 and t=10.5 s ran {queries} database "
+                "queries, while other users saved their own profiles (one save every 0.15 s)")
+        quiet = _later_queries(Answer, ())
+        if quiet <= 2:
+            raise Fail(head + f"; with nobody else saving, the same reads ran {quiet}. Your fills refuse to store "
+                       "when any profile was saved during their query: safe, but on a busy site something is "
+                       "always being saved, so the row never gets back into the cache. Only an update of this "
+                       "key may stop its fill: compare versions per key (set_if_newer against the key's "
+                       "tombstone), or use leases (a delete cancels only that key's lease).")
+        raise Fail(head + ": the row never got back into the cache. A fill that starts after the update must be "
                    "able to store it (a tombstone's version is the update's log position; a newer fill wins).")
-    return f"{queries} database quer{'y' if queries == 1 else 'ies'} for 12 reads after the race"
+    return f"{queries} database quer{'y' if queries == 1 else 'ies'} for 12 reads after the race, with others saving"
+
+
+TTL_ROW_S = 10.0
+
+
+@stale_set.scenario(f"a fill is kept for the ttl_s the class was given ({TTL_ROW_S:g} s here), and no longer")
+def _fill_ttl(Answer, ctx):
+    """A change the cache is not told about (a migration) shows once the entry's TTL has passed, twice."""
+    sim = Sim(3)
+    cache = RedisCache(sim, "cache")
+    db = SlowDatabase(sim, "db", query_s=QUERY_S, table="profiles")
+    try:
+        db.write(7, bio="old bio")
+        app = _app(Answer, TTL_ROW_S)(cache, db, sim, ttl_s=TTL_ROW_S)
+        got = []
+
+        def read():
+            answers = []
+            got.append((sim.now, answers))
+            app.get(7, lambda row=None: answers.append(row))
+
+        for n, start in enumerate((0.0, TTL_ROW_S + 1.0), 1):
+            sim.at(start, read)                                           # a miss: the fill lands 0.2 s later
+            sim.at(start + 1.0, lambda n=n: db.write(7, bio=f"migrated {n}"))   # behind the cache's back
+            sim.at(start + 5.0, read)                                     # a hit: the old bio is allowed
+        sim.at(2 * TTL_ROW_S + 2.5, read)
+        sim.run(until=2 * TTL_ROW_S + 3.5)
+    finally:
+        cache.flush()
+    for sent, answers in got:
+        if answers and not (isinstance(answers[0], dict) and "bio" in answers[0]):
+            raise Fail(f"A read at t={sent:g} s got {answers[0]!r}: reply with the row itself (a dict such as "
+                       "{'id': 7, 'bio': ...}), not with what your cache stores around it.")
+    for (sent, answers), want in ((got[2], "migrated 1"), (got[4], "migrated 2")):
+        bio = answers[0].get("bio") if answers and isinstance(answers[0], dict) else None
+        if answers and bio != want:
+            sets = [e.fields.get("ttl_s") for e in sim.trace.events
+                    if e.component == "cache" and e.event == "set" and e.fields.get("accepted")
+                    and str(e.fields.get("key")) == "7"]
+            head = (f"A migration changed profile 7 in the database behind the cache's back; a read at "
+                    f"t={sent:g} s, more than ttl_s={TTL_ROW_S:g} s after the fill, still got {bio!r}")
+            if any(t is None for t in sets):
+                raise Fail(head + ": your fill stored the row with no TTL (this cache has no default one), so "
+                           "it never expires. Pass the class's own: ttl_s=self.ttl_s.")
+            if sets and max(sets) > TTL_ROW_S:
+                raise Fail(head + f": your fill stored the row for {max(sets):g} s, not the ttl_s={TTL_ROW_S:g} your "
+                           "class was given. Use ttl_s=self.ttl_s.")
+            raise Fail(head + f". Store fills for ttl_s={TTL_ROW_S:g} s (self.ttl_s), no longer.")
+    return f"a migrated row showed once the fill's {TTL_ROW_S:g} s had passed, twice"
 
 
 # --------------------------------------------------------------------------------------------
@@ -400,12 +596,81 @@ stampede = register(Exercise(
         "XFetch instead: store {'row': ..., 'delta': query time, 'expiry': clock.now + ttl_s}. On a hit, recompute "
         "early if clock.now - delta * beta * math.log(rng.random()) >= expiry, with beta = 1 and one "
         "random.Random(seed) shared by all your servers (a class attribute).",
+        "Keep exercise 2's fix in whatever fill you write (the check replays its race): store through super().fill, "
+        "or the way your ConsistentCache does. A versioned XFetch refresh needs a version newer than the entry's.",
     )))
 
 
+def _answers_at_all(Answer) -> None:
+    """Fail, saying why, if one get() on an empty cache never replies because it never even queries.
+
+    StampedeSafeCache extends the learner's ConsistentCache: with exercise 2 still the starter's `...`, its
+    get() (and the query behind super().fill) do nothing, and every check here would judge a cache that
+    never answered (a stampede check passes a cache that sends no queries at all)."""
+    sim = Sim(0)
+    cache = RedisCache(sim, "cache")
+    db = SlowDatabase(sim, "db", query_s=HOT["query_s"])
+    got = []
+    try:
+        db.write(1, story="Front page", version=1)
+        app = _app(Answer, HOT["ttl_s"])(cache, db, sim, ttl_s=HOT["ttl_s"])
+        app.get(1, lambda row=None: got.append(row))
+        sim.run(until=1.0)
+    finally:
+        cache.flush()
+    if got:
+        return
+    events = sim.trace.events
+    looked = any(e.component == "cache" for e in events)
+    queried = any(e.component == "db" and e.event == "read" for e in events)
+    inherited = ("StampedeSafeCache extends your ConsistentCache (exercise 2) and uses what it does not override: "
+                 "its get(), and the query behind super().fill. If exercise 2 is still the starter's ..., solve it "
+                 "first (this exercise needs a cache that answers), or write them in this class.")
+    if not looked and not queried:
+        raise Fail("get(1, reply) on an empty cache did nothing: no cache lookup, no database query, and reply was "
+                   "never called, so nothing here can be judged. " + inherited)
+    if not queried:
+        raise Fail("get(1, reply) on an empty cache missed, but never queried the database, and reply was never "
+                   "called, so nothing here can be judged. " + inherited)
+
+
 def _hot_run(Answer, seed):
-    _refuse_labkit(Answer)
+    _answers_at_all(Answer)
     return simulate_hot_key(_app(Answer, HOT["ttl_s"]), seed=seed, **HOT)
+
+
+def _hits_and_early(run) -> tuple[int, int]:
+    """(reads that found the hot key cached, queries started right after such a hit: early refreshes)."""
+    cache, db, key = run.settings["cache_name"], run.settings["db_name"], str(run.settings["key"])
+    last, early, hits = None, 0, 0
+    for e in run.trace.events:
+        if e.component == cache and e.event in ("hit", "miss") and str(e.fields.get("key")) == key:
+            last = e.event
+            hits += e.event == "hit"
+        elif e.component == db and e.event == "read" and last == "hit":
+            early += 1
+    return hits, early
+
+
+def _refused_refreshes(run) -> int:
+    """Fills of the hot key the cache refused, in a run that refreshed early. Nothing updates the key in a
+    hot-key run, so such a refresh carried the same version as the entry it meant to replace
+    (set_if_newer keeps the older). Without early refreshes, refused fills are only concurrent misses."""
+    if not _hits_and_early(run)[1]:
+        return 0
+    cache, key = run.settings["cache_name"], str(run.settings["key"])
+    return sum(1 for e in run.trace.select(cache, "set")
+               if e.fields.get("accepted") is False and str(e.fields.get("key")) == key)
+
+
+def _refused_message(head: str, refused: int) -> str:
+    return (head + f". {counted(refused, 'fill')} of the key {'was' if refused == 1 else 'were'} refused by "
+            "set_if_newer: nothing was written meanwhile, so a refresh reads the same version as the entry it "
+            "would replace, and set_if_newer stores only a newer one. The early refresh never replaced the "
+            "entry, which kept its old expiry, so read after read refreshed it again, and it still expired. A "
+            "refresh must be able to replace the entry it refreshes: give it a version that orders after the "
+            "entry's and below the next write's (the position plus a fraction that grows with time, such as "
+            "now / (now + 1)).")
 
 
 @stampede.scenario("every request gets the row, once, within a second")
@@ -440,6 +705,11 @@ def _no_stampede(Answer, ctx):
         at = times[counts.index(s["peak_in_flight"])]
         expired = [t for t in run.expiries() if t <= at]
         when = f"at t={at:.2f} s" + (f", just after the entry expired at t={expired[-1]:.2f} s" if expired else "")
+        refused = _refused_refreshes(run)
+        if refused:
+            raise Fail(_refused_message(f"200 requests/s for one key through 4 app servers: {when}, "
+                                        f"{s['peak_in_flight']} database queries for that one row were running at "
+                                        f"once (at most {MAX_IN_FLIGHT} allowed)", refused))
         raise Fail(f"200 requests/s for one key through 4 app servers: {when}, {s['peak_in_flight']} database "
                    f"queries for that one row were running at once (at most {MAX_IN_FLIGHT} allowed; plain "
                    "cache-aside reaches about 40): a stampede. Every request that missed while the first query "
@@ -459,17 +729,13 @@ def _still_hot(Answer, ctx):
     head = (f"The database ran {s['db_queries']} queries for the hot key in {HOT['duration_s']:g} s "
             f"({s['db_queries'] / HOT['duration_s']:.0f} per second)")
     # What did the cache say just before each query: a hit means the read chose to recompute early.
-    cache, db, key = run.settings["cache_name"], run.settings["db_name"], str(run.settings["key"])
-    last, early, hits = None, 0, 0
-    for e in run.trace.events:
-        if e.component == cache and e.event in ("hit", "miss") and str(e.fields.get("key")) == key:
-            last = e.event
-            hits += e.event == "hit"
-        elif e.component == db and e.event == "read" and last == "hit":
-            early += 1
+    hits, early = _hits_and_early(run)
     if hits == 0:
         raise Fail(head + ", and no read ever found it in the cache: store the row in the cache when the query "
                    "returns.")
+    refused = _refused_refreshes(run)
+    if refused:
+        raise Fail(_refused_message(head, refused))
     if 2 * early >= s["db_queries"]:
         raise Fail(head + f"; {early} of them started right after a read had found the entry in the cache. Your reads "
                    "recompute early far too often. XFetch recomputes only if now - delta * beta * ln(random()) >= "
@@ -522,6 +788,7 @@ TWO_HOT = {1: "Front page", 2: "Sports"}
 
 @stampede.scenario("two hot keys that miss at the same moment each get their own query and row")
 def _two_hot_keys(Answer, ctx):
+    _answers_at_all(Answer)
     run = _Requests(Answer, servers=2, rows=TWO_HOT, seed=24)
     rounds = (1.0, 6.0)   # the second round comes after the first round's entries expired (TTL 4 s)
     for start in rounds:
@@ -546,6 +813,14 @@ def _two_hot_keys(Answer, ctx):
         for key in TWO_HOT:
             first = next(t for t, _, k, _, _ in run.requests if k == key and t >= start)
             started = [t for t in run.queries(key) if t >= first]
+            if not started and start > rounds[0]:
+                hit = next(any(e.component == "cache" and e.event == "hit" for e in caused)
+                           for t, _, k, _, caused in run.requests if k == key and t == first)
+                if hit:
+                    raise Fail(f"Two hot keys were read from t={rounds[0]:g} s, and again from t={start:g} s: at "
+                               f"t={first:.3f} s key {key} was still answered from the cache, more than "
+                               f"{start - rounds[0]:g} s after its fill, though ttl_s is {HOT['ttl_s']:g} s. Store "
+                               "fills for self.ttl_s, no longer.")
             if not started or started[0] > first + HOT["query_s"] / 2:
                 other = 3 - key
                 when = f"only at t={started[0]:.3f} s" if started else "never"
@@ -558,6 +833,7 @@ def _two_hot_keys(Answer, ctx):
 
 @stampede.scenario("early refreshes by different servers do not coincide")
 def _refreshes_spread(Answer, ctx):
+    _answers_at_all(Answer)
     # 4 servers get their requests at the same instants, so a server's n-th read always comes with
     # the other servers' n-th reads. Servers that draw the same random numbers then decide together.
     run = _Requests(Answer, servers=4, rows={1: "Front page"}, seed=25)
@@ -599,6 +875,66 @@ def _refreshes_spread(Answer, ctx):
             else "no early refresh")
 
 
+MIGRATIONS = (1.0, 7.0)   # the hot key's row changed behind the cache's back, twice
+
+
+@stampede.scenario(f"a row changed in the database is served from the cache at most its TTL ({HOT['ttl_s']:g} s)")
+def _hot_ttl(Answer, ctx):
+    _answers_at_all(Answer)
+    run = _Requests(Answer, servers=2, rows={1: "Front page"}, seed=26)
+    for i in range(125):   # every 0.1 s for 12.4 s, over both servers
+        run.at(0.1 * i, i % 2, 1)
+    for n, t in enumerate(MIGRATIONS, 1):
+        run.sim.at(t, lambda n=n: run.db.write(1, story=f"Front page, edition {n + 1}", version=n + 1))
+    run.run(until=13.0)
+    # A read sent this long after a migration must see it: the TTL, then a query, with margin.
+    for n, t in enumerate(MIGRATIONS, 1):
+        deadline = t + HOT["ttl_s"] + 0.5
+        want = f"Front page, edition {n + 1}"
+        for sent, _, _, got, caused in run.requests:
+            if sent < deadline or (n < len(MIGRATIONS) and sent >= MIGRATIONS[n]) or not got:
+                continue
+            row = got[0][1]
+            story = row.get("story") if isinstance(row, dict) else row
+            if story == want:
+                continue
+            head = (f"The hot key's row changed in the database at t={t:g} s, behind the cache's back; a read at "
+                    f"t={sent:.1f} s, more than the {HOT['ttl_s']:g} s TTL later, still got {story!r}")
+            ttls = [e.fields.get("ttl_s") for e in run.events if e.component == "cache" and e.event == "set"
+                    and e.fields.get("accepted") and str(e.fields.get("key")) == "1"]
+            if any(x is None for x in ttls):
+                raise Fail(head + ": your fills stored it with no TTL (this cache has no default one), so it never "
+                           "expires. If your fill is ConsistentCache's (super().fill), fix it there: ttl_s=self.ttl_s.")
+            if ttls and max(ttls) > HOT["ttl_s"]:
+                raise Fail(head + f": your fills stored it for {max(ttls):g} s, not the ttl_s={HOT['ttl_s']:g} your "
+                           "class was given. Use ttl_s=self.ttl_s.")
+            raise Fail(head + ". Store fills for ttl_s (self.ttl_s), no longer.")
+    return "both changes of the row reached readers within the TTL"
+
+
+@stampede.scenario("exercise 2's race: a fill that started before an update still cannot bring the old row back")
+def _race_still_fixed(Answer, ctx):
+    _answers_at_all(Answer)
+    run = _race(Answer, reads=(1.0, 1.05), write_at=1.1, other_writes=(1.12,), probes=(2.1, 5.0, 20.0))
+    if not any(t >= 2.1 for t, _ in run.stale_answers()):
+        return "the old row never came back after the update"
+    key = str(run.settings["key"])
+    events = [e for e in run.trace.events if e.component == run.settings["cache_name"]
+              and str(e.fields.get("key")) == key and e.time_s >= 1.1]
+    tombstone = any(e.event == "delete" and e.fields.get("version") is not None for e in events)
+    plain = [e.time_s for e in events if e.event == "set" and e.fields.get("accepted")
+             and e.fields.get("version") is None and e.time_s > 1.1]
+    if tombstone and plain:
+        raise Fail(f"Break it 2's race, through your StampedeSafeCache: a read started at t=1.00 s, Ana saved 'new "
+                   f"bio' at t=1.10 s, and at t={plain[0]:.2f} s the read's fill stored the old row with a plain "
+                   "cache.set, which ignores the tombstone your update() left; visitors saw 'old bio' from then on. "
+                   "A fill that replaces ConsistentCache's must keep exercise 2's fix: store through super().fill, "
+                   "or with set_if_newer and the version read before the query.")
+    raise Fail(_stale_message(run, "Break it 2's race, through your StampedeSafeCache", 1.1)
+               + " (StampedeSafeCache uses your ConsistentCache's update() and, through super().fill, its fill: if "
+               "exercise 2's check fails too, fix that first.)")
+
+
 # --------------------------------------------------------------------------------------------
 # 02.4 write-behind
 
@@ -623,6 +959,7 @@ class _RecordingDatabase(SlowDatabase):
     def __init__(self, sim, outage=OUTAGE):
         super().__init__(sim, "db", outages=[outage], table="players")
         self.committed: dict = {}     # key -> list of seq values, in commit order
+        self.attempts: list = []      # (time, up, [(key, seq), ...]) of every write_many call, refused ones too
         self.batches: list = []
         self.singles = 0
         self._refused_at, self._refused = None, 0
@@ -645,6 +982,9 @@ class _RecordingDatabase(SlowDatabase):
 
     def write_many(self, rows):
         rows = list(rows)
+        self.attempts.append((self.sim.now, self.is_up, [(k, f.get("seq") if isinstance(f, dict) else None)
+                                                         for k, f in rows if isinstance(k, (int, str))]
+                              if all(isinstance(r, (tuple, list)) and len(r) == 2 for r in rows) else []))
         position = super().write_many(rows)
         self.batches.append(len(rows))
         for key, fields in rows:
@@ -663,8 +1003,9 @@ class _WriteBehindRun:
         self.wb = construct(Answer, self.cache, self.db, batch_size=BATCH_SIZE,
                             shown=f"cache, db, batch_size={BATCH_SIZE}")
         self.latest: dict = {}      # key -> fields of the last acknowledged write
+        self.acked: dict = {}       # key -> [(time, seq), ...] of every acknowledged write
         self.write_errors: list = []
-        self.flush_errors = 0
+        self.flush_raised = None    # (time, exception name) of the first flush() that raised: its thread died
         self.not_cached: list = []
         self.writes = 0
         rng = sim.rng
@@ -698,17 +1039,20 @@ class _WriteBehindRun:
                 return
             raise
         self.latest[key] = fields
+        self.acked.setdefault(key, []).append((self.sim.now, fields["seq"]))
         if self.cache.get(key) != fields:
             self.not_cached.append((self.sim.now, key))
 
     def _flush(self):
+        if self.flush_raised:
+            return    # the background thread that calls flush() died with the exception it raised
         try:
             self.wb.flush()
-        except Exception as exc:  # noqa: BLE001 - a flusher thread logs the error and carries on
+        except Exception as exc:  # noqa: BLE001 - what escapes flush() ends the flusher thread
             if _named(exc, "_Spinning"):   # it crossed the grader's pipe as a plain error
                 raise _Spinning() from None
             if _named(exc, "DatabaseDown"):
-                self.flush_errors += 1
+                self.flush_raised = (self.sim.now, "DatabaseDown")
                 return
             raise
 
@@ -746,7 +1090,40 @@ def _loses_nothing(Answer, ctx):
     return _judge_loses_nothing(_WriteBehindRun(Answer))
 
 
+def _lost_why(run, key, seq) -> str:
+    """What the trace shows happened to write #seq of `key`, the last one acknowledged, which never committed."""
+    acked_at = next(t for t, q in run.acked[key] if q == seq)
+    sent = [(t, up) for t, up, rows in run.db.attempts if (key, seq) in rows]
+    later = [(t, q) for t, up, rows in run.db.attempts if up and t >= acked_at for k, q in rows if k == key]
+    if sent:
+        t, _ = sent[-1]
+        return (f"It was in a write_many at t={t:g} s that failed (the database was down) and was never sent "
+                "again: when write_many raises DatabaseDown, keep the rows queued and try again at the next "
+                "flush().")
+    if later:
+        t, q = later[0]
+        return (f"It was never sent: at t={t:g} s, after it was acknowledged, a batch wrote write #{q}, an older "
+                "write of the same player, instead. Coalescing must keep the newest write of a key, replacing "
+                "the one queued.")
+    succeeded = [t for t, up, _ in run.db.attempts if up and t >= acked_at]
+    if succeeded:
+        return (f"It was never sent to the database: after it was acknowledged at t={acked_at:.2f} s, a batch "
+                f"went out at t={succeeded[0]:g} s without it, and it left the queue anyway. Remove from the "
+                "queue only the rows a successful write_many carried.")
+    return ("It was never sent to the database: every write must stay queued until a successful write_many "
+            "has carried it.")
+
+
 def _judge_loses_nothing(run):
+    if run.flush_raised:
+        t, name = run.flush_raised
+        queued = sum(1 for key, fields in run.latest.items()
+                     if (_peek(run.db, key) or {}).get("seq") != fields["seq"])
+        raise Fail(f"The database was down from t={run.outage[0]:g} to {run.outage[1]:g} s. At t={t:g} s, flush() "
+                   f"raised {name} instead of returning: the background thread that calls it stopped there, and "
+                   f"the last scores of {counted(queued, 'player')} never reached the database. The prompt says what a "
+                   "down database raises: catch lk.caching.DatabaseDown itself (it is not a ConnectionError or an "
+                   "OSError), keep the rows queued, and return.")
     wrong = []
     for key, fields in sorted(run.latest.items()):
         row = _peek(run.db, key)
@@ -771,8 +1148,7 @@ def _judge_loses_nothing(run):
             raise Fail(f"{outage} At the end, {lost} of {len(run.latest)} players did not have their last "
                        f"score in the database: player {key} should hold write #{fields['seq']} but the database has "
                        f"{'nothing' if row is None else 'write #' + str(row.get('seq'))} (committed: "
-                       f"{history[-5:] or 'none'}). Writes were acknowledged and lost: when write_many raises "
-                       "DatabaseDown, keep the rows queued and try again at the next flush().")
+                       f"{history[-5:] or 'none'}). " + _lost_why(run, key, fields["seq"]))
         raise Fail(f"{outage} Player {key} should hold {fields!r} but the database has {row!r}.")
     return f"all {len(run.latest)} players hold their last write"
 

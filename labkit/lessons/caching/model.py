@@ -555,7 +555,7 @@ class RaceRun(Run):
             rows[f"{t:6.2f} s  (a query returns)" if any("set" in c or "lease" in c for c in calls[t])
                  else f"{t:6.2f} s  (a timer)"] = ["", ", ".join(calls[t]), ""]
         ordered = dict(sorted(rows.items(), key=lambda kv: float(kv[0].split(" s")[0])))
-        return Table(ordered, columns=["does", "cache and database calls", "sees"])
+        return Table(ordered, columns=["does", "cache and database calls", "sees"], align="left")   # text, not numbers
 
 
 def _field(row, name):
