@@ -6,7 +6,7 @@ import math
 from labkit.knobs import Panel
 from labkit.lessons.bulkhead.model import KINDS, KNOBS, PARTITION_KNOBS, SHARED_KNOBS, BulkheadRun, simulate
 from labkit.plots import (PALETTE, Chart, fmt, legend_outside, new_figure, not_drawn_while_grading, peak, round_up,
-                          shade, stairs)
+                          shade, step_bands, step_lines)
 from labkit.run import as_runs
 
 KIND_COLOURS = {"checkout": PALETTE[0], "product": PALETTE[1], "reporting": PALETTE[2]}
@@ -46,26 +46,29 @@ def plot(runs, title: str | None = None):
     for ax, run, label in zip(stack_axes, runs, labels):
         series = {kind: run.series(kind) for kind in KINDS}
         edges = series["checkout"]["time_s"] + [run.duration_s]
-        below = [0.0] * (len(edges) - 1)
+        below, bands = [0.0] * (len(edges) - 1), []
         for kind, s in series.items():  # stacked: each kind's band starts where the one below it ends
             top = [b + w for b, w in zip(below, s["workers"])]
-            stairs(ax, top, edges, KIND_COLOURS[kind], baseline=below, fill=True, alpha=0.8)
+            bands.append((below, top, KIND_COLOURS[kind]))
             below = top
+        step_bands(ax, edges, bands, alpha=0.8)
         budget = sum(run.settings["workers"].values())
         ax.axhline(budget, color="black", linewidth=0.8, linestyle=":")
         ceiling = max(ceiling, budget)
         ax.set_ylabel(f"{label}:\nworkers in use", fontsize=8)
     for ax in stack_axes:
         ax.set_ylim(0, round_up(1.15 * ceiling))
-    for i, (run, label) in enumerate(zip(runs, labels)):
+    lines = {ax_ok: [], ax_lat: [], ax_rej: []}
+    for i, run in enumerate(runs):
         style = DESIGN_STYLES[i % len(DESIGN_STYLES)]
         for kind in KINDS:
             s = run.series(kind)
-            edges = s["time_s"] + [run.duration_s]
-            kw = dict(linestyle=style, linewidth=1.4, baseline=None)
-            stairs(ax_ok, [100 * v for v in s["success_rate"]], edges, KIND_COLOURS[kind], **kw)
-            stairs(ax_lat, s["p99_ms"], edges, KIND_COLOURS[kind], **kw)
-            stairs(ax_rej, s["rejected_rps"], edges, KIND_COLOURS[kind], **kw)
+            edges, colour = s["time_s"] + [run.duration_s], KIND_COLOURS[kind]
+            lines[ax_ok].append((edges, [100 * v for v in s["success_rate"]], colour, style))
+            lines[ax_lat].append((edges, s["p99_ms"], colour, style))
+            lines[ax_rej].append((edges, s["rejected_rps"], colour, style))
+    for ax, ax_lines in lines.items():
+        step_lines(ax, ax_lines)
     ax_ok.set_ylim(-5, 105)
     ax_lat.set_ylim(0, round_up(1.1 * peak(r.series(k)["p99_ms"] for r in runs for k in KINDS)))
     ax_rej.set_ylim(0, round_up(1.1 * peak(r.series(k)["rejected_rps"] for r in runs for k in KINDS)))
