@@ -340,3 +340,9 @@ def test_check_with_an_unknown_id_lists_the_known_ones(monkeypatch):
 def test_check_is_silent_inside_the_grading_child(monkeypatch):
     monkeypatch.setenv("LABKIT_GRADING_CHILD", "1")
     assert lk.check("00.1", learner_divides) is None
+
+
+def test_a_title_that_is_a_question_is_not_followed_by_a_colon():
+    """'in flight?: 0/1 points' read as a typo to a learner."""
+    assert Report("t.1", "how many in flight?", [result("passed")]).text().splitlines()[0] == \
+        "Exercise t.1: how many in flight? 1/1 points"

@@ -63,7 +63,8 @@ class Report:
         head = f"Exercise {self.exercise}: {self.title}"
         if self.status == NOT_ATTEMPTED:
             return f"{head}\n  - not attempted yet: {self.results[0].message}"
-        lines = [f"{head}: {self.score:g}/{self.max_score:g} points"]
+        # "in flight?: 0/1" reads as a typo: a title that ends a sentence is not followed by a colon.
+        lines = [f"{head}{' ' if self.title[-1:] in '?!.' else ': '}{self.score:g}/{self.max_score:g} points"]
         mark = {PASSED: "✔", FAILED: "✘", ERROR: "!", NOT_ATTEMPTED: "-"}
         for r in self.results:
             lines.append(f"  {mark[r.status]} {r.scenario}" + (" (hidden)" if r.hidden else ""))
