@@ -539,10 +539,12 @@ def test_sticky_window_as_long_as_max_lag_s_with_its_end_included_also_passes():
     assert report.status == "passed", report.text()
 
 
-def test_fixed_sticky_window_longer_than_every_max_lag_s_checked_passes():
-    """A known limit of the check: 5 s is longer than every max_lag_s it builds (1, 0.3, 2.5 and 3 s)."""
-    report = lk.check("01.3", session_router(sticky(5.0)))
-    assert report.status == "passed", report.text()
+@pytest.mark.parametrize("window_s", [5.0, 5.5])
+def test_fixed_sticky_window_longer_than_the_knobs_max_lag_s_fails(window_s):
+    """A window of a fixed length, even one longer than the Play panel's largest max_lag_s (5 s), is not the rule."""
+    report = lk.check("01.3", session_router(sticky(window_s)))
+    assert report.status == "failed", report.text()
+    assert "Built with max_lag_s=6" in report.text() and "whatever max_lag_s the router is given" in report.text()
 
 
 def test_token_and_lag_bound_together_also_pass():

@@ -42,7 +42,7 @@ def _matches(in_flight, ctx):
         measured = _measured_in_flight(rate, latency, seed)
         if abs(predicted - measured) > 0.1 * measured:
             if abs(predicted - rate / latency) < 1e-6 * rate / latency:
-                nudge = "It looks like you divided: a longer latency means *more* requests inside, not fewer."
+                nudge = "It looks like you divided: a longer latency means more requests inside, not fewer."
             elif abs(predicted - rate * latency * 1000) < 1e-6 * rate * latency * 1000:
                 nudge = "latency_s is in seconds, not milliseconds."
             elif float(predicted).is_integer() and abs(predicted - measured) < 1:

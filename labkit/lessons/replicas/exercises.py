@@ -822,9 +822,10 @@ def _own_writes(Router, ctx):
 
 
 def _reread_at_max_lag(Router) -> str:
-    """For max_lag_s of 1 and 2.5 s: one save with replicas 0.5 s further behind than that; re-reads half
-    max_lag_s later, and exactly max_lag_s later."""
-    for limit in (MAX_LAG_S, 2.5):
+    """For max_lag_s of 1, 2.5 and 6 s: one save with replicas 0.5 s further behind than that; re-reads half
+    max_lag_s later, 7/8 of it later, and exactly max_lag_s later. The 6 s case is beyond the Play
+    panel's knob (5 s), so a window of a fixed length fails it whatever length was picked."""
+    for limit in (MAX_LAG_S, 2.5, 6.0):
         stale = _reread_at(Router, limit)
         if stale:
             return stale
@@ -840,7 +841,7 @@ def _reread_at(Router, limit: float) -> str:
     saved_at = limit + 1.0   # every replica has the originals
     bench.run_until(saved_at)
     bench.write(7, user=7, bio="saved")
-    for at in (saved_at + limit / 2, saved_at + limit):
+    for at in (saved_at + limit / 2, saved_at + limit * 7 / 8, saved_at + limit):   # all exact in binary
         bench.run_until(at)
         for _ in range(len(bench.replicas)):
             event, row = bench.read(7, user=7)
@@ -859,9 +860,9 @@ def _reread_at(Router, limit: float) -> str:
                             "save's.")
                 return (head + f". At that instant, exactly max_lag_s={limit:g} s after the save, {event.component} "
                         f"was {node.lag_s:g} s behind, and a replica at most max_lag_s behind qualifies for ordinary "
-                        "reads. A sticky window that ends at that instant hands the user to a replica that may not "
-                        "have their save: the window must outlast max_lag_s, or check the replica's position "
-                        "against the save's.")
+                        "reads. A sticky window that ends at or before that instant hands the user to a replica that may "
+                        "not have their save: the window must outlast max_lag_s, whatever max_lag_s the router is "
+                        "given, or check the replica's position against the save's.")
     return ""
 
 
