@@ -443,6 +443,8 @@ class Replica(Database):
         self.sim.at(due, _arrive, self._ref, self.primary.position)
 
     def _check_writable(self) -> None:
+        # Recorded as well as raised: a caller that swallows the error still shows in the trace.
+        self.sim.record(self.name, "write_refused")
         raise RuntimeError(f"{self.name} is a read-only replica: send writes to the primary")
 
     def _check_up(self) -> None:

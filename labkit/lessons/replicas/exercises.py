@@ -57,6 +57,11 @@ class _Bench:
                 raise Fail(f"Your router sent a write to a replica ({exc}). Every write goes to the primary: "
                            "replicas only replay the primary's log.") from None
             raise
+        refused = self.sim.trace.components("write_refused")
+        if refused:
+            raise Fail(f"Your router also sent a write to {refused[0]}, which refused it (replicas are "
+                       "read-only), and carried on. Every write goes to the primary, once: replicas only replay "
+                       "the primary's log, and that is how they get the write.")
         if self.rs.position != before + 1:
             raise Fail(f"After one call to write(), the primary had committed {self.rs.position - before} "
                        "writes. Send each write to the primary exactly once.")
@@ -164,7 +169,23 @@ def _balanced(Router, ctx):
     notes = []
     for replicas in (3, 4):
         notes.append(_balanced_over(Router, replicas))
+        _first_reads(Router, replicas)
     return "; ".join(notes)
+
+
+def _first_reads(Router, replicas: int) -> None:
+    """Nine profiles read once each, on a fresh router: taking turns shares them as 600 reads are shared."""
+    bench = _bench1(Router, replicas=replicas)
+    counts = bench.counts()
+    for key in range(2, 11):
+        event, row = bench.read(key)
+        _expect_row(row, key, f"profile {key}", "every node")
+        counts[event.component] += 1
+    if max(counts[r.name] for r in bench.replicas) > -(-9 // replicas):
+        raise Fail(f"On a new router with {replicas} replicas, 9 reads of 9 different profiles, each read once, "
+                   f"went: {_spread(counts)}. Is the turn kept per profile? Then every profile's first read goes to "
+                   "the same replica. The router takes turns over all its reads, whatever the key: one turn, moved "
+                   "on by one per read.")
 
 
 def _balanced_over(Router, replicas: int) -> str:
