@@ -275,11 +275,15 @@ WRONG_LIMITERS = {
     "never shrinks": ("            self.limit = max(1.0, self.limit * 0.9)", "            pass",
                       "Does a refused call (ok=False) cut the limit"),
     "admits one too many": ("        if self.in_flight < self.limit:", "        if self.in_flight <= self.limit:",
-                            "admitted 5 of 6 calls"),
+                            "admitted 7 of 9 calls"),
     "halves on a refusal": ("            self.limit = max(1.0, self.limit * 0.9)",
                             "            self.limit = max(1.0, self.limit * 0.5)", "Halving"),
-    "+1 on every success": ("            self.limit += 1 / self.limit", "            self.limit += 1",
-                            "+1 on every success outgrows any cut"),
+    "+2 on every success": ("            self.limit += 1 / self.limit", "            self.limit += 2",
+                            "A raise larger than that outgrows any cut"),
+    "initial_limit ignored": ("        self.limit = initial_limit", "        self.limit = 4",
+                              "the limit starts at the initial_limit it is given"),
+    "additive decrease": ("            self.limit = max(1.0, self.limit * 0.9)",
+                          "            self.limit = max(1.0, self.limit - 1)", "taking off a fixed amount is additive"),
     "a refused acquire counted in flight": ("            return True\n        return False",
                                             "            return True\n        self.in_flight += 1\n        return False",
                                             "Only admitted calls are in flight"),
@@ -300,3 +304,34 @@ def test_wrong_limiter_fails_with_its_message(mistake):
     report = lk.check("04.5", run_cells(mutate(AIMD, old, new))["AIMDLimiter"])
     assert report.status == "failed", report.text()
     assert expected in messages(report), report.text()
+
+
+NETFLIX_AIMD = """
+class AIMDLimiter:
+    def __init__(self, clock, initial_limit=4):
+        self.clock = clock
+        self.limit = initial_limit
+        self.in_flight = 0
+    def acquire(self):
+        if self.in_flight >= int(self.limit):
+            return False
+        self.in_flight += 1
+        return True
+    def release(self, ok):
+        busy = self.in_flight
+        self.in_flight -= 1
+        if not ok:
+            self.limit = max(1, int(self.limit * 0.9))
+        elif busy * 2 >= self.limit:
+            self.limit = self.limit + 1
+"""
+
+
+@pytest.mark.parametrize("design", ["netflix", "plus one"])
+def test_the_cited_librarys_aimd_rule_passes(design):
+    """The prompt cites concurrency-limits: its +1 (while half the limit is in flight, a whole-number limit) is a
+    little, and so is a bare +1 per success; both settle within 2.5 x what the server holds."""
+    source = NETFLIX_AIMD if design == "netflix" else mutate(AIMD, "            self.limit += 1 / self.limit",
+                                                              "            self.limit += 1")
+    report = lk.check("04.5", run_cells(source)["AIMDLimiter"])
+    assert report.status == "passed", report.text()

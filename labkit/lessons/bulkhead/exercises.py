@@ -599,13 +599,14 @@ concept = concept_question("04.4", "when a bulkhead hurts", _CHOICES,
 # reach 16 workers' capacity before the limit is measured.
 AIMD_TARGETS = dict(rate_rps=100.0, duration_s=40.0, settle_s=25.0, latency_s=0.2, queue_capacity=2,
                     p99_factor=2.0)
+AIMD_OVERSHOOT = 2.5  # the limit's average may reach this many times what the server holds (see _judge_aimd)
 
 aimd = register(Exercise(
     "04.5", "an AIMD concurrency limiter (stretch)", answer="AIMDLimiter",
     hints=(
         "Keep the limit (a float) and the calls in flight. acquire() admits a call while in_flight < limit.",
-        "release(ok): one call fewer in flight. A success raises the limit a little (+1/limit: about +1 per "
-        "limit's worth of successes); a failure (the server refused or dropped the call) cuts it by a factor.",
+        "release(ok): one call fewer in flight. A success raises the limit a little (TCP's +1/limit, or the "
+        "library's +1); a failure (the server refused or dropped the call) cuts it by a factor.",
         "Additive increase, multiplicative decrease: limit += 1 / limit on success; limit = max(1, limit * 0.9) on "
         "failure. Nothing else: the server's refusals tell the limiter where its capacity is.",
     )))
@@ -653,7 +654,12 @@ def _judge_aimd(Limiter, ctx, workers, initial_limit):
     refuse_reference(Limiter, WorkerPool, "lk.WorkerPool", "pool")
     limits, served = _aimd_run(Limiter, workers=workers, initial_limit=initial_limit, seed=40 + workers)
     t = AIMD_TARGETS
-    lo, hi = workers, workers * 1.5
+    # An AIMD limit is a sawtooth: it climbs past what the server holds until a refusal cuts it. How far it
+    # climbs depends on the raise: TCP's +1/limit averages about 1.1 x (workers + queue), the cited library's
+    # +1 per success (while at least half the limit is in flight, a whole-number limit) about 1.5 x, and a
+    # bare +1 per success up to 2.1 x with 16 workers; +2 per success, 3 x and more, and a limit never cut
+    # grows without end. So the upper bound is 2.5 x the calls the server holds (workers plus queue).
+    lo, hi = workers, AIMD_OVERSHOOT * (workers + t["queue_capacity"])
     mean = sum(limits) / len(limits) if limits else math.nan
     if not lo <= mean <= hi:
         where = "above" if mean > hi else "below"
@@ -661,8 +667,8 @@ def _judge_aimd(Limiter, ctx, workers, initial_limit):
                    f"your limiter starting at initial_limit={initial_limit}: over the last "
                    f"{t['duration_s'] - t['settle_s']:g} s its limit averaged "
                    f"{mean:.1f}, {where} [{lo}, {hi:g}]. "
-                   + ("Does a refused call (ok=False) cut the limit, and is a success's raise small (+1/limit: "
-                      "about +1 per limit's worth of successes)? +1 on every success outgrows any cut."
+                   + ("Does a refused call (ok=False) cut the limit, and is a success's raise small (TCP's +1/limit, "
+                      "or at most the library's +1)? A raise larger than that outgrows any cut."
                       if mean > hi else
                       "Does every success raise the limit a little? And is a refusal's cut gentle (a factor such "
                       "as 0.9)? Halving, or going back to 1, on every refusal keeps the limit below what the "
@@ -678,8 +684,30 @@ def _judge_aimd(Limiter, ctx, workers, initial_limit):
     return f"{workers} workers from initial_limit={initial_limit}: limit averaged {mean:.1f}, p99 {1000 * p99:.0f} ms"
 
 
-def _admits_its_limit(Limiter, initial_limit=4, sent=6):
+def _starts_at_and_cuts_by_a_factor(Limiter):
+    """The limit starts at initial_limit, and a refusal's cut is proportional to the limit (multiplicative)."""
+    cuts = {}
+    for initial_limit in (7, 100, 20):
+        limiter = construct(Limiter, Sim(0), initial_limit=initial_limit, shown=f"clock, initial_limit={initial_limit}")
+        limit = _limit_of(limiter)
+        if limit != initial_limit:
+            raise Fail(f"A new limiter built with initial_limit={initial_limit} had limit {limit:g} before any call: "
+                       "the limit starts at the initial_limit it is given.")
+        if initial_limit == 7:
+            continue
+        if not limiter.acquire():
+            raise Fail(f"A new limiter with initial_limit={initial_limit} refused the first call, with none in flight.")
+        limiter.release(False)
+        cuts[initial_limit] = initial_limit - _limit_of(limiter)
+    if cuts[20] > 0 and cuts[100] < 3 * cuts[20]:
+        raise Fail(f"One refused call cut a limit of 100 by {cuts[100]:g} and a limit of 20 by {cuts[20]:g}. "
+                   "Multiplicative decrease cuts by a factor, so the cut grows with the limit (0.9 takes 10 off 100 "
+                   "and 2 off 20); taking off a fixed amount is additive, and a large limit then comes down slowly.")
+
+
+def _admits_its_limit(Limiter, initial_limit=6, sent=9):
     """In flight means admitted and not yet released: the limit bounds that, and only release() moves the limit."""
+    _starts_at_and_cuts_by_a_factor(Limiter)
     limiter = construct(Limiter, Sim(0), initial_limit=initial_limit, shown=f"clock, initial_limit={initial_limit}")
     admitted = sum(bool(limiter.acquire()) for _ in range(sent))
     limit = _limit_of(limiter)
