@@ -189,6 +189,13 @@ WRONG_LIMITED = {
 }
 
 
+def test_a_hard_coded_threshold_is_not_blamed_on_the_reset():
+    report = lk.check("03.1", breaker_class(mutate(BREAKER, "if self.failures >= self.failure_threshold:",
+                                                    "if self.failures >= 5:")))
+    assert "the reset is not the cause" in messages(report), report.text()
+    assert "no lower" not in messages(report), report.text()
+
+
 def test_opening_one_failure_late_is_not_blamed_on_the_reset():
     report = lk.check("03.1", breaker_class(mutate(BREAKER, "if self.failures >= self.failure_threshold:",
                                                     "if self.failures > self.failure_threshold:")))

@@ -137,10 +137,13 @@ def _resets(Breaker, ctx):
                        "(failure_threshold=3): it opened too early.")
         bench.wait(0.2)
     if bench.state != "open":
-        if _opens_after(Breaker, 3) == 4:
+        fresh = _opens_after(Breaker, 3)
+        if fresh != 3:
             raise Fail(f"After a success, 3 failures in a row (failure_threshold=3) left your breaker "
-                       f"{bench.state!r}, not 'open'; a fresh breaker, too, opens only on the 4th failure: it opens "
-                       "one failure late. Compare the count with >=, not >.")
+                       f"{bench.state!r}, not 'open'; a fresh breaker, too, "
+                       + ("never opened in 12 failures" if fresh is None else f"opens only on the {_ordinal(fresh)} failure")
+                       + (": it opens one failure late. Compare the count with >=, not >." if fresh == 4 else
+                          ": the reset is not the cause. The first check, on failure_threshold, says more."))
         raise Fail(f"After a success, 3 failures in a row (failure_threshold=3) left your breaker {bench.state!r}, "
                    "not 'open'. A success should set the count back to 0, no lower, so the next "
                    "failure_threshold failures open it again.")
