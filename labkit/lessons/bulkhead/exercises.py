@@ -124,7 +124,8 @@ class _Bench:
         self._raise_problem()
         if not rec["replies"]:
             raise Fail(f"The call sent at t={rec['sent']:.2f} s ({what}) never got a reply: call reply(...) exactly "
-                       "once for every call, with 'rejected' if it never got a permit." + clock_hint(self._ctx))
+                       "once for every call, with 'rejected' if it never got a permit."
+                       + clock_hint(self._ctx, ask=False))
         if len(rec["replies"]) > 1:
             raise Fail(f"The call sent at t={rec['sent']:.2f} s ({what}) got {len(rec['replies'])} replies "
                        f"({', '.join(repr(r) for _, r in rec['replies'])}): reply exactly once.")
@@ -165,6 +166,16 @@ def _limits(Bulkhead, ctx):
             raise Fail(f"{limit + 3} calls arrived together (max_concurrent_calls={limit}) and your bulkhead started "
                        f"only {started}: it should run {limit} at once. Check < against <= where you compare.")
         for r in recs[limit:]:
+            if not r["replies"] and r["started"] is None:
+                bench.wait(0)   # a reply from a timer of 0 s comes now, but after call() has returned
+                if r["replies"]:
+                    raise Fail(f"With every permit taken and max_wait_s=0, a call sent at t={r['sent']:.2f} s heard "
+                               f"{r['replies'][0][1]!r} only after call() had returned, from a timer: a zero wait "
+                               "still queued it. Zero wait means fail fast: reply('rejected') inside call(), "
+                               "before it returns.")
+                raise Fail(f"With every permit taken and max_wait_s=0, a call sent at t={r['sent']:.2f} s got no "
+                           "reply when call() returned, nor from any timer due then: it was left waiting. Zero "
+                           "wait means fail fast: reply('rejected') inside call(), at once.")
             t, result = bench.heard(r, "all permits taken, max_wait_s=0")
             if result != "rejected" or t > r["sent"] + 1e-9:
                 raise Fail(f"With every permit taken and max_wait_s=0, a call should be told 'rejected' at once; "
@@ -207,10 +218,12 @@ def _waits(Bulkhead, ctx):
         raise Fail(f"Waiters sent at t=0.10 s and 0.20 s started at t={c['started']:.2f} s and "
                    f"{d['started']:.2f} s ({order}); permits came back at 0.50 s and 0.80 s. Serve waiters "
                    "first come, first served, the moment a permit comes back.")
-    t, result = bench.heard(e, "waited while both permits were busy")
     if e["started"] is not None:
         raise Fail(f"A call sent at t=0.30 s with max_wait_s=1.0 started at t={e['started']:.2f} s, after waiting "
-                   "longer than max_wait_s: once its wait is over it must be rejected, not run later.")
+                   "longer than max_wait_s: once its wait is over it must be rejected, not run later"
+                   + (" (it was never told 'rejected': does a timer, clock.after(max_wait_s, ...), end its wait?)."
+                      if not any(result == "rejected" for _, result in e["replies"]) else "."))
+    t, result = bench.heard(e, "waited while both permits were busy")
     if result != "rejected" or abs(t - 1.3) > 1e-6:
         raise Fail(f"A call sent at t=0.30 s could not get a permit within max_wait_s=1.0; it heard {result!r} "
                    f"at t={t:.2f} s. It should hear 'rejected' at t=1.30 s, when its wait runs out.")
@@ -284,6 +297,26 @@ def _releases(Bulkhead, ctx):
     return "gave the permit back on ok, error, timeout and an exception, and only once per call"
 
 
+def _waiters_went_wrong(Bulkhead, ctx, recs) -> str | None:
+    """What the trace of three waiters (sent at 0.1, 0.2, 0.3 s behind a call holding the only permit until
+    0.5 s) shows besides the instant call: rejected at once, served out of order, or one permit too many."""
+    if all(r["started"] is None and r["replies"] and r["replies"][0][1] == "rejected"
+           and r["replies"][0][0] <= r["sent"] + 1e-9 for r in recs):
+        return ("None of them waited: each was told 'rejected' the moment it arrived. With max_wait_s > 0 a "
+                "call waits up to max_wait_s for a permit.")
+    second, third = recs[1]["started"], recs[2]["started"]
+    if third is not None and (second is None or third < second):
+        return ("The last waiter got a permit before the one sent ahead of it: serve waiters first come, first "
+                "served (the oldest waiter gets the next permit).")
+    probe = _bench(Bulkhead, ctx, max_concurrent_calls=1, max_wait_s=0)
+    for _ in range(2):
+        probe.call(duration_s=1.0)
+    if probe.peak > 1:
+        return (f"A fresh bulkhead with max_concurrent_calls=1 also ran {probe.peak} calls of 1 s at once: the permit "
+                "count lets one call too many through. A call may start only while in_use < max_concurrent_calls.")
+    return None
+
+
 @semaphore.scenario("callbacks at awkward moments: work done at once, the next call sent from a reply")
 def _reentrant(Bulkhead, ctx):
     # Work that calls done inside work(done) (an answer from a local cache): the permit is back at once.
@@ -307,6 +340,10 @@ def _reentrant(Bulkhead, ctx):
     if bench.peak > 1 or late is None or abs(late - 1.0) > 1e-6:
         seen = (f"ran {bench.peak} calls' work at once" if bench.peak > 1 else
                 "never started the last of them" if late is None else f"started the last of them at t={late:.2f} s")
+        cause = _waiters_went_wrong(Bulkhead, ctx, recs)
+        if cause:
+            raise Fail("Three calls, sent at t=0.10, 0.20 and 0.30 s, waited for the only permit "
+                       "(max_concurrent_calls=1, max_wait_s=1.0), held by a call until t=0.50 s. " + cause)
         raise Fail("Three calls waited for the only permit (max_concurrent_calls=1, max_wait_s=1.0); the first "
                    "of them, started at t=0.50 s, called done('ok') inside work(), and your bulkhead then "
                    f"{seen} (the permits came back at t=0.50 s and 1.00 s). Take the permit before you call "
