@@ -244,6 +244,17 @@ WRONG_TIMELINES = {
 }
 
 
+def test_a_thread_that_frees_at_an_arrival_counted_busy_is_named():
+    """A fresh-eyes variant: a thread finishing at the arrival instant is busy, for the queue and for the arrival.
+    The message names the instant, not Java's queue-before-extra rule."""
+    source = mutate(mutate(TIMELINE, "            if free_at[i] > until:", "            if free_at[i] >= until:"),
+                    "        elif free_at and min(free_at) <= arrival:", "        elif free_at and min(free_at) < arrival:")
+    report = lk.check("04.2", run_cells(source, names={"deque": __import__("collections").deque})["timeline"])
+    assert report.status == "failed", report.text()
+    assert "the instant task 2 arrives" in messages(report), report.text()
+    assert "Java starts a thread beyond core only when the queue is full" not in messages(report), report.text()
+
+
 @pytest.mark.parametrize("mistake", list(WRONG_TIMELINES))
 def test_wrong_timeline_fails_with_its_message(mistake):
     old, new, expected = WRONG_TIMELINES[mistake]

@@ -465,9 +465,16 @@ def _judge_timeline(answer, core, mx, cap, tasks, what):
         action = pair[0]
         if action != want_action:
             arrival = tasks[i][0]
+            crowded = ("run", "queue", "extra", "reject")   # the answer placed the task as if a thread were busy
+            frees_now = str(action) in crowded and crowded.index(str(action)) > crowded.index(want_action) and any(
+                start is not None and j < i and abs(start + tasks[j][1] - arrival) < 1e-9
+                            for j, (_, start) in enumerate(expected))
             raise Fail(f"With core={core}, max_threads={mx}, queue_capacity={cap} ({what}), your timeline says task "
                        f"{i} (arriving at t={arrival:g} s) is {action!r}; it is not. "
-                       + _ACTION_HINTS.get((action, want_action), ""))
+                       + (f"A thread finishes at t={arrival:g} s, the instant task {i} arrives: a thread free at t "
+                          "is free for an arrival at t (it takes the oldest queued task first, then the arrival "
+                          "is placed). Treat finish <= arrival as free, not <."
+                          if frees_now else _ACTION_HINTS.get((action, want_action), "")))
     for i, (pair, (want_action, want_start)) in enumerate(zip(got, expected)):
         start = pair[1]
         if want_start is None:
