@@ -3,6 +3,8 @@
 Each wrong answer is a small mutation of the solution, so it stays plausible as the
 solution evolves, and each must fail with the message written for that mistake.
 """
+import re
+
 import pytest
 
 import labkit as lk
@@ -91,6 +93,19 @@ WRONG_BREAKERS = {
             1 / 0
             if self.clock.now""",
         "Your code raised ZeroDivisionError: division by zero\n  (in allow_request(), line"),
+    # Kinds a fresh-eyes review found passing, or named wrongly.
+    "half-opens on a timer, with no call": (
+        """    def allow_request(self):""",
+        """    def _half_open(self):
+        if self.state == "open":
+            self.state, self.successes = "half_open", 0
+
+    def allow_request(self):""",
+        "The move is lazy"),
+    "a hard-coded failure threshold": (
+        "if self.failures >= self.failure_threshold:",
+        "if self.failures >= 5:",
+        "it ignores the failure_threshold it is given"),
     "renames a parameter": (
         "def __init__(self, clock, failure_threshold=5,",
         "def __init__(self, clock, max_failures=5,",
@@ -102,6 +117,9 @@ WRONG_BREAKERS = {
 def test_wrong_breaker_fails_with_its_message(mistake):
     old, new, expected = WRONG_BREAKERS[mistake]
     source = mutate(BREAKER, old, new)
+    if mistake == "half-opens on a timer, with no call":
+        source = re.sub(r"( +)(self.state, self.opened_at = \"open\", self.clock.now)",
+                        r"\1\2\n\1self.clock.after(self.recovery_timeout_s, self._half_open)", source)
     if mistake == "renames a parameter":
         source = source.replace("self.failure_threshold = failure_threshold", "self.failure_threshold = max_failures")
     report = lk.check("03.1", breaker_class(source))
@@ -151,6 +169,12 @@ WRONG_LIMITED = {
             self.trials_in_flight = 0
             self.successes = kept"""),
         "the success from the earlier round was still counted"),
+    "successes that arrive while open are carried into the next round": (
+        lambda src: src.replace("""        super().on_success()""", """        if self.state == "open":
+            self.carried = getattr(self, "carried", 0) + 1
+        super().on_success()""").replace("""            self.trials_in_flight = 0""", """            self.trials_in_flight = 0
+            self.successes, self.carried = getattr(self, "carried", 0), 0"""),
+        "the successes that arrived while 'open' were counted towards it"),
     "the trial limit applied while closed": (
         lambda src: mutate(src, """        if self.state != "half_open":
             return True
@@ -163,6 +187,21 @@ WRONG_LIMITED = {
             return False"""),
         "A call refused because the trial slots are full is only refused"),
 }
+
+
+def test_a_hard_coded_threshold_is_not_blamed_on_the_reset():
+    report = lk.check("03.1", breaker_class(mutate(BREAKER, "if self.failures >= self.failure_threshold:",
+                                                    "if self.failures >= 5:")))
+    assert "the reset is not the cause" in messages(report), report.text()
+    assert "no lower" not in messages(report), report.text()
+
+
+def test_opening_one_failure_late_is_not_blamed_on_the_reset():
+    report = lk.check("03.1", breaker_class(mutate(BREAKER, "if self.failures >= self.failure_threshold:",
+                                                    "if self.failures > self.failure_threshold:")))
+    assert "It opened one failure late for every threshold" in messages(report), report.text()
+    assert "a fresh breaker, too, opens only on the 4th failure" in messages(report), report.text()
+    assert "no lower" not in messages(report), report.text()
 
 
 @pytest.mark.parametrize("mistake", list(WRONG_LIMITED))

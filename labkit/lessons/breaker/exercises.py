@@ -86,25 +86,38 @@ state_machine = register(Exercise(
     )))
 
 
+def _opens_after(Breaker, threshold: int) -> int | None:
+    """How many failures in a row a fresh breaker let through before it refused a call (None: it never did)."""
+    bench = _Bench(Breaker, failure_threshold=threshold, recovery_timeout_s=10.0, success_threshold=1)
+    for _ in range(12):
+        if not bench.call(ok=False):
+            return bench.reached
+        bench.wait(0.2)
+    return None
+
+
 @state_machine.scenario("opens after failure_threshold consecutive failures")
 def _opens(Breaker, ctx):
-    for threshold in (3, 5):
-        bench = _Bench(Breaker, failure_threshold=threshold, recovery_timeout_s=10.0, success_threshold=1)
-        refused_at = None
-        for i in range(1, 13):
-            if not bench.call(ok=False):
-                refused_at = i
-                break
-            bench.wait(0.2)
-        if refused_at is None:
+    thresholds = (3, 5, 2)
+    reached = {threshold: _opens_after(Breaker, threshold) for threshold in thresholds}
+    for threshold, n in reached.items():
+        if n is None:
             raise Fail(f"12 calls failed in a row (failure_threshold={threshold}) and your breaker let every "
                        "one through: it never opened. Count consecutive failures in on_failure() and "
                        "switch to 'open' when the count reaches failure_threshold.")
-        if bench.reached != threshold:
-            raise Fail(f"With failure_threshold={threshold}, your breaker opened after {bench.reached} "
-                       f"failures in a row; it should open on the {_ordinal(threshold)}. Check >= against >, "
-                       "and where you increment the count.")
-    return "opened on the threshold-th failure, for thresholds 3 and 5"
+    if len(set(reached.values())) == 1:
+        n = reached[thresholds[0]]
+        raise Fail(f"Built with failure_threshold=3, 5 and 2, your breaker opened after {n} failures in a row "
+                   "every time: it ignores the failure_threshold it is given. Compare the count with "
+                   "self.failure_threshold, not a fixed number.")
+    for threshold, n in reached.items():
+        if n != threshold:
+            late = all(m == t + 1 for t, m in reached.items())
+            raise Fail(f"With failure_threshold={threshold}, your breaker opened after {n} "
+                       f"failures in a row; it should open on the {_ordinal(threshold)}. "
+                       + ("It opened one failure late for every threshold: compare the count with >=, not >."
+                          if late else "Check >= against >, and where you increment the count."))
+    return "opened on the threshold-th failure, for thresholds 3, 5 and 2"
 
 
 @state_machine.scenario("a success resets the failure count")
@@ -124,6 +137,13 @@ def _resets(Breaker, ctx):
                        "(failure_threshold=3): it opened too early.")
         bench.wait(0.2)
     if bench.state != "open":
+        fresh = _opens_after(Breaker, 3)
+        if fresh != 3:
+            raise Fail(f"After a success, 3 failures in a row (failure_threshold=3) left your breaker "
+                       f"{bench.state!r}, not 'open'; a fresh breaker, too, "
+                       + ("never opened in 12 failures" if fresh is None else f"opens only on the {_ordinal(fresh)} failure")
+                       + (": it opens one failure late. Compare the count with >=, not >." if fresh == 4 else
+                          ": the reset is not the cause. The first check, on failure_threshold, says more."))
         raise Fail(f"After a success, 3 failures in a row (failure_threshold=3) left your breaker {bench.state!r}, "
                    "not 'open'. A success should set the count back to 0, no lower, so the next "
                    "failure_threshold failures open it again.")
@@ -141,6 +161,11 @@ def _half_opens(Breaker, ctx):
             raise Fail(f"Your breaker let a call through {after:g} s after it opened, before "
                        "recovery_timeout_s=10 had passed. While 'open', refuse every call at once.")
     bench.wait(opened + 10.5 - bench.sim.now)
+    if bench.state == "half_open":
+        raise Fail(f"Your breaker opened at t={opened:g} s; at t={opened + 10.5:g} s, recovery_timeout_s=10 later, "
+                   "no call had come since, and its state was already 'half_open'. The move is lazy: the first "
+                   "call at least recovery_timeout_s after opening makes it, in allow_request(); until a call "
+                   "comes the breaker stays 'open' (no timer).")
     if bench.call(ok=True, duration_s=0.05):
         if bench.state != "half_open":
             raise Fail(f"10.5 s after opening your breaker let a call through, but its state was "
@@ -374,8 +399,8 @@ def _late_success(Breaker, ctx):
     # The second round: a full set of trial slots again, whatever the first round left behind.
     bench.wait(bench.opened_at + 10.5 - bench.sim.now if bench.opened_at is not None else 10.5)
     before = bench.reached
-    for _ in range(10):
-        bench.call(ok=True, duration_s=0.3)
+    for i in range(10):   # the first trial comes back alone: one success, of the 2 that close it
+        bench.call(ok=True, duration_s=0.1 if i == 0 else 0.4)
     trials = bench.reached - before
     if trials != 3:
         raise Fail(f"In the first half-open round one trial failed, and two others were still in flight when it "
@@ -383,7 +408,13 @@ def _late_success(Breaker, ctx):
                    f"breaker let {trials} through (half_open_max_calls=3). Each half-open round starts with all "
                    "its slots free: trials left over from an earlier round (failed, or finished while 'open') "
                    "must not hold one, nor free one twice.")
-    bench.wait(0.5)
+    bench.wait(0.2)
+    if bench.state == "closed":
+        raise Fail("In the first half-open round one trial failed and re-opened the breaker; two others of that "
+                   "round succeeded while it was 'open'. In the next round the first successful trial closed it "
+                   "(success_threshold=2): the successes that arrived while 'open' were counted towards it. They "
+                   "are not trial successes: count none of them, in this round or the next.")
+    bench.wait(0.3)
     if bench.state != "closed":
         raise Fail(f"In a second half-open round 3 trials succeeded (success_threshold=2), and your breaker was "
                    f"{bench.state!r}: successes of the first round's trials, or its failure, were still counted.")

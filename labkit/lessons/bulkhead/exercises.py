@@ -124,7 +124,8 @@ class _Bench:
         self._raise_problem()
         if not rec["replies"]:
             raise Fail(f"The call sent at t={rec['sent']:.2f} s ({what}) never got a reply: call reply(...) exactly "
-                       "once for every call, with 'rejected' if it never got a permit." + clock_hint(self._ctx))
+                       "once for every call, with 'rejected' if it never got a permit."
+                       + clock_hint(self._ctx, ask=False))
         if len(rec["replies"]) > 1:
             raise Fail(f"The call sent at t={rec['sent']:.2f} s ({what}) got {len(rec['replies'])} replies "
                        f"({', '.join(repr(r) for _, r in rec['replies'])}): reply exactly once.")
@@ -165,6 +166,16 @@ def _limits(Bulkhead, ctx):
             raise Fail(f"{limit + 3} calls arrived together (max_concurrent_calls={limit}) and your bulkhead started "
                        f"only {started}: it should run {limit} at once. Check < against <= where you compare.")
         for r in recs[limit:]:
+            if not r["replies"] and r["started"] is None:
+                bench.wait(0)   # a reply from a timer of 0 s comes now, but after call() has returned
+                if r["replies"]:
+                    raise Fail(f"With every permit taken and max_wait_s=0, a call sent at t={r['sent']:.2f} s heard "
+                               f"{r['replies'][0][1]!r} only after call() had returned, from a timer: a zero wait "
+                               "still queued it. Zero wait means fail fast: reply('rejected') inside call(), "
+                               "before it returns.")
+                raise Fail(f"With every permit taken and max_wait_s=0, a call sent at t={r['sent']:.2f} s got no "
+                           "reply when call() returned, nor from any timer due then: it was left waiting. Zero "
+                           "wait means fail fast: reply('rejected') inside call(), at once.")
             t, result = bench.heard(r, "all permits taken, max_wait_s=0")
             if result != "rejected" or t > r["sent"] + 1e-9:
                 raise Fail(f"With every permit taken and max_wait_s=0, a call should be told 'rejected' at once; "
@@ -207,10 +218,12 @@ def _waits(Bulkhead, ctx):
         raise Fail(f"Waiters sent at t=0.10 s and 0.20 s started at t={c['started']:.2f} s and "
                    f"{d['started']:.2f} s ({order}); permits came back at 0.50 s and 0.80 s. Serve waiters "
                    "first come, first served, the moment a permit comes back.")
-    t, result = bench.heard(e, "waited while both permits were busy")
     if e["started"] is not None:
         raise Fail(f"A call sent at t=0.30 s with max_wait_s=1.0 started at t={e['started']:.2f} s, after waiting "
-                   "longer than max_wait_s: once its wait is over it must be rejected, not run later.")
+                   "longer than max_wait_s: once its wait is over it must be rejected, not run later"
+                   + (" (it was never told 'rejected': does a timer, clock.after(max_wait_s, ...), end its wait?)."
+                      if not any(result == "rejected" for _, result in e["replies"]) else "."))
+    t, result = bench.heard(e, "waited while both permits were busy")
     if result != "rejected" or abs(t - 1.3) > 1e-6:
         raise Fail(f"A call sent at t=0.30 s could not get a permit within max_wait_s=1.0; it heard {result!r} "
                    f"at t={t:.2f} s. It should hear 'rejected' at t=1.30 s, when its wait runs out.")
@@ -284,6 +297,26 @@ def _releases(Bulkhead, ctx):
     return "gave the permit back on ok, error, timeout and an exception, and only once per call"
 
 
+def _waiters_went_wrong(Bulkhead, ctx, recs) -> str | None:
+    """What the trace of three waiters (sent at 0.1, 0.2, 0.3 s behind a call holding the only permit until
+    0.5 s) shows besides the instant call: rejected at once, served out of order, or one permit too many."""
+    if all(r["started"] is None and r["replies"] and r["replies"][0][1] == "rejected"
+           and r["replies"][0][0] <= r["sent"] + 1e-9 for r in recs):
+        return ("None of them waited: each was told 'rejected' the moment it arrived. With max_wait_s > 0 a "
+                "call waits up to max_wait_s for a permit.")
+    second, third = recs[1]["started"], recs[2]["started"]
+    if third is not None and (second is None or third < second):
+        return ("The last waiter got a permit before the one sent ahead of it: serve waiters first come, first "
+                "served (the oldest waiter gets the next permit).")
+    probe = _bench(Bulkhead, ctx, max_concurrent_calls=1, max_wait_s=0)
+    for _ in range(2):
+        probe.call(duration_s=1.0)
+    if probe.peak > 1:
+        return (f"A fresh bulkhead with max_concurrent_calls=1 also ran {probe.peak} calls of 1 s at once: the permit "
+                "count lets one call too many through. A call may start only while in_use < max_concurrent_calls.")
+    return None
+
+
 @semaphore.scenario("callbacks at awkward moments: work done at once, the next call sent from a reply")
 def _reentrant(Bulkhead, ctx):
     # Work that calls done inside work(done) (an answer from a local cache): the permit is back at once.
@@ -307,6 +340,10 @@ def _reentrant(Bulkhead, ctx):
     if bench.peak > 1 or late is None or abs(late - 1.0) > 1e-6:
         seen = (f"ran {bench.peak} calls' work at once" if bench.peak > 1 else
                 "never started the last of them" if late is None else f"started the last of them at t={late:.2f} s")
+        cause = _waiters_went_wrong(Bulkhead, ctx, recs)
+        if cause:
+            raise Fail("Three calls, sent at t=0.10, 0.20 and 0.30 s, waited for the only permit "
+                       "(max_concurrent_calls=1, max_wait_s=1.0), held by a call until t=0.50 s. " + cause)
         raise Fail("Three calls waited for the only permit (max_concurrent_calls=1, max_wait_s=1.0); the first "
                    "of them, started at t=0.50 s, called done('ok') inside work(), and your bulkhead then "
                    f"{seen} (the permits came back at t=0.50 s and 1.00 s). Take the permit before you call "
@@ -428,9 +465,16 @@ def _judge_timeline(answer, core, mx, cap, tasks, what):
         action = pair[0]
         if action != want_action:
             arrival = tasks[i][0]
+            crowded = ("run", "queue", "extra", "reject")   # the answer placed the task as if a thread were busy
+            frees_now = str(action) in crowded and crowded.index(str(action)) > crowded.index(want_action) and any(
+                start is not None and j < i and abs(start + tasks[j][1] - arrival) < 1e-9
+                            for j, (_, start) in enumerate(expected))
             raise Fail(f"With core={core}, max_threads={mx}, queue_capacity={cap} ({what}), your timeline says task "
                        f"{i} (arriving at t={arrival:g} s) is {action!r}; it is not. "
-                       + _ACTION_HINTS.get((action, want_action), ""))
+                       + (f"A thread finishes at t={arrival:g} s, the instant task {i} arrives: a thread free at t "
+                          "is free for an arrival at t (it takes the oldest queued task first, then the arrival "
+                          "is placed). Treat finish <= arrival as free, not <."
+                          if frees_now else _ACTION_HINTS.get((action, want_action), "")))
     for i, (pair, (want_action, want_start)) in enumerate(zip(got, expected)):
         start = pair[1]
         if want_start is None:
@@ -599,13 +643,14 @@ concept = concept_question("04.4", "when a bulkhead hurts", _CHOICES,
 # reach 16 workers' capacity before the limit is measured.
 AIMD_TARGETS = dict(rate_rps=100.0, duration_s=40.0, settle_s=25.0, latency_s=0.2, queue_capacity=2,
                     p99_factor=2.0)
+AIMD_OVERSHOOT = 2.5  # the limit's average may reach this many times what the server holds (see _judge_aimd)
 
 aimd = register(Exercise(
     "04.5", "an AIMD concurrency limiter (stretch)", answer="AIMDLimiter",
     hints=(
         "Keep the limit (a float) and the calls in flight. acquire() admits a call while in_flight < limit.",
-        "release(ok): one call fewer in flight. A success raises the limit a little (+1/limit: about +1 per "
-        "limit's worth of successes); a failure (the server refused or dropped the call) cuts it by a factor.",
+        "release(ok): one call fewer in flight. A success raises the limit a little (TCP's +1/limit, or the "
+        "library's +1); a failure (the server refused or dropped the call) cuts it by a factor.",
         "Additive increase, multiplicative decrease: limit += 1 / limit on success; limit = max(1, limit * 0.9) on "
         "failure. Nothing else: the server's refusals tell the limiter where its capacity is.",
     )))
@@ -653,7 +698,12 @@ def _judge_aimd(Limiter, ctx, workers, initial_limit):
     refuse_reference(Limiter, WorkerPool, "lk.WorkerPool", "pool")
     limits, served = _aimd_run(Limiter, workers=workers, initial_limit=initial_limit, seed=40 + workers)
     t = AIMD_TARGETS
-    lo, hi = workers, workers * 1.5
+    # An AIMD limit is a sawtooth: it climbs past what the server holds until a refusal cuts it. How far it
+    # climbs depends on the raise: TCP's +1/limit averages about 1.1 x (workers + queue), the cited library's
+    # +1 per success (while at least half the limit is in flight, a whole-number limit) about 1.5 x, and a
+    # bare +1 per success up to 2.1 x with 16 workers; +2 per success, 3 x and more, and a limit never cut
+    # grows without end. So the upper bound is 2.5 x the calls the server holds (workers plus queue).
+    lo, hi = workers, AIMD_OVERSHOOT * (workers + t["queue_capacity"])
     mean = sum(limits) / len(limits) if limits else math.nan
     if not lo <= mean <= hi:
         where = "above" if mean > hi else "below"
@@ -661,8 +711,8 @@ def _judge_aimd(Limiter, ctx, workers, initial_limit):
                    f"your limiter starting at initial_limit={initial_limit}: over the last "
                    f"{t['duration_s'] - t['settle_s']:g} s its limit averaged "
                    f"{mean:.1f}, {where} [{lo}, {hi:g}]. "
-                   + ("Does a refused call (ok=False) cut the limit, and is a success's raise small (+1/limit: "
-                      "about +1 per limit's worth of successes)? +1 on every success outgrows any cut."
+                   + ("Does a refused call (ok=False) cut the limit, and is a success's raise small (TCP's +1/limit, "
+                      "or at most the library's +1)? A raise larger than that outgrows any cut."
                       if mean > hi else
                       "Does every success raise the limit a little? And is a refusal's cut gentle (a factor such "
                       "as 0.9)? Halving, or going back to 1, on every refusal keeps the limit below what the "
@@ -678,8 +728,30 @@ def _judge_aimd(Limiter, ctx, workers, initial_limit):
     return f"{workers} workers from initial_limit={initial_limit}: limit averaged {mean:.1f}, p99 {1000 * p99:.0f} ms"
 
 
-def _admits_its_limit(Limiter, initial_limit=4, sent=6):
+def _starts_at_and_cuts_by_a_factor(Limiter):
+    """The limit starts at initial_limit, and a refusal's cut is proportional to the limit (multiplicative)."""
+    cuts = {}
+    for initial_limit in (7, 100, 20):
+        limiter = construct(Limiter, Sim(0), initial_limit=initial_limit, shown=f"clock, initial_limit={initial_limit}")
+        limit = _limit_of(limiter)
+        if limit != initial_limit:
+            raise Fail(f"A new limiter built with initial_limit={initial_limit} had limit {limit:g} before any call: "
+                       "the limit starts at the initial_limit it is given.")
+        if initial_limit == 7:
+            continue
+        if not limiter.acquire():
+            raise Fail(f"A new limiter with initial_limit={initial_limit} refused the first call, with none in flight.")
+        limiter.release(False)
+        cuts[initial_limit] = initial_limit - _limit_of(limiter)
+    if cuts[20] > 0 and cuts[100] < 3 * cuts[20]:
+        raise Fail(f"One refused call cut a limit of 100 by {cuts[100]:g} and a limit of 20 by {cuts[20]:g}. "
+                   "Multiplicative decrease cuts by a factor, so the cut grows with the limit (0.9 takes 10 off 100 "
+                   "and 2 off 20); taking off a fixed amount is additive, and a large limit then comes down slowly.")
+
+
+def _admits_its_limit(Limiter, initial_limit=6, sent=9):
     """In flight means admitted and not yet released: the limit bounds that, and only release() moves the limit."""
+    _starts_at_and_cuts_by_a_factor(Limiter)
     limiter = construct(Limiter, Sim(0), initial_limit=initial_limit, shown=f"clock, initial_limit={initial_limit}")
     admitted = sum(bool(limiter.acquire()) for _ in range(sent))
     limit = _limit_of(limiter)
