@@ -38,25 +38,31 @@ class ProtocolError(Exception):
     """The other side broke the protocol: a malformed, oversized or unexpected message."""
 
 
+def _no_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+# Built once: json.dumps and json.loads with options build a new encoder or decoder per call
+# (about 3 us of every message).
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+_decode = json.JSONDecoder(parse_constant=_no_constant).decode
+
+
 def pack(message: dict) -> bytes:
     """One frame: the length, then the message as compact UTF-8 JSON (strict: no NaN)."""
-    data = json.dumps(message, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    data = _encode(message).encode("utf-8")
     return HEADER.pack(len(data)) + data
 
 
-def unpack(data: bytes) -> dict:
-    """The message in one frame's body; ProtocolError for anything but a JSON object."""
+def unpack(data) -> dict:
+    """The message in one frame's body (bytes or a bytearray); ProtocolError for anything but a JSON object."""
     try:
-        message = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
+        message = _decode(data.decode("utf-8"))
     except (ValueError, RecursionError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"malformed message ({type(exc).__name__}: {str(exc)[:100]})") from None
     if type(message) is not dict:
         raise ProtocolError("a message must be a JSON object")
     return message
-
-
-def _no_constant(name):
-    raise ValueError(f"{name} is not JSON")
 
 
 def truncate(text: str, limit: int = MAX_TEXT) -> str:
@@ -84,7 +90,7 @@ class FrameBuffer:
             raise ProtocolError(f"a message of {size:,} bytes (the limit is {self.max_size:,})")
         if len(self.data) < HEADER.size + size:
             return None
-        body = bytes(self.data[HEADER.size:HEADER.size + size])
+        body = self.data[HEADER.size:HEADER.size + size]
         del self.data[:HEADER.size + size]
         return unpack(body)
 
