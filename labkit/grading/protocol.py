@@ -30,6 +30,7 @@ HEADER = struct.Struct(">I")
 MAX_DEPTH = 60          # nesting of one value
 MAX_ITEMS = 100_000     # a bigger container is sent as a reference, not by value
 MAX_TEXT = 2_000        # characters of an error message or repr that cross the pipe
+INT_LIMIT = 10 ** 300   # a bigger int is sent as a reference (computed once: Python does not fold it)
 _LABKIT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SCALARS = (str, int, float, bool, type(None))
 
@@ -265,7 +266,7 @@ class Codec:
         if value is None or t is bool or t is str:
             return value
         if t is int:
-            return value if -10 ** 300 < value < 10 ** 300 else self._ref(value)
+            return value if -INT_LIMIT < value < INT_LIMIT else self._ref(value)
         if t is float:
             return value if math.isfinite(value) else {"$": "float", "v": repr(value)}
         if value is ...:
