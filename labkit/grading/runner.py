@@ -31,6 +31,7 @@ from labkit.grading.protocol import MAX_TEXT, FrameBuffer, ProtocolError, Remote
 from labkit.grading import sandbox
 from labkit.grading.sandbox import Child, Limits, UidPool
 
+_PLAIN_TYPES = (str, int, float, bool, type(None))
 MAX_MESSAGE = 4 << 20        # bytes in one message from the child
 MAX_CALLBACKS = 200_000      # requests the child may make of the grader, per submission
 MAX_NOTIFICATIONS = 100_000
@@ -529,6 +530,8 @@ class ParentEndpoint(Endpoint):
             value = getattr(obj, name)
         except Exception as exc:  # noqa: BLE001 - sent ahead as the error the child would get
             return "err", exc
+        if type(value) in _PLAIN_TYPES:
+            return "ok", value
         if callable(value) or isinstance(value, (types.ModuleType, type)):
             return None
         return "ok", value
