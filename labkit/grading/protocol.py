@@ -274,6 +274,11 @@ class Codec:
         handle = self._proxy_handle.get(id(value))
         if handle is not None and self.proxies.get(handle) is value:
             return {"$": "back", "id": handle}
+        # Exactly a list, tuple or dict (nothing overridden): the common case, before the subclass tests.
+        if (t is list or t is tuple) and len(value) <= MAX_ITEMS:
+            return {"$": "list" if t is list else "tuple", "v": [self.encode(v, depth + 1) for v in value]}
+        if t is dict and len(value) <= MAX_ITEMS:
+            return {"$": "dict", "v": [[self.encode(k, depth + 1), self.encode(v, depth + 1)] for k, v in value.items()]}
         # Builtin data and subclasses of it, read through the base type's own methods so a
         # subclass cannot change what is sent (or run code while it is sent).
         if isinstance(value, str):

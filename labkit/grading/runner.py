@@ -267,15 +267,15 @@ class RemoteObject:
 class RemoteMethod:
     """`obj.name` for a method of a learner object's class: calling it is one request, looked up afresh in the child."""
 
-    __slots__ = ("_lk_owner", "_lk_name")
+    __slots__ = ("_lk_owner", "_lk_name", "_lk_what")
 
     def __init__(self, owner: RemoteObject, name: str):
         self._lk_owner, self._lk_name = owner, name
+        self._lk_what = f"calling {owner._lk_desc['name']}.{name}()"  # built once, not on every call
 
     def __call__(self, *args, **kwargs):
         owner = self._lk_owner
-        return owner._lk_endpoint.call(owner._lk_handle, args, kwargs,
-                                       f"calling {owner._lk_desc['name']}.{self._lk_name}()", method=self._lk_name)
+        return owner._lk_endpoint.call(owner._lk_handle, args, kwargs, self._lk_what, method=self._lk_name)
 
     def __repr__(self):
         return f"<method {self._lk_name} of your {self._lk_owner._lk_desc['name']}>"
