@@ -18,7 +18,7 @@ import types
 
 from labkit.checking import LocalContext, is_stub
 from labkit.grading.endpoint import UNSENT, Endpoint
-from labkit.grading.protocol import FrameBuffer, ProtocolError, describe_error, pack, truncate
+from labkit.grading.protocol import INT_LIMIT, FrameBuffer, ProtocolError, describe_error, pack, truncate
 from labkit.grading.sandbox import confine
 
 ENDPOINT: "ChildEndpoint | None" = None
@@ -319,7 +319,7 @@ def _plain_attribute(obj, name: str):
     value = d.get(name, UNSENT)
     if value is UNSENT:
         return UNSENT
-    if not (type(value) in _SCALAR_TYPES or type(value) is int and -10 ** 300 < value < 10 ** 300):
+    if not (type(value) in _SCALAR_TYPES or type(value) is int and -INT_LIMIT < value < INT_LIMIT):
         return UNSENT
     for klass in type(obj).__mro__:
         own = type.__dict__["__dict__"].__get__(klass)

@@ -70,8 +70,14 @@ class Ahead:
                 (dropped := dropped or []).append(key)
                 continue
             kind, raw = now
-            if last is not _UNSENT and kind == last[0] and _same(raw, last[1], last[3]):
-                continue
+            if last is not _UNSENT and kind == last[0]:
+                # An unchanged plain value, tested inline: most of what is watched, on every message.
+                t = type(raw)
+                if t in _PLAIN:
+                    if t is type(last[1]) and raw == last[1]:
+                        continue
+                elif _same(raw, last[1], last[3]):
+                    continue
             try:
                 wire = codec.encode(raw) if kind == "ok" else describe_error(raw, with_frames=False)
             except (ValueError, ProtocolError):

@@ -14,6 +14,7 @@ import copy
 import math
 import os
 import select
+import sys
 import threading
 import time
 import types
@@ -30,6 +31,7 @@ from labkit.grading.protocol import MAX_TEXT, FrameBuffer, ProtocolError, Remote
 from labkit.grading import sandbox
 from labkit.grading.sandbox import Child, Limits, UidPool
 
+_PLAIN_TYPES = (str, int, float, bool, type(None))
 MAX_MESSAGE = 4 << 20        # bytes in one message from the child
 MAX_CALLBACKS = 200_000      # requests the child may make of the grader, per submission
 MAX_NOTIFICATIONS = 100_000
@@ -105,29 +107,48 @@ class Budget:
 
 
 class CpuMeter:
-    """CPU seconds (user + system, every thread) the child has used, read from /proc/PID/stat.
+    """CPU seconds (user + system, every thread) the child has used.
 
-    Where /proc is not there, the wall clock stands in, and the limits are wall-clock limits.
+    Read from the kernel's CPU-time clock of the child's process (clock_gettime on
+    CPUCLOCK_SCHED of the pid, as clock_getcpuclockid(3) makes it: one system call, exact to
+    the nanosecond), else from /proc/PID/stat (whole clock ticks, and a read and a parse: ~5 us
+    of every request). Where neither is there, the wall clock stands in, and the limits are
+    wall-clock limits.
     """
 
     def __init__(self, pid: int | None):
         self.fd = None
+        self.clock = None
         self.closed = False
         self.last = 0.0
         self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         if pid is not None:
-            try:
-                self.fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                self.fd = None
+            if hasattr(time, "clock_gettime") and sys.platform.startswith("linux"):
+                clock = ((~pid) << 3) | 2  # MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)
+                try:
+                    time.clock_gettime(clock)
+                    self.clock = clock
+                except (OSError, OverflowError):
+                    self.clock = None
+            if self.clock is None:
+                try:
+                    self.fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+                except OSError:
+                    self.fd = None
         self._start = time.monotonic()
 
     @property
     def measures_cpu(self) -> bool:
-        return self.fd is not None
+        return self.clock is not None or self.fd is not None
 
     def seconds(self) -> float:
         if self.closed:
+            return self.last
+        if self.clock is not None:
+            try:
+                self.last = time.clock_gettime(self.clock)
+            except OSError:
+                pass  # the process is gone (reaped): its last reading stands
             return self.last
         if self.fd is None:
             self.last = time.monotonic() - self._start
@@ -144,6 +165,7 @@ class CpuMeter:
         if not self.closed:
             self.seconds()
             self.closed = True
+        self.clock = None
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
@@ -245,15 +267,15 @@ class RemoteObject:
 class RemoteMethod:
     """`obj.name` for a method of a learner object's class: calling it is one request, looked up afresh in the child."""
 
-    __slots__ = ("_lk_owner", "_lk_name")
+    __slots__ = ("_lk_owner", "_lk_name", "_lk_what")
 
     def __init__(self, owner: RemoteObject, name: str):
         self._lk_owner, self._lk_name = owner, name
+        self._lk_what = f"calling {owner._lk_desc['name']}.{name}()"  # built once, not on every call
 
     def __call__(self, *args, **kwargs):
         owner = self._lk_owner
-        return owner._lk_endpoint.call(owner._lk_handle, args, kwargs,
-                                       f"calling {owner._lk_desc['name']}.{self._lk_name}()", method=self._lk_name)
+        return owner._lk_endpoint.call(owner._lk_handle, args, kwargs, self._lk_what, method=self._lk_name)
 
     def __repr__(self):
         return f"<method {self._lk_name} of your {self._lk_owner._lk_desc['name']}>"
@@ -508,6 +530,8 @@ class ParentEndpoint(Endpoint):
             value = getattr(obj, name)
         except Exception as exc:  # noqa: BLE001 - sent ahead as the error the child would get
             return "err", exc
+        if type(value) in _PLAIN_TYPES:
+            return "ok", value
         if callable(value) or isinstance(value, (types.ModuleType, type)):
             return None
         return "ok", value
