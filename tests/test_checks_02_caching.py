@@ -1061,3 +1061,33 @@ def test_the_panel_s_cache_sliders_say_L1_and_L2():
     labels = {k.name: k.widget().description for k in lk.caching.PANEL.knobs}
     assert labels["l1_items"].startswith("L1") and labels["l1_ttl_s"].startswith("L1")
     assert labels["ttl_s"].startswith("L2")
+
+
+# --- from a fresh-eyes review (lesson 02) ------------------------------------------------------------
+
+@pytest.mark.parametrize("store", [
+    '        self.cache.set(key, {"id": key, **fields})',
+    '        row = dict(self.cache.get(key) or {"id": key})\n        row.update(fields)\n        self.cache.set(key, row)',
+], ids=["the row with its id", "the fields merged into the cached row"])
+def test_write_behind_caching_the_row_with_its_id_passes(store):
+    """A row in this lesson is what db.read returns: its id and its fields; both are the new row."""
+    report = lk.check("02.4", write_behind(mutate(WRITE_BEHIND, "        self.cache.set(key, fields)", store)))
+    assert report.status == "passed", report.text()
+
+
+@pytest.mark.parametrize("store, expected", [
+    ('        self.cache.set(key, {"id": key, **fields, "seq": 0})', "the cache did not hold the new row"),
+    ('        self.cache.set(key, {"id": key + 1, **fields})', "the cache did not hold the new row"),
+    ('        self.cache.set(key, {"score": fields["score"]})', "the cache did not hold the new row"),
+], ids=["a stale seq", "another key's id", "some of the fields"])
+def test_write_behind_caching_another_row_fails(store, expected):
+    report = lk.check("02.4", write_behind(mutate(WRITE_BEHIND, "        self.cache.set(key, fields)", store)))
+    assert_fails_with(report, expected)
+
+
+@pytest.mark.parametrize("old, new, expected", [
+    ("        while self.pending:", "        if self.pending:", "flush() must write every queued row"),
+    ("[:self.batch_size]", "[:20]", "the class was built with batch_size=7"),
+], ids=["one batch per flush()", "batch size hard-coded 20"])
+def test_write_behind_batches_are_judged_with_other_batch_sizes(old, new, expected):
+    assert_fails_with(lk.check("02.4", write_behind(mutate(WRITE_BEHIND, old, new))), expected)
