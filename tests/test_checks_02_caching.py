@@ -1091,3 +1091,17 @@ def test_write_behind_caching_another_row_fails(store, expected):
 ], ids=["one batch per flush()", "batch size hard-coded 20"])
 def test_write_behind_batches_are_judged_with_other_batch_sizes(old, new, expected):
     assert_fails_with(lk.check("02.4", write_behind(mutate(WRITE_BEHIND, old, new))), expected)
+
+
+@pytest.mark.parametrize("old, new, expected", [
+    # Only the L1 lookup is truthy: the database is asked once, but every read of a missing row asks Redis.
+    ("        value = self.l1.get(key)\n        if value is None:", "        value = self.l1.get(key)\n        if not value:",
+     "still asked the shared L2"),
+    # A longer TTL only on the database's path: the server that read it first keeps it for 60 s.
+    ("                self.l2.set(key, value)\n            self.l1.set(key, value)",
+     "                self.l2.set(key, value, ttl_s=60)\n                self.l1.set(key, value, ttl_s=60)\n"
+     "            else:\n                self.l1.set(key, value)",
+     "past the L1's 5 s TTL (server 2 had filled it from the database)"),
+], ids=["`if not value` on the L1 only", "ttl_s=60 on the database's path"])
+def test_two_level_mistakes_seen_only_on_one_path_fail(old, new, expected):
+    assert_fails_with(check("02.1", "TwoLevelCache", mutate(TWO_LEVEL, old, new)), expected)

@@ -176,6 +176,8 @@ def _set(Answer, ctx):
     try:
         s.get(1, 2)
         s.get(2, 2)
+        s.get(2, 6)   # user 6 the other way round: server 2's L1 filled from the database, not from L2
+        s.get(1, 6)
         before = _peek(s.db, 2)
         result, ev = s.call(1, "set", 2, plan="pro")
         wrote = _count(ev, "db", "write")
@@ -201,18 +203,23 @@ def _set(Answer, ctx):
             raise Fail(f"Right after set(2, plan='pro'), the same server's get(2) returned the old row {row!r} from "
                        "its own L1: set() must clear (or update) the key in this server's L1 and in L2.")
         _expect_row(row, 2, after, "On the server that called set(2, plan='pro'), right afterwards")
+        s.call(1, "set", 6, plan="pro")
+        afters = {2: (after, "from the shared L2"), 6: (_peek(s.db, 6), "from the database")}
         s.sim.advance(L1_TTL_S + 0.5)
-        row, ev = s.get(2, 2)
-        if row != after:
+        for key, (after, filled) in afters.items():
+            row, ev = s.get(2, key)
+            if row == after:
+                continue
             if _count(ev, "server 2 L1", "hit"):
-                raise Fail(f"Server 2's L1 still served the old row {row!r} {L1_TTL_S + 0.5:g} s after set(), past "
-                           f"the L1's {L1_TTL_S:g} s TTL. Keep the caches' TTLs: call set(key, value) without a "
-                           "longer ttl_s. That TTL is what bounds how stale another server can be.")
+                raise Fail(f"Server 2's L1 still served the old row {row!r} {L1_TTL_S + 0.5:g} s after set({key}, "
+                           f"plan='pro'), past the L1's {L1_TTL_S:g} s TTL (server 2 had filled it {filled}). Keep "
+                           "the caches' TTLs: call set(key, value) without a longer ttl_s, on every path. That TTL "
+                           "is what bounds how stale another server can be.")
             if _count(ev, "l2", "hit"):
-                raise Fail(f"{L1_TTL_S + 0.5:g} s after set(2, plan='pro'), server 2's L1 entry had expired, but "
-                           f"the shared L2 still held the old row {row!r}, and would for its {L2_TTL_S:g} s TTL. "
-                           "After writing the database, delete the key from L2 too (and from this server's L1).")
-            _expect_row(row, 2, after, f"{L1_TTL_S + 0.5:g} s after set() on server 1, on server 2")
+                raise Fail(f"{L1_TTL_S + 0.5:g} s after set({key}, plan='pro'), server 2's L1 entry had expired, "
+                           f"but the shared L2 still held the old row {row!r}, and would for its {L2_TTL_S:g} s "
+                           "TTL. After writing the database, delete the key from L2 too (and from this server's L1).")
+            _expect_row(row, key, after, f"{L1_TTL_S + 0.5:g} s after set() on server 1, on server 2")
     finally:
         s.close()
     return "the writer saw its change at once, the other server once its L1 entry expired"
@@ -255,11 +262,14 @@ def _missing(Answer, ctx):
         if row is not None:
             raise Fail(f"get(404) returned {row!r}, but the database has no user 404: return None for a row that "
                        "does not exist (and turn your 'not found' marker back into None).")
+        l1_then_l2 = 0   # repeated reads the L1 answered (with the marker) that still asked the L2
         for _ in range(5):
             row, more = s.get(1, 404)
             ev = ev + more
             if row is not None:
                 raise Fail(f"A repeated get(404) returned {row!r} for a user that does not exist: return None.")
+            l1_then_l2 += bool(_count(more, "server 1 L1", "hit", 404)
+                               and (_count(more, "l2", "hit", 404) or _count(more, "l2", "miss", 404)))
         reads = _count(ev, "db", "read")
         if reads > 1:
             l1_hits = _count(ev, "server 1 L1", "hit", 404)
@@ -271,6 +281,12 @@ def _missing(Answer, ctx):
             raise Fail(f"Server 1 read user 404, who does not exist, 6 times, and all {reads} reads queried the "
                        "database. Cache the 'not found' too (negative caching): otherwise anyone can bypass "
                        "the cache by asking for ids that do not exist, and every such request reaches the database.")
+        if l1_then_l2:
+            raise Fail(f"Server 1 read user 404, who does not exist, 6 times: its L1 held your 'not found' marker "
+                       f"and answered, yet {l1_then_l2} of the 5 repeated reads still asked the shared L2 (a network "
+                       "round trip for an answer this server had). Your code treats the L1's marker as a miss: an "
+                       "empty marker such as {} is falsy, so `if value:` skips it. Test for a miss with "
+                       "`if value is None`, at both levels.")
         row, ev = s.get(2, 404)
         if row is None and _count(ev, "db", "read") and not (_count(ev, "l2", "hit") or _count(ev, "l2", "miss")):
             raise Fail("After server 1 had found that user 404 does not exist, server 2 asked: its own L1 missed "
