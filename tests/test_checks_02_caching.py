@@ -1105,3 +1105,17 @@ def test_write_behind_batches_are_judged_with_other_batch_sizes(old, new, expect
 ], ids=["`if not value` on the L1 only", "ttl_s=60 on the database's path"])
 def test_two_level_mistakes_seen_only_on_one_path_fail(old, new, expected):
     assert_fails_with(check("02.1", "TwoLevelCache", mutate(TWO_LEVEL, old, new)), expected)
+
+
+def test_a_lease_holder_elsewhere_answered_with_none_is_named():
+    source = LEASED.replace("            self.clock.after(0.05, self.get, key, reply)", "            reply(None)")
+    assert_fails_with(lk.check("02.2", consistent(source)), "got None, though the database has the row")
+    assert "what your cache stores around it" not in messages(lk.check("02.2", consistent(source)))
+
+
+def test_none_then_the_row_is_two_answers_in_every_check():
+    source = mutate(CONSISTENT, "        else:\n            self.fill(key, reply)",
+                    "        else:\n            reply(None)\n            self.fill(key, reply)")
+    report = lk.check("02.2", consistent(source))
+    assert report.score == 0, report.text()
+    assert all("answers" in r.message for r in report.results if not r.passed), report.text()

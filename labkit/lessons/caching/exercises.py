@@ -400,13 +400,22 @@ def _race(Answer, **kwargs):
         raise Fail(f"A read at t={t:.2f} s, by {who}, got {n} answers: call reply(row) exactly once.")
     for t, who, action, got in run.steps:
         if action == "reads" and not (isinstance(got[0][1], dict) and "bio" in got[0][1]):
-            raise Fail(f"A read at t={t:.2f} s got {got[0][1]!r}: reply with the row itself (a dict such as "
-                       "{'id': 42, 'bio': ...}), not with what your cache stores around it.")
+            raise Fail(_bad_reply(t, got[0][1], 42))
     final = _peek(run.db, run.settings["key"])
     if final is None or final.get("bio") != "new bio":
         raise Fail(f"After update(42, bio='new bio') the database still had {final!r}: write the change with "
                    "self.db.write(key, **fields).")
     return run
+
+
+def _bad_reply(sent, row, key) -> str:
+    if row is None:
+        return (f"A read of profile {key} at t={sent:.2f} s got None, though the database has the row: call reply(row) "
+                "only once you have the row. On a miss, that is when the query returns; if another request is "
+                "filling the key (get_or_lease gave neither a value nor a token), do not answer yet: ask again a "
+                "little later with self.clock.after(0.05, self.get, key, reply).")
+    return (f"A read at t={sent:.2f} s got {row!r}: reply with the row itself (a dict such as "
+            f"{{'id': {key}, 'bio': ...}}), not with what your cache stores around it.")
 
 
 def _stale_message(run, label: str, write_at: float) -> str:
@@ -575,9 +584,11 @@ def _fill_ttl(Answer, ctx):
     finally:
         cache.flush()
     for sent, answers in got:
+        if len(answers) > 1:
+            raise Fail(f"A read at t={sent:g} s got {len(answers)} answers ({', '.join(map(repr, answers))}): call "
+                       "reply(row) exactly once.")
         if answers and not (isinstance(answers[0], dict) and "bio" in answers[0]):
-            raise Fail(f"A read at t={sent:g} s got {answers[0]!r}: reply with the row itself (a dict such as "
-                       "{'id': 7, 'bio': ...}), not with what your cache stores around it.")
+            raise Fail(_bad_reply(sent, answers[0], 7))
     for (sent, answers), want in ((got[2], "migrated 1"), (got[4], "migrated 2")):
         bio = answers[0].get("bio") if answers and isinstance(answers[0], dict) else None
         if answers and bio != want:
