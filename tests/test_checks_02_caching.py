@@ -1119,3 +1119,15 @@ def test_none_then_the_row_is_two_answers_in_every_check():
     report = lk.check("02.2", consistent(source))
     assert report.score == 0, report.text()
     assert all("answers" in r.message for r in report.results if not r.passed), report.text()
+
+
+def test_coalescing_that_replaces_the_whole_waiting_dict_names_it():
+    answer = stampede_safe(mutate(STAMPEDE, "        self.waiting[key] = [reply]", "        self.waiting = {key: [reply]}"))
+    report = lk.check("02.3", answer)
+    assert_fails_with(report, "replace the whole dict")
+    assert "Your code raised KeyError" not in messages(report), report.text()
+
+
+def test_xfetch_with_an_expiry_past_the_ttl_names_the_ttl():
+    answer = run_cells(XFETCH.replace('"expiry": now + self.ttl_s}', '"expiry": now + 60.0}'))["StampedeSafeCache"]
+    assert_fails_with(lk.check("02.3", answer), "the class was given ttl_s=4")

@@ -700,6 +700,30 @@ def _refused_message(head: str, refused: int) -> str:
             "now / (now + 1)).")
 
 
+def _expiry_past_ttl(Answer) -> str | None:
+    """If the learner's entries carry an expiry of their own (XFetch), and it lies past the TTL the class was
+    given: a sentence saying so. The cache drops the entry at ttl_s, so an early refresh timed by a later
+    expiry never comes first."""
+    run = _Requests(Answer, servers=1, rows={1: "Front page"}, seed=27)
+    try:
+        run.at(0.0, 0, 1)
+        run.sim.run(until=HOT["query_s"] + 0.1)
+        filled = [e.time_s for e in run.events if e.component == "cache" and e.event == "set" and e.fields.get("accepted")]
+        entry = run.cache.get(1)
+    finally:
+        run.cache.flush()
+    if not filled or not isinstance(entry, dict):
+        return None
+    for name, value in entry.items():
+        if "exp" in str(name).lower() and isinstance(value, (int, float)) and not isinstance(value, bool) \
+                and value - filled[-1] > HOT["ttl_s"] + 0.5:
+            return (f" Your entries record {name!r}: {value:g}, {value - filled[-1]:g} s after their fill at "
+                    f"t={filled[-1]:g} s, but the class was given ttl_s={HOT['ttl_s']:g} and the cache drops the entry "
+                    f"then, so no read ever comes close enough to that expiry to refresh early. Compute it from the "
+                    "class's own TTL: clock.now + self.ttl_s.")
+    return None
+
+
 @stampede.scenario("every request gets the row, once, within a second")
 def _answers(Answer, ctx):
     run = _hot_run(Answer, 21)
@@ -737,6 +761,11 @@ def _no_stampede(Answer, ctx):
             raise Fail(_refused_message(f"200 requests/s for one key through 4 app servers: {when}, "
                                         f"{s['peak_in_flight']} database queries for that one row were running at "
                                         f"once (at most {MAX_IN_FLIGHT} allowed)", refused))
+        past_ttl = _expiry_past_ttl(Answer)
+        if past_ttl:
+            raise Fail(f"200 requests/s for one key through 4 app servers: {when}, {s['peak_in_flight']} database "
+                       f"queries for that one row were running at once (at most {MAX_IN_FLIGHT} allowed): a "
+                       "stampede at the expiry." + past_ttl)
         raise Fail(f"200 requests/s for one key through 4 app servers: {when}, {s['peak_in_flight']} database "
                    f"queries for that one row were running at once (at most {MAX_IN_FLIGHT} allowed; plain "
                    "cache-aside reaches about 40): a stampede. Every request that missed while the first query "
@@ -768,7 +797,8 @@ def _still_hot(Answer, ctx):
                    "recompute early far too often. XFetch recomputes only if now - delta * beta * ln(random()) >= "
                    "expiry, which is rare until the last moments before the expiry (not 1 - exp(-delta / t), the "
                    "formula of a popular tutorial).")
-    raise Fail(head + ", most of them in bursts when the entry expired: the stampede of the check above.")
+    raise Fail(head + ", most of them in bursts when the entry expired: the stampede of the check above."
+               + (_expiry_past_ttl(Answer) or ""))
 
 
 class _Requests:
@@ -777,6 +807,7 @@ class _Requests:
     def __init__(self, Answer, *, servers: int, rows: dict, seed: int):
         _refuse_labkit(Answer)
         self.sim = Sim(seed)
+        self.rows = rows
         self.cache = RedisCache(self.sim, "cache")
         self.db = SlowDatabase(self.sim, "db", query_s=HOT["query_s"])
         for key, story in rows.items():
@@ -806,6 +837,18 @@ class _Requests:
     def run(self, until: float) -> None:
         try:
             self.sim.run(until=until)
+        except Exception as exc:  # noqa: BLE001 - by name: under the grader it crossed a pipe
+            if not _named(exc, "KeyError"):
+                raise
+            keys = " and ".join(map(str, self.rows))
+            several = len(self.rows) > 1
+            raise Fail(f"Requests for the key{'s' if several else ''} {keys} at t={self.sim.now:.2f} s: when a query "
+                       f"returned, your code raised KeyError: {exc} (it looked up a key its dict no longer had), so "
+                       "the requests waiting for that row never got it. "
+                       + ("Does starting a query for one key replace the whole dict (self.waiting = {key: [...]}) "
+                          "instead of adding that key (self.waiting[key] = [...])? Keep one waiting list per key, and "
+                          "remove only that key's when its row arrives." if several else
+                          "Is the key's waiting list removed twice, or never added?")) from None
         finally:
             self.cache.flush()
 
