@@ -716,7 +716,7 @@ def _expiry_past_ttl(Answer) -> str | None:
         return None
     for name, value in entry.items():
         if "exp" in str(name).lower() and isinstance(value, (int, float)) and not isinstance(value, bool) \
-                and value - filled[-1] > HOT["ttl_s"] + 0.5:
+                and HOT["ttl_s"] + 0.5 < value - filled[-1] < 86_400:   # beyond a day: the wall clock's time
             return (f" Your entries record {name!r}: {value:g}, {value - filled[-1]:g} s after their fill at "
                     f"t={filled[-1]:g} s, but the class was given ttl_s={HOT['ttl_s']:g} and the cache drops the entry "
                     f"then, so no read ever comes close enough to that expiry to refresh early. Compute it from the "
