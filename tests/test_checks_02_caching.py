@@ -1061,3 +1061,73 @@ def test_the_panel_s_cache_sliders_say_L1_and_L2():
     labels = {k.name: k.widget().description for k in lk.caching.PANEL.knobs}
     assert labels["l1_items"].startswith("L1") and labels["l1_ttl_s"].startswith("L1")
     assert labels["ttl_s"].startswith("L2")
+
+
+# --- from a fresh-eyes review (lesson 02) ------------------------------------------------------------
+
+@pytest.mark.parametrize("store", [
+    '        self.cache.set(key, {"id": key, **fields})',
+    '        row = dict(self.cache.get(key) or {"id": key})\n        row.update(fields)\n        self.cache.set(key, row)',
+], ids=["the row with its id", "the fields merged into the cached row"])
+def test_write_behind_caching_the_row_with_its_id_passes(store):
+    """A row in this lesson is what db.read returns: its id and its fields; both are the new row."""
+    report = lk.check("02.4", write_behind(mutate(WRITE_BEHIND, "        self.cache.set(key, fields)", store)))
+    assert report.status == "passed", report.text()
+
+
+@pytest.mark.parametrize("store, expected", [
+    ('        self.cache.set(key, {"id": key, **fields, "seq": 0})', "the cache did not hold the new row"),
+    ('        self.cache.set(key, {"id": key + 1, **fields})', "the cache did not hold the new row"),
+    ('        self.cache.set(key, {"score": fields["score"]})', "the cache did not hold the new row"),
+], ids=["a stale seq", "another key's id", "some of the fields"])
+def test_write_behind_caching_another_row_fails(store, expected):
+    report = lk.check("02.4", write_behind(mutate(WRITE_BEHIND, "        self.cache.set(key, fields)", store)))
+    assert_fails_with(report, expected)
+
+
+@pytest.mark.parametrize("old, new, expected", [
+    ("        while self.pending:", "        if self.pending:", "flush() must write every queued row"),
+    ("[:self.batch_size]", "[:20]", "the class was built with batch_size=7"),
+], ids=["one batch per flush()", "batch size hard-coded 20"])
+def test_write_behind_batches_are_judged_with_other_batch_sizes(old, new, expected):
+    assert_fails_with(lk.check("02.4", write_behind(mutate(WRITE_BEHIND, old, new))), expected)
+
+
+@pytest.mark.parametrize("old, new, expected", [
+    # Only the L1 lookup is truthy: the database is asked once, but every read of a missing row asks Redis.
+    ("        value = self.l1.get(key)\n        if value is None:", "        value = self.l1.get(key)\n        if not value:",
+     "still asked the shared L2"),
+    # A longer TTL only on the database's path: the server that read it first keeps it for 60 s.
+    ("                self.l2.set(key, value)\n            self.l1.set(key, value)",
+     "                self.l2.set(key, value, ttl_s=60)\n                self.l1.set(key, value, ttl_s=60)\n"
+     "            else:\n                self.l1.set(key, value)",
+     "past the L1's 5 s TTL (server 2 had filled it from the database)"),
+], ids=["`if not value` on the L1 only", "ttl_s=60 on the database's path"])
+def test_two_level_mistakes_seen_only_on_one_path_fail(old, new, expected):
+    assert_fails_with(check("02.1", "TwoLevelCache", mutate(TWO_LEVEL, old, new)), expected)
+
+
+def test_a_lease_holder_elsewhere_answered_with_none_is_named():
+    source = LEASED.replace("            self.clock.after(0.05, self.get, key, reply)", "            reply(None)")
+    assert_fails_with(lk.check("02.2", consistent(source)), "got None, though the database has the row")
+    assert "what your cache stores around it" not in messages(lk.check("02.2", consistent(source)))
+
+
+def test_none_then_the_row_is_two_answers_in_every_check():
+    source = mutate(CONSISTENT, "        else:\n            self.fill(key, reply)",
+                    "        else:\n            reply(None)\n            self.fill(key, reply)")
+    report = lk.check("02.2", consistent(source))
+    assert report.score == 0, report.text()
+    assert all("answers" in r.message for r in report.results if not r.passed), report.text()
+
+
+def test_coalescing_that_replaces_the_whole_waiting_dict_names_it():
+    answer = stampede_safe(mutate(STAMPEDE, "        self.waiting[key] = [reply]", "        self.waiting = {key: [reply]}"))
+    report = lk.check("02.3", answer)
+    assert_fails_with(report, "replace the whole dict")
+    assert "Your code raised KeyError" not in messages(report), report.text()
+
+
+def test_xfetch_with_an_expiry_past_the_ttl_names_the_ttl():
+    answer = run_cells(XFETCH.replace('"expiry": now + self.ttl_s}', '"expiry": now + 60.0}'))["StampedeSafeCache"]
+    assert_fails_with(lk.check("02.3", answer), "the class was given ttl_s=4")
