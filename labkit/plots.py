@@ -381,7 +381,7 @@ def _png_rgb(rgba) -> bytes:
     pixels = np.asarray(rgba)
     height, width = pixels.shape[:2]
     rows = np.zeros((height, 1 + 3 * width), np.uint8)   # each row: filter type 0 (none), then R G B ...
-    rows[:, 1:] = pixels[:, :, :3].reshape(height, 3 * width)
+    rows[:, 1:].reshape(height, width, 3)[...] = pixels[:, :, :3]   # one copy (a reshape of the slice would be two)
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)   # 8 bits, RGB, deflate, no interlace
     return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
             + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 1)) + _png_chunk(b"IEND", b""))
