@@ -23,7 +23,7 @@ from pathlib import Path
 
 from labkit import checking
 from labkit.checking import FAILED, NOT_ATTEMPTED, Exercise, Fail, Report, Result
-from labkit.grading.endpoint import UNSENT, Endpoint
+from labkit.grading.endpoint import _PLAIN, UNSENT, Endpoint
 from labkit.checking.expose import exposed_names
 from labkit.grading.notebook import (NotANotebook, Submission, cell_name, defining_cell, detect_lesson,
                                     read_submission)
@@ -31,7 +31,6 @@ from labkit.grading.protocol import MAX_TEXT, FrameBuffer, ProtocolError, Remote
 from labkit.grading import sandbox
 from labkit.grading.sandbox import Child, Limits, UidPool
 
-_PLAIN_TYPES = (str, int, float, bool, type(None))
 MAX_MESSAGE = 4 << 20        # bytes in one message from the child
 MAX_CALLBACKS = 200_000      # requests the child may make of the grader, per submission
 MAX_NOTIFICATIONS = 100_000
@@ -530,7 +529,7 @@ class ParentEndpoint(Endpoint):
             value = getattr(obj, name)
         except Exception as exc:  # noqa: BLE001 - sent ahead as the error the child would get
             return "err", exc
-        if type(value) in _PLAIN_TYPES:
+        if type(value) in _PLAIN:
             return "ok", value
         if callable(value) or isinstance(value, (types.ModuleType, type)):
             return None
