@@ -5,7 +5,8 @@ import functools
 
 from labkit.knobs import Panel
 from labkit.lessons.replicas.model import KNOBS, ReplicasRun, simulate
-from labkit.plots import PALETTE, Chart, fmt, legend_outside, new_figure, not_drawn_while_grading, round_up, time_series
+from labkit.plots import (PALETTE, Chart, fmt, legend_outside, new_figure, not_drawn_while_grading, round_up,
+                          step_bands, step_lines)
 from labkit.run import as_runs, only_run
 
 
@@ -42,61 +43,66 @@ def plot(runs, title: str | None = None):
     """Load per node, replica lag, and stale reads over time, for one run (lesson 01)."""
     from matplotlib.ticker import MaxNLocator
 
+    from matplotlib.lines import Line2D
+
     run = only_run(runs, ReplicasRun, "lk.replicas.simulate")
     s, per_s = run.series(0.5), run.series(1.0)   # load is counted per second: steadier
     end = run.duration_s
+    # Each value holds over its bin: bin edges are the bins' starts and the run's end.
+    edges, per_s_edges = [*s["time_s"], end], [*per_s["time_s"], end]
 
-    def steps(times, values):
-        # A step plot ends where its last bin starts; repeat the last value so it reaches the end.
-        return [*times, end], [*values, values[-1]]
+    def key(colour, label, **style):
+        return Line2D([], [], color=colour, linewidth=1.6, label=label, **style)
 
-    t = s["time_s"]
     # Legends beside the panels: they hide no data, and are drawn once.
     fig, (ax_load, ax_lag, ax_stale) = new_figure(3, 1.55, right=0.8)
     beside = dict(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False)
     # Text is most of a figure's drawing time: few ticks, and legends outside the axes,
-    # where png() draws them with the axes layer. Round robin gives the replicas the same
-    # load, so they are one line (their average) and a band (their range) rather than
+    # where png() draws them with the axes layer. The lines of a panel are one collection
+    # (`step_lines`), with its legend's keys drawn apart. Round robin gives the replicas the
+    # same load, so they are one line (their average) and a band (their range) rather than
     # lines hiding each other.
-    load, ts = per_s["load_qps"], per_s["time_s"]
-    time_series(ax_load, *steps(ts, load["primary"]), "primary", 0)
+    load = per_s["load_qps"]
+    lines, keys = [(per_s_edges, load["primary"], PALETTE[0], "-")], [key(PALETTE[0], "primary")]
     replicas = [load[name] for name in run.node_names[1:]]
     if replicas:
         low, high = [min(v) for v in zip(*replicas)], [max(v) for v in zip(*replicas)]
-        ax_load.fill_between(*steps(ts, low), steps(ts, high)[1], step="post", color=PALETTE[1], alpha=0.3,
-                             linewidth=0)
-        time_series(ax_load, *steps(ts, [sum(v) / len(v) for v in zip(*replicas)]),
-                    "each replica" if len(replicas) > 1 else "replica", 1)
+        step_bands(ax_load, per_s_edges, [(low, high, PALETTE[1])], alpha=0.3)
+        lines.append((per_s_edges, [sum(v) / len(v) for v in zip(*replicas)], PALETTE[1], "-"))
+        keys.append(key(PALETTE[1], "each replica" if len(replicas) > 1 else "replica"))
+    step_lines(ax_load, lines, linewidth=1.6)
     capacity = run.settings["node_capacity_qps"]
-    ax_load.axhline(capacity, color=PALETTE[7], linestyle="--", linewidth=1, label="node capacity")
+    ax_load.axhline(capacity, color=PALETTE[7], linestyle="--", linewidth=1)
+    keys.append(key(PALETTE[7], "node capacity", linestyle="--"))
     ax_load.set_ylabel("load (queries/s)")
     ax_load.set_ylim(0, round_up(max(1.3 * capacity, *(1.1 * max(v) for v in load.values()))))
     ax_load.yaxis.set_major_locator(MaxNLocator(4, steps=[1, 2, 2.5, 5, 10]))
-    legend_outside(ax_load, **beside)
+    legend_outside(ax_load, keys, [k.get_label() for k in keys], **beside)
     lags = s["lag_s"]
     worst = max((max(v) for v in lags.values()), default=0.0)
     if len(lags) > 1 and all(v == next(iter(lags.values())) for v in lags.values()):
         lags = {"every replica": next(iter(lags.values()))}   # one line, not several on top of each other
-    for i, (name, values) in enumerate(lags.items()):
-        time_series(ax_lag, *steps(t, values), name, 2 + i)
+    colours = [PALETTE[(2 + i) % len(PALETTE)] for i in range(len(lags))]
+    step_lines(ax_lag, [(edges, values, c, "-") for values, c in zip(lags.values(), colours)], linewidth=1.6)
     limit = run.settings.get("max_lag_s")
     if limit is not None and run.replica_set.replicas:
         ax_lag.axhline(limit, color=PALETTE[7], linestyle=":", linewidth=1)
         ax_lag.annotate("max_lag_s", (0, limit), xytext=(3, 2), textcoords="offset points", fontsize=7,
                         va="bottom")
     if lags and len(lags) <= 4:
-        legend_outside(ax_lag, **beside)
+        keys = [key(c, name) for name, c in zip(lags, colours)]
+        legend_outside(ax_lag, keys, list(lags), **beside)
     ax_lag.set_ylim(0, round_up(max(1.25 * worst, 1.25 * (limit or 0), 0.5)))
     ax_lag.set_ylabel("replica lag (s)")
     ax_lag.yaxis.set_major_locator(MaxNLocator(3))
-    time_series(ax_stale, *steps(t, s["stale_pct"]), "all reads", 5)
-    time_series(ax_stale, *steps(t, s["own_stale_pct"]), "users re-reading\ntheir own save", 7)
+    stale = [("all reads", s["stale_pct"], PALETTE[5]), ("users re-reading\ntheir own save", s["own_stale_pct"], PALETTE[7])]
+    step_lines(ax_stale, [(edges, values, c, "-") for _, values, c in stale], linewidth=1.6)
     ax_stale.set_ylabel("stale reads (%)")
     ax_stale.set_ylim(-5, 105)
     ax_stale.set_yticks([0, 50, 100])
     ax_stale.set_xlabel("time (s, simulated)")
     ax_stale.set_xlim(0, run.duration_s)
-    legend_outside(ax_stale, **beside)
+    legend_outside(ax_stale, [key(c, label) for label, _, c in stale], [label for label, *_ in stale], **beside)
     if title is None:
         sm = run.summary()
         n = run.settings["replicas"]
