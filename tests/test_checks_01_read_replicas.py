@@ -507,7 +507,7 @@ WRONG_SESSIONS = {
         "exactly max_lag_s=1 s after the save, replica1 was 1 s behind"),
     "sticky window of a fixed 2 s (Rails' default), whatever max_lag_s": (
         sticky(2.0),
-        "kept users on the primary for about 2.1 s after a save, then sent their re-reads to the replicas, but it "
+        "kept users on the primary for about 2.0 s after a save, then sent their re-reads to the replicas, but it "
         "was built with max_lag_s=3"),
     "sticky window of a fixed 1.5 s, longer than the default max_lag_s only": (
         sticky(1.5),
@@ -533,7 +533,7 @@ WRONG_SESSIONS = {
         "A token belongs to the user who wrote, not to the row"),
     "a replica must have caught up with the primary, not with the save": (
         mutate(RYW, "r.is_up and r.position >= token", "r.is_up and r.position >= self.primary.position"),
-        "long after every replica had their save"),
+        "not once it has caught up with the primary"),
     "everyone sticks to the primary after anyone writes": (
         sticky(2.0).replace("self.wrote_at[user] = self.clock.now",
                             "self.wrote_at = {u: self.clock.now for u in range(1, 301)}"),
