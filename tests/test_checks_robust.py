@@ -300,3 +300,24 @@ def test_counts_take_the_right_number():
 
     assert [counted(1, "replica"), counted(3, "replica"), counted(1200, "read"), counted(1, "query", "queries"),
             counted(2, "query", "queries")] == ["1 replica", "3 replicas", "1,200 reads", "1 query", "2 queries"]
+
+
+def test_numpy_partition_sizes_count_as_the_whole_numbers_they_are():
+    plain = dict(checkout_workers=12, product_workers=14, reporting_workers=14, max_wait_s=0.0)
+    typed = dict(checkout_workers=np.int64(12), product_workers=np.int32(14), reporting_workers=np.int64(14),
+                 max_wait_s=np.float32(0.0))
+    assert lk.check("04.3", plain).status == "passed"
+    report = lk.check("04.3", typed)
+    assert report.status == "passed", report.text()
+    assert "whole number of workers" in failed_messages(lk.check("04.3", {**plain, "product_workers": 13.5}))
+
+
+@pytest.mark.parametrize("written", ["b", "B", " b.", "b.", "(b)", "b) ", "[b]", "b:"])
+def test_a_choice_letter_counts_however_it_is_decorated(written):
+    assert lk.check("04.4", written).status == lk.check("04.4", "b").status
+    assert lk.check("02.5", written).status == lk.check("02.5", "b").status
+
+
+@pytest.mark.parametrize("written", ["bb", "b. because", "ab", ""])
+def test_a_choice_that_is_not_one_letter_is_not_read_as_one(written):
+    assert "ANSWER should be one of" in failed_messages(lk.check("04.4", written))

@@ -4,14 +4,19 @@ from __future__ import annotations
 import decimal
 import math
 import numbers
+import re
 
 from labkit.checking.verdicts import Fail
 from labkit.clock import Sim
 
 
 def judge_choice(answer, choices: dict) -> str:
-    """A multiple-choice answer ('b', 'B' or '(b)') against {letter: (right, feedback)}; a wrong one raises Fail."""
-    choice = str(answer).strip().lower().strip("()")
+    """A multiple-choice answer against {letter: (right, feedback)}; a wrong one raises Fail.
+
+    The letter may come as it is written on paper: 'b', 'B', '(b)', 'b)', 'b.', '[b]', ' b: '.
+    """
+    match = re.fullmatch(r"[\s(\[]*([a-z])[\s)\].:]*", str(answer).lower()) if isinstance(answer, str) else None
+    choice = match.group(1) if match else str(answer).strip().lower()
     if choice not in choices:
         raise Fail(f"ANSWER should be one of {', '.join(map(repr, choices))}; got {answer!r}.")
     right, feedback = choices[choice]

@@ -26,6 +26,8 @@ import os
 import struct
 import traceback
 
+from labkit.validate import plain_number
+
 HEADER = struct.Struct(">I")
 MAX_DEPTH = 60          # nesting of one value
 MAX_ITEMS = 100_000     # a bigger container is sent as a reference, not by value
@@ -287,6 +289,9 @@ class Codec:
             return self.encode(int.__int__(value), depth)
         if isinstance(value, float):
             return self.encode(float.__float__(value), depth)
+        number = plain_number(value)
+        if number is not None:
+            return self.encode(number, depth)
         for base, tag in ((list, "list"), (tuple, "tuple"), (set, "set"), (frozenset, "set")):
             if isinstance(value, base) and base.__len__(value) <= MAX_ITEMS:
                 return {"$": tag, "v": [self.encode(v, depth + 1) for v in base.__iter__(value)]}
@@ -372,3 +377,4 @@ def check_request(message: dict) -> tuple[int, str]:
     if type(number) is not int or type(op) is not str:
         raise ProtocolError("a request needs an integer q and a string op")
     return number, op
+

@@ -349,6 +349,12 @@ def cases(token: str = "x", port: int = 9) -> dict[str, tuple[Case, object]]:
                     "success_threshold=success_threshold)\nTUNING['me'] = [TUNING]")
     add(Case("self_referential", "ok", {**FULL, "03.3": 0}, "an answer that contains itself",
              notes={"message": "could not read your TUNING"}), selfref)
+    numbers = _edit(_edit(solution, "TUNING = dict(", "success_threshold=success_threshold)",
+                          "success_threshold=success_threshold)\nimport numpy as np\n"
+                          "TUNING = {k: np.int64(v) if type(v) is int else np.float32(v) for k, v in TUNING.items()}"),
+                    'ANSWER = "b"', 'ANSWER = "b"', 'ANSWER = " b."')
+    add(Case("numpy_numbers", "ok", FULL, "TUNING's numbers as numpy scalars (np.int64, np.float32), ANSWER as ' b.'"),
+        numbers)
     return out
 
 

@@ -56,6 +56,20 @@ def test_builtin_data_travels_by_value_and_subclasses_arrive_as_their_base():
     assert got["state"] != "open"
 
 
+def test_numbers_of_numpy_fractions_and_decimal_travel_as_the_plain_number_they_are():
+    import decimal
+    import fractions
+
+    import numpy as np
+
+    sender, receiver = _pair()
+    value = [np.int64(7), np.float32(1.5), np.bool_(True), fractions.Fraction(6, 2), fractions.Fraction(1, 4),
+             decimal.Decimal("2.5")]
+    got = receiver.decode(sender.encode(value))
+    assert got == [7, 1.5, True, 3, 0.25, 2.5]
+    assert [type(v) for v in got] == [int, float, bool, int, float, float]
+
+
 def test_objects_travel_by_reference_and_come_back_as_themselves():
     sender, receiver = _pair()
     clock = Sim(1)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 
-from labkit.checking import (Exercise, Fail, SentArgsSim, clock_hint, concept_question, construct, refuse_reference,
-                             register)
+from labkit.checking import (Exercise, Fail, SentArgsSim, clock_hint, concept_question, construct, number,
+                             refuse_reference, register)
 from labkit.clock import Sim
 from labkit.lessons.bulkhead.model import TOTAL_WORKERS, simulate
 from labkit.service import TASK_ACTIONS, Service, WorkerPool, executor_timeline
@@ -538,12 +538,13 @@ _sized: dict = {}
 def _sized_runs(answer):
     if not isinstance(answer, dict) or set(answer) != set(_SIZING_KEYS):
         raise Fail(f"SIZING should be a dict with exactly the keys {', '.join(_SIZING_KEYS)}; got {answer!r}.")
-    sizes = [answer[k] for k in _SIZING_KEYS[:3]]
-    for k in _SIZING_KEYS[:3]:
-        if type(answer[k]) is not int or answer[k] < 1:
+    sizes = [number(answer[k], f"SIZING[{k!r}] is", whole=True,
+                    should="it should be a whole number of workers, at least 1") for k in _SIZING_KEYS[:3]]
+    for k, size in zip(_SIZING_KEYS, sizes):
+        if size < 1:
             raise Fail(f"SIZING[{k!r}] should be a whole number of workers, at least 1; got {answer[k]!r}.")
-    wait = answer["max_wait_s"]
-    if type(wait) not in (int, float) or not 0 <= wait <= 2:
+    wait = number(answer["max_wait_s"], "SIZING['max_wait_s'] is", should="it should be a number of seconds from 0 to 2")
+    if not 0 <= wait <= 2:
         raise Fail(f"SIZING['max_wait_s'] should be a number of seconds from 0 to 2; got {wait!r}.")
     if sum(sizes) > SIZING_TARGETS["budget"]:
         raise Fail(f"The partitions add up to {sum(sizes)} workers; the budget is {SIZING_TARGETS['budget']}.")
@@ -553,8 +554,8 @@ def _sized_runs(answer):
             _sized.clear()
         t = SIZING_TARGETS
         _sized[key] = [simulate(design="bulkheads", seed=s, duration_s=t["duration_s"], incident=t["incident"],
-                                checkout_workers=answer["checkout_workers"], product_workers=answer["product_workers"],
-                                reporting_workers=answer["reporting_workers"], max_wait_s=float(wait))
+                                checkout_workers=sizes[0], product_workers=sizes[1], reporting_workers=sizes[2],
+                                max_wait_s=wait)
                        for s in t["seeds"]]
     return _sized[key]
 
