@@ -118,7 +118,8 @@ splitter = register(Exercise(
         "Keep a counter of whose turn it is. Each ordinary read takes replicas[turn % len(replicas)] "
         "and moves the counter on, so consecutive reads visit every replica in turn.",
         "Skip a replica whose is_up is False (a read sent to it raises lk.ReplicaDown, which you may catch "
-        "instead) and move on to the next one; only when you have tried them all, read from the primary.",
+        "instead), moving the counter on past it too, so the replicas that are up keep taking turns evenly "
+        "(or rotate over the list of replicas that are up); only when none is up, read from the primary.",
         "write() and strong reads need no choice at all: self.primary.write(key, **fields) returns the "
         "log position; return it.",
     )))
@@ -242,6 +243,17 @@ def _uneven_burst(served: list, names: list) -> str:
     return ""
 
 
+def _even_while_down(counts: dict, down: str) -> None:
+    """A Fail if, while `down` was down, one replica that was up served far more reads than another."""
+    up = {name: n for name, n in counts.items() if name not in ("primary", down)}
+    busiest, idlest = max(up, key=up.get), min(up, key=up.get)
+    if up[busiest] > 1.5 * up[idlest]:
+        raise Fail(f"While {down} was down, {busiest} served {up[busiest]} of 150 reads and {idlest} "
+                   f"{up[idlest]} ({_spread(counts)}): {down}'s turns all went to the replica after it, which "
+                   "then carried twice the load of the others. When you skip a replica, move the turn on past "
+                   "it too, so that the replicas that are up take turns evenly.")
+
+
 def _nth(k: int) -> str:
     return f"{k}{'th' if 10 <= k % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(k % 10, 'th')}"
 
@@ -269,6 +281,7 @@ def _down(Router, ctx):
                    f"({_spread(counts)}), although replica1 and replica3 were up. Give a dead replica's turn "
                    "to the next replica; the primary is the last resort. It is sized for the writes, not "
                    f"for a third of the reads.{stuck}")
+    _even_while_down(counts, "replica2")
     bench.node("replica2").up()
     bench.run_until(2.0)
     after = _tally(bench)
@@ -283,6 +296,7 @@ def _down(Router, ctx):
                    f"none did: skipping works until the end of the list.) After the last replica comes the first "
                    f"again: when {last}'s turn is skipped, go round to replica1 (take the turn modulo the number of "
                    "replicas) before you fall back to the primary.")
+    _even_while_down(end, last)
     bench.node("replica1").down()
     two = _tally(bench)
     if two["primary"]:
