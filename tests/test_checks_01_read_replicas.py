@@ -317,6 +317,15 @@ CHOOSE = """        fresh = [r for r in self.replicas if r.is_up and r.lag_s <= 
         return replica.read(key)"""
 
 WRONG_LAG_AWARE = {
+    # From the fourth fresh-eyes round: Vitess's choice, where this exercise asks for the primary.
+    "no replica qualifies: the least-behind one, counted": (
+        "            self.degraded_reads += 1\n            return self.primary.read(key)",
+        """            self.degraded_reads += 1
+            up = [r for r in self.replicas if r.is_up]
+            if not up:
+                return self.primary.read(key)
+            return min(up, key=lambda r: r.lag_s).read(key)""",
+        "served it from the least-behind replica anyway"),
     "falls back to the primary silently": (
         "            self.degraded_reads += 1\n", "",
         "degraded_reads stayed at 0"),
@@ -491,6 +500,9 @@ class ReadYourWritesRouter({base}):
 
 
 WRONG_SESSIONS = {
+    "only the user's first write is remembered": (
+        mutate(RYW, "self.last_write[user] = position", "self.last_write.setdefault(user, position)"),
+        "does your router keep the position of a user's first write?"),
     "every read on the primary": (
         mutate(RYW, "        token = self.last_write.get(user, 0)\n",
                "        token = self.last_write.get(user, 0)\n        return self.primary.read(key)\n"),

@@ -496,7 +496,14 @@ def _skips_in(run) -> None:
         names = sorted({r[1] for r in behind})
         nudge = "Check each replica's lag_s before you send it a read."
         pairs = {tuple(n for n, lag in r[2].items() if lag is not None and lag > limit) for r in behind}
-        if all(len(pair) >= 2 for pair in pairs):
+        if not any(run.fresh(r[2]) for r in behind):
+            # Only while no replica qualified: the fallback served a replica instead of the primary.
+            least = all(r[2][r[1]] == min(v for v in r[2].values() if v is not None) for r in behind)
+            which = "the least-behind replica" if least else "a lagging replica"
+            nudge = ("Each of those reads came while no replica qualified (every one that was up was more than "
+                     f"max_lag_s behind), and your router served it from {which} anyway. When no replica qualifies, the read goes to the primary, counted in degraded_reads. "
+                     "(Serving the least-behind replicas is Vitess's design; this exercise uses the primary.)")
+        elif all(len(pair) >= 2 for pair in pairs):
             # Only while two replicas side by side lagged: the next one in line was taken unchecked.
             both = " and ".join(sorted({n for pair in pairs for n in pair}))
             two = [r[0] for r in ordinary if sum(lag is not None and lag > limit for lag in r[2].values()) >= 2]
@@ -670,7 +677,8 @@ class _SessionRun:
         self.limit = max_lag_s
         self.bench = _Bench(Router, clock=True, lag=lag, spikes=spikes, seed=seed, max_lag_s=max_lag_s)
         sim, rs, rng = self.bench.sim, self.bench.rs, self.bench.sim.rng
-        self.saved = {}       # user -> (bio, position)
+        self.saved = {}       # user -> (bio, position, time) of their last save
+        self.earlier = {}     # user -> the position of the save before their last one, or None
         self.own, self.bad, self.by_node = 0, [], self.bench.counts()
         self.own_reads = []   # (seconds since the user's save, served by the primary) of each re-read
         self.seen = set()   # (user, position of their save) once a re-read showed them that save
@@ -714,7 +722,9 @@ class _SessionRun:
         returned = self.bench.write(user, user=user, bio=bio)
         if returned != self.bench.rs.position and not self.wrong_returns:
             self.wrong_returns.append((returned, self.bench.rs.position))
+        earlier = self.saved[user][1] if user in self.saved else None
         self.saved[user] = (bio, self.bench.rs.position, self.bench.sim.now)
+        self.earlier[user] = earlier
 
     def _strong_read(self):
         user = next(reversed(self.saved), None)   # the user who saved last: a token, if the design keeps one
@@ -744,7 +754,7 @@ class _SessionRun:
             had = [r.name for r in self.bench.replicas if r.is_up and r.position >= position]
             self.bad.append(dict(user=reader, saved_at=saved_at, now=self.bench.sim.now, node=event.component,
                                  node_position=event.fields["position"], position=position, row=row,
-                                 lag=lags.get(event.component, 0.0), had=had,
+                                 lag=lags.get(event.component, 0.0), had=had, earlier=self.earlier[reader],
                                  seen=(reader, position) in self.seen))
         else:
             self.seen.add((reader, position))
@@ -787,6 +797,11 @@ def _stale_own_reads(label, run):
                 f"position {bad['position']}. Is the position you remember the one the primary's write "
                 "returned, after the commit? A position read before the write says 'caught up' one write "
                 "too early.")
+    if all(b["earlier"] is not None and b["node_position"] >= b["earlier"] for b in run.bad):
+        return (head + f": it had only their save before that one (log position {bad['earlier']}). Each of those "
+                "users had saved more than once, and the replica that served them had an earlier save of theirs but "
+                "not the last: does your router keep the position of a user's first write? Keep the position of "
+                "their latest one.")
     window = _window_seen(run)
     if not (window and window[1] <= limit):
         seen = [b for b in run.bad if b["seen"]]
