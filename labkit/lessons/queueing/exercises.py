@@ -55,5 +55,5 @@ def _matches(in_flight, ctx):
             else:
                 nudge = "How many arrive per second, and for how long does each one stay?"
             raise Fail(f"At {rate} requests/s and {latency * 1000:g} ms each, you predicted {predicted:g} in "
-                       f"flight; the simulation measured {measured:.1f} on average. {nudge}")
+                       f"flight; the simulation measured {measured:.3g} on average. {nudge}")
     return "predictions within 10 % of the simulation"
