@@ -68,6 +68,9 @@ class Knob:
         return f"Knob({self.name!r}, {self.lo:g}..{self.hi:g}{unit} by {self.step:g}, default {self.default:g})"
 
 
+_DEFAULT = object()   # "no value given", where None can be an option
+
+
 class Choice:
     """A knob with a few named options: a dropdown (lesson 00).
 
@@ -106,12 +109,13 @@ class Choice:
         i = self.values.index(self.check(value))
         return self.values[(i + 1) % len(self.values)]
 
-    def widget(self, value=None):
-        """The dropdown for this knob, at `value` (default: the declared default)."""
+    def widget(self, value=_DEFAULT):
+        """The dropdown for this knob, at `value` (default: the declared default; None may be an option)."""
         import ipywidgets as w
 
-        value = self.default if value is None else self.check(value)
-        return w.Dropdown(options=list(self.options), value=value, description=self.label,
+        value = self.default if value is _DEFAULT else self.check(value)
+        # By index: a Dropdown given value=None shows nothing selected, though None is an option ("off").
+        return w.Dropdown(options=list(self.options), index=self.values.index(value), description=self.label,
                           style={"description_width": "initial"}, layout=w.Layout(width="330px"))
 
     def __repr__(self) -> str:

@@ -92,6 +92,19 @@ def test_the_play_panel_renders_headless_and_redraws_when_a_knob_moves(lesson):
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=IDS)
+def test_every_control_shows_its_setting(lesson):
+    """A dropdown whose option is None ("off", "unbounded") shows that option, not an empty box."""
+    for knob in lesson.PANEL.knobs:
+        for value in knob.ends:
+            control = knob.widget(value)
+            if isinstance(knob, Knob):
+                assert control.value == value, knob.name
+            else:
+                label = next(label for label, v in knob.options if v == value)
+                assert (control.label, control.value) == (label, value), knob.name
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=IDS)
 def test_every_knob_runs_at_both_ends(lesson):
     for knob in lesson.PANEL.knobs:
         for value in knob.ends:

@@ -36,7 +36,7 @@ SLOW = "product"  # the kind whose dependency slows down
 RATES = {"checkout": 40.0, "product": 100.0, "reporting": 10.0}
 
 KNOBS = Knobs(
-    Knob("slow_latency_s", 0.05, 4.0, 0.05, 2.0, unit="s", label="recommendations latency in the incident"),
+    Knob("slow_latency_s", 0.05, 4.0, 0.05, 2.0, unit="s", label="incident latency"),
     Knob("product_rps", 10.0, 200.0, 10.0, 100.0, unit="requests/s", label="product pages"),
     Knob("checkout_rps", 10.0, 100.0, 10.0, 40.0, unit="requests/s", label="checkouts"),
     Knob("checkout_workers", 1, 38, 1, 12, label="checkout partition"),

@@ -56,7 +56,7 @@ def plot(runs, title: str | None = None):
 
     # Legends beside the panels: they hide no data, and are drawn once.
     fig, (ax_load, ax_lag, ax_stale) = new_figure(3, 1.55, right=0.8)
-    beside = dict(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False)
+    beside = dict(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
     # Text is most of a figure's drawing time: few ticks, and legends outside the axes,
     # where png() draws them with the axes layer. The lines of a panel are one collection
     # (`step_lines`), with its legend's keys drawn apart. Round robin gives the replicas the
