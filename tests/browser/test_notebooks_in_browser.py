@@ -71,6 +71,7 @@ HELPERS_JS = r"""
       info.images = Array.from(area.querySelectorAll('img')).map(
         img => ({complete: img.complete, width: img.naturalWidth, height: img.naturalHeight}));
       info.tables = Array.from(area.querySelectorAll('table.labkit-table')).map(t => t.innerText);
+      info.emptySelects = Array.from(area.querySelectorAll('select')).filter(s => s.selectedIndex < 0).length;
       return info;
     });
     const k = kernel();
@@ -170,6 +171,8 @@ def find_problems(snapshot: dict, flags: dict[int, dict], verdict: str) -> list[
         if f.get("widget") and c["widgets"] == 0 and not errors:
             problems.append(f"{where}: calls lk.{'play' if f.get('play') else 'hints'}( but shows no rendered widget "
                             f"(is the ipywidgets labextension loaded?); output text: {c['text'][:150]!r}")
+        if c.get("emptySelects"):
+            problems.append(f"{where}: {c['emptySelects']} dropdown(s) show no option selected")
         if f.get("play") and not errors and not c["tables"]:
             problems.append(f"{where}: the Play panel shows no summary table (table.labkit-table)")
         if any(img["complete"] and img["width"] == 0 for img in c["images"]):
