@@ -363,7 +363,7 @@ WRONG_LAG_AWARE = {
         "        fresh = [r for r in self.replicas if r.is_up and r.lag_s <= self.max_lag_s]\n",
         "        if not any(r.is_up for r in self.replicas):\n            return super().read(key)\n"
         "        fresh = [r for r in self.replicas if r.is_up and r.lag_s <= self.max_lag_s]\n",
-        "every replica was down, and your router sent all 48 reads to the primary, but degraded_reads did not move"),
+        "reads to the primary, but degraded_reads did not move"),
     "skips a lagging replica by moving the turn on, then lets Router.read pick": (
         "        replica = fresh[self.turn % len(fresh)]\n        self.turn += 1\n        return replica.read(key)",
         "        if self.replicas[self.turn % len(self.replicas)] not in fresh:\n            self.turn += 1\n"
@@ -384,10 +384,10 @@ WRONG_LAG_AWARE = {
         "it skipped replicas at the same lag every time"),
     "a limit of 0.5 s of its own": (
         "r.lag_s <= self.max_lag_s", "r.lag_s <= 0.5",
-        "behaved as if the limit were about 0.49 s"),
+        "behaved as if the limit were about 0.5 s"),
     "a limit of 2 s of its own": (
         "r.lag_s <= self.max_lag_s", "r.lag_s <= 2",
-        "behaved as if the limit were about 1.99 s"),
+        "behaved as if the limit were about 2.0 s"),
     "a lagging replica's turn goes to the primary": (
         CHOOSE,
         """        replica = self.replicas[self.turn % len(self.replicas)]
@@ -406,10 +406,10 @@ WRONG_LAG_AWARE = {
         "        fresh = [r for r in self.replicas if r.is_up and r.lag_s <= self.max_lag_s]",
         "        up = [r for r in self.replicas if r.is_up]\n"
         "        fresh = up if up and sum(r.lag_s for r in up) / len(up) <= self.max_lag_s else []",
-        "replica2 served 18 reads while more than max_lag_s=1 s behind"),
+        "reads while more than max_lag_s=1 s behind"),
     "max_lag_s read as milliseconds": (
         "r.lag_s <= self.max_lag_s", "r.lag_s * 1000 <= self.max_lag_s",
-        "every replica was within the bound (the furthest 0.03 s behind). Compare lag_s, which is in seconds"),
+        "every replica was within the bound (the furthest 0.05 s behind). Compare lag_s, which is in seconds"),
 }
 
 

@@ -353,8 +353,8 @@ class _LagRun:
         sim.run(until=1.0)
         for i in range(int(17 / 0.05)):
             sim.at(1.0 + i * 0.05, self._write, 1 + i % 20, f"v{i}")
-        for i in range(int(17 / 0.02)):
-            sim.at(1.01 + i * 0.02, self._read, 1 + i % 20, i % 25 == 0)
+        for i in range(int(17 / 0.04)):
+            sim.at(1.01 + i * 0.04, self._read, 1 + i % 20, i % 13 == 0)
         for name, start, end in down:
             sim.at(start, self.bench.node(name).down)
             sim.at(end, self.bench.node(name).up)
@@ -429,7 +429,7 @@ def _rule_of_its_own(runs) -> str:
     if not lo < hi or math.isinf(hi) or lo == 0:
         return ""
     limit, run_lo, run_hi = wrong[0]
-    as_if = "1 s (the default in the starter code)" if lo <= 1.0 < hi else f"about {lo:.2f} s"
+    as_if = "1 s (the default in the starter code)" if lo <= 1.0 < hi else f"about {(lo + hi) / 2:.1f} s"
     if run_hi <= limit:
         what = (f"it sent ordinary reads to the primary while a replica was only {run_hi:.2f} s behind, "
                 "within the bound")
