@@ -500,6 +500,12 @@ class ReadYourWritesRouter({base}):
 
 
 WRONG_SESSIONS = {
+    # From the fourth fresh-eyes round: everyone who reads a saved profile waits for the save.
+    "token kept per profile, visitors held to it too": (
+        mutate(mutate(mutate(RYW, "self.last_write[user] = position", "self.last_write[key] = position"),
+                      "token = self.last_write.get(user, 0)", "token = self.last_write.get(key, 0)"),
+               "r.is_up and r.position >= token", "r.is_up and r.position >= token and r.lag_s <= self.max_lag_s"),
+        "a token kept per profile makes everyone who reads it wait for the save"),
     "only the user's first write is remembered": (
         mutate(RYW, "self.last_write[user] = position", "self.last_write.setdefault(user, position)"),
         "does your router keep the position of a user's first write?"),
@@ -537,7 +543,7 @@ WRONG_SESSIONS = {
         sticky("2 * max_lag_s", init="super().__init__(replica_set)\n        max_lag_s = max_lag_s").replace(
             "    def read(self, key, user=None, strong=False):\n",
             "    def read(self, key, user=None, strong=False, max_lag_s=1.0):\n"),
-        "as if your router had max_lag_s=1, the default, instead of the 0.3 it was built with"),
+        "as if your router had max_lag_s=1, the default, instead of the"),
     "sticky window on the wall clock": (
         sticky(2.0, clock="__import__('time').time()"),
         "Your code read the wall clock"),

@@ -713,6 +713,7 @@ class _SessionRun:
             sim.at(end, self.bench.node(name).up)
         self.strong_elsewhere = []    # (time, node) of strong reads not served by the primary
         self.lagging_visitors = []    # (time, node, lag_s) of reads by users who never saved, on a lagging replica
+        self.primary_visitors = []    # (time, profile saved?) of such reads on the primary while a replica qualified
         self.wrong_returns = []       # (what write() returned, the commit's position)
         for i in range(int((duration_s - 2.5) / 0.5)):
             sim.at(2.5 + 0.5 * i, self._strong_read)
@@ -741,6 +742,10 @@ class _SessionRun:
         if reader not in self.saved and lags.get(event.component, 0.0) > self.limit:
             self.lagging_visitors.append((self.bench.sim.now, event.component, lags[event.component],
                                           profile in self.saved))
+        if reader not in self.saved and event.component == "primary" and any(
+                r.is_up and lags[r.name] <= self.limit for r in self.bench.replicas):
+            self.primary_visitors.append((self.bench.sim.now, profile in self.saved,
+                                          min(lags[r.name] for r in self.bench.replicas if r.is_up)))
         if delay is None:
             self.visitor_by_node[event.component] += 1
         if reader in self.saved and self.bench.sim.now - self.saved[reader][2] > 8.0:
@@ -866,6 +871,20 @@ def _own_writes(Router, ctx):
                        f"anything were served by a replica more than max_lag_s={run.limit:g} s behind (at t={t:.1f} s, "
                        f"{node}, {lag:.1f} s behind).{default} Only the user who just saved needs special routing; everyone "
                        "else's reads follow the lag-aware rules of exercise 2 (a token of 0 is not 'any replica').")
+        if run.primary_visitors:
+            n, (t, *_) = len(run.primary_visitors), run.primary_visitors[0]
+            why = (" A token belongs to the user who wrote, not to the row: other users' reads follow the lag-aware "
+                   "rules of exercise 2, and the primary keeps its capacity for the writes.")
+            if run.limit > 1.0 and all(v[2] > 1.0 for v in run.primary_visitors):
+                why = (f" The closest replica was always more than 1 s behind, as if your router had max_lag_s=1, the "
+                       f"default, instead of the {run.limit:g} it was built with: does __init__ pass max_lag_s on to "
+                       "LagAwareRouter?")
+            elif all(v[1] for v in run.primary_visitors):
+                why = (f" {'Each of them' if n > 1 else 'It'} read a profile its owner had just saved: a token kept "
+                       "per profile makes everyone who reads it wait for the save, as if it were theirs." + why)
+            raise Fail(f"In the scenario '{label}', {counted(n, 'read')} by {'users' if n > 1 else 'a user'} who had "
+                       f"never saved anything went to the primary (the first at t={t:.1f} s) while a replica was up "
+                       f"and within max_lag_s={run.limit:g} s.{why}")
         notes.append(f"{label}: 0 of {run.own}")
     stale = _reread_at_max_lag(Router)
     if stale:
