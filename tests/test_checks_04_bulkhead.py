@@ -336,6 +336,19 @@ WRONG_LIMITERS = {
                                    "only release() should move the limit"),
     "an unbounded limit": ("            self.limit += 1 / self.limit", '            self.limit = float("inf")',
                            "limiter.limit should be a finite number"),
+    # fresh4 04.5 w3 passed, w6 was told about release(False).
+    "multiplicative increase": ("            self.limit += 1 / self.limit", "            self.limit *= 1.1",
+                                "the raise grows with the limit, so it multiplies. AIMD's increase is additive"),
+    "a small multiplicative increase": ("            self.limit += 1 / self.limit", "            self.limit *= 1.01",
+                                        "the raise grows with the limit, so it multiplies"),
+    "+2 on every success, told at once": ("            self.limit += 1 / self.limit", "            self.limit += 2",
+                                          "more than 1 per success. AIMD's increase is additive and small"),
+    "the cut rounds the limit down to 0": ("            self.limit = max(1.0, self.limit * 0.9)",
+                                           "            self.limit = int(self.limit * 0.9)",
+                                           "its limit fell to 0.00, below one call"),
+    "the cut has no floor": ("            self.limit = max(1.0, self.limit * 0.9)",
+                             "            self.limit = self.limit * 0.5 if self.limit > 1 else 0",
+                             "Keep the cut from taking the limit below 1"),
 }
 
 

@@ -749,6 +749,28 @@ def _starts_at_and_cuts_by_a_factor(Limiter):
                    "and 2 off 20); taking off a fixed amount is additive, and a large limit then comes down slowly.")
 
 
+def _raises_by_a_little(Limiter, successes=3):
+    """A success's raise is additive: at most 1 each, and no larger at a large limit than at a small one."""
+    gains = {}
+    for initial_limit in (10, 100):
+        limiter = construct(Limiter, Sim(0), initial_limit=initial_limit, shown=f"clock, initial_limit={initial_limit}")
+        # Every permitted call in flight, so a raise that waits for at least half the limit in flight comes too.
+        admitted = sum(bool(limiter.acquire()) for _ in range(initial_limit))
+        for _ in range(min(successes, admitted)):
+            limiter.release(True)
+        gains[initial_limit] = _limit_of(limiter) - initial_limit
+    per_call = "TCP's +1/limit, or the library's +1"
+    if gains[10] > 0 and gains[100] > 3 * gains[10]:
+        raise Fail(f"{successes} successes raised a limit of 10 by {gains[10]:.2f} and a limit of 100 by "
+                   f"{gains[100]:.2f}: the raise grows with the limit, so it multiplies. AIMD's increase is "
+                   f"additive: each success adds a small amount ({per_call}), no more at a large limit than at a "
+                   "small one, so the limit creeps up on the server's capacity instead of overshooting it.")
+    for initial_limit, gain in gains.items():
+        if gain > successes + 1e-9:
+            raise Fail(f"{successes} successes raised a limit of {initial_limit} by {gain:.2f}, more than 1 per "
+                       f"success. AIMD's increase is additive and small: each success adds at most 1 ({per_call}).")
+
+
 def _admits_its_limit(Limiter, initial_limit=6, sent=9):
     """In flight means admitted and not yet released: the limit bounds that, and only release() moves the limit."""
     _starts_at_and_cuts_by_a_factor(Limiter)
@@ -782,10 +804,17 @@ def _admits_its_limit(Limiter, initial_limit=6, sent=9):
                    f"{limit:.2f} to {_limit_of(limiter):.2f}. A refusal means the server is full: cut the limit by "
                    "a factor." + (" (It did not move at all: is the limit kept in the attribute limit?)"
                                   if _limit_of(limiter) == limit else ""))
-    if not limiter.acquire():
+    admits = limiter.acquire()
+    if not admits and _limit_of(limiter) < 1:
+        raise Fail(f"Every call a limiter had admitted came back refused (ok=False), and its limit fell to "
+                   f"{_limit_of(limiter):.2f}, below one call; with none in flight it refused the next call. A limit "
+                   "that low admits nothing, so no success can ever raise it again: the limiter is shut for good. "
+                   "Keep the cut from taking the limit below 1 (the library's floor).")
+    if not admits:
         raise Fail(f"Every call a limiter had admitted came back refused (ok=False); with none in flight and its "
                    f"limit at {_limit_of(limiter):.2f}, it refused the next call. A refused call is out of flight "
                    "too: release(False) counts it out, then cuts the limit.")
+    _raises_by_a_little(Limiter)   # after the in-flight checks: its probe relies on acquire and release counting
 
 
 def _limit_of(limiter) -> float:
