@@ -275,7 +275,7 @@ def _reopens(Breaker, ctx):
 
 
 def _reopens_on_failed_trial(Breaker, ctx):
-    """A failed trial re-opens, restarts the timeout, and the next round counts afresh (part of the re-open scenario)."""
+    """A failed trial re-opens, restarts the timeout, and the next round counts afresh (in the re-open scenario)."""
     bench = _Bench(Breaker, failure_threshold=2, recovery_timeout_s=10.0, success_threshold=1)
     opened = bench.open_it()
     bench.wait(opened + 10.5 - bench.sim.now)
