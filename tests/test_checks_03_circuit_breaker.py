@@ -110,6 +110,11 @@ WRONG_BREAKERS = {
         "def __init__(self, clock, failure_threshold=5,",
         "def __init__(self, clock, max_failures=5,",
         "Keep the parameter names of the starter cell"),
+    # fresh4 03.1 w1: the message names the boundary's behaviour, not an operator the learner may not have written.
+    "refuses the call exactly recovery_timeout_s after opening": (
+        "if self.clock.now - self.opened_at < self.recovery_timeout_s:",
+        "if self.clock.now - self.opened_at <= self.recovery_timeout_s:",
+        "the timeout is over once now - opened_at reaches recovery_timeout_s, not only once it is exceeded"),
 }
 
 
@@ -186,6 +191,23 @@ WRONG_LIMITED = {
             self.state, self.opened_at = "open", self.clock.now
             return False"""),
         "A call refused because the trial slots are full is only refused"),
+    # fresh4 03.2 w8: a success frees its slot only if no other trial is in flight, so fewer trials run than allowed.
+    "a success frees its slot only when it was the last trial out": (
+        lambda src: mutate(src, """        if self.state == "half_open":
+            self.trials_in_flight -= 1
+        super().on_success()""", """        if self.state == "half_open" and self.successes + 1 >= self.trials_in_flight:
+            self.trials_in_flight -= 1
+        super().on_success()"""),
+        "let none of them through, so only 1 trial was in flight where 2 are allowed"),
+    # fresh4 03.2 w4: the message names which of exercise 1's rules the subclass broke.
+    "successes that arrive while open close it": (
+        lambda src: mutate(src, """        super().on_success()""", """        if self.state == "open":
+            self.successes += 1
+            if self.successes >= self.success_threshold:
+                self.state = "closed"
+            return
+        super().on_success()"""),
+        "breaks a rule of exercise 1, outcomes that arrive while 'open' change nothing"),
 }
 
 
@@ -257,6 +279,9 @@ class TrialLimitedBreaker:
     # The eight runs happen to see no run of 4 failures; the odds say one comes every few minutes.
     (dict(failure_threshold=4, recovery_timeout_s=2.0, success_threshold=1), "but that was luck"),
     (dict(failure_threshold=6, recovery_timeout_s=15.0, success_threshold=1), "to return to normal"),
+    # fresh4 03.3 w4: runs that never recover are counted in one clause, the target in its own.
+    (dict(failure_threshold=5, recovery_timeout_s=30, success_threshold=1),
+     "before the run ended in 2 of 8 runs, seed 13 among them; the target is 4 s on average"),
     (dict(failure_threshold=200, recovery_timeout_s=2.0, success_threshold=1), "reached the dead service"),
     (dict(failure_threshold=3, recovery_timeout_s=1.0, success_threshold=15), "closed and then opened again"),
     (dict(failure_threshold=6, recovery_timeout_s=-1, success_threshold=1),

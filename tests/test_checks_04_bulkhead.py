@@ -158,16 +158,49 @@ NAMED_FROM_THE_TRACE = {
     "no timer ends a wait": (
         "            self.clock.after(self.max_wait_s, lambda: self._give_up(waiter))\n", "",
         "does a timer, clock.after(max_wait_s, ...), end its wait?", "Does it read the time"),
+    # fresh4 04.1 w8: a waiter that started at once was told it started late.
+    "one permit too many, seen by the waiters": (
+        "if self.in_use < self.max_concurrent_calls and not self.waiting:",
+        "if self.in_use <= self.max_concurrent_calls and not self.waiting:",
+        "the one sent at t=0.10 s started at t=0.10 s, before its permit came back at t=0.50 s",
+        "after its permit came back"),
+    # fresh4 04.1 w10: new calls barge past waiters, whom a timer wakes 1 ms after the permit comes back; it was
+    # told to take the permit before calling work(done), which it did.
+    "waiters woken by a timer, new calls barging past them": (
+        """            while self.waiting and self.in_use < self.max_concurrent_calls:
+                waiter = self.waiting.popleft()
+                waiter[2] = False
+                self._start(waiter[0], waiter[1])""",
+        """            def wake():
+                while self.waiting and self.in_use < self.max_concurrent_calls:
+                    waiter = self.waiting.popleft()
+                    waiter[2] = False
+                    self._start(waiter[0], waiter[1])
+            self.clock.after(0.001, wake)""",
+        "got it first: it barged past a call that was already waiting", "Take the permit before"),
 }
 
 
 @pytest.mark.parametrize("mistake", list(NAMED_FROM_THE_TRACE))
 def test_wrong_bulkhead_is_named_from_the_trace(mistake):
     old, new, expected, wrong_cause = NAMED_FROM_THE_TRACE[mistake]
-    report = lk.check("04.1", run_cells(mutate(BULKHEAD, old, new))["Bulkhead"])
+    source = mutate(BULKHEAD, old, new)
+    if mistake == "waiters woken by a timer, new calls barging past them":
+        source = mutate(source, "if self.in_use < self.max_concurrent_calls and not self.waiting:",
+                        "if self.in_use < self.max_concurrent_calls:")
+    report = lk.check("04.1", run_cells(source)["Bulkhead"])
     assert report.status == "failed", report.text()
     assert expected in messages(report), report.text()
     assert wrong_cause not in messages(report), report.text()
+
+
+def test_a_late_wake_up_names_each_waiter_late_by_the_millisecond():
+    source = mutate(BULKHEAD, NAMED_FROM_THE_TRACE["waiters woken by a timer, new calls barging past them"][0],
+                    NAMED_FROM_THE_TRACE["waiters woken by a timer, new calls barging past them"][1])
+    text = messages(lk.check("04.1", run_cells(source)["Bulkhead"]))
+    assert "started at t=0.501 s, 1 ms after its permit came back at t=0.50 s" in text, text
+    assert "A waiter is not started when the permit comes back" in text, text
+    assert "barged" not in text, text   # new calls wait behind the waiters here: only the late wake-up is named
 
 
 def test_labkit_pool_is_not_accepted_as_a_bulkhead():
@@ -336,6 +369,19 @@ WRONG_LIMITERS = {
                                    "only release() should move the limit"),
     "an unbounded limit": ("            self.limit += 1 / self.limit", '            self.limit = float("inf")',
                            "limiter.limit should be a finite number"),
+    # fresh4 04.5 w3 passed, w6 was told about release(False).
+    "multiplicative increase": ("            self.limit += 1 / self.limit", "            self.limit *= 1.1",
+                                "the raise grows with the limit, so it multiplies. AIMD's increase is additive"),
+    "a small multiplicative increase": ("            self.limit += 1 / self.limit", "            self.limit *= 1.01",
+                                        "the raise grows with the limit, so it multiplies"),
+    "+2 on every success, told at once": ("            self.limit += 1 / self.limit", "            self.limit += 2",
+                                          "more than 1 per success. AIMD's increase is additive and small"),
+    "the cut rounds the limit down to 0": ("            self.limit = max(1.0, self.limit * 0.9)",
+                                           "            self.limit = int(self.limit * 0.9)",
+                                           "its limit fell to 0.00, below one call"),
+    "the cut has no floor": ("            self.limit = max(1.0, self.limit * 0.9)",
+                             "            self.limit = self.limit * 0.5 if self.limit > 1 else 0",
+                             "Keep the cut from taking the limit below 1"),
 }
 
 

@@ -232,9 +232,9 @@ def _boundary(Breaker, ctx):
     if not bench.call(ok=True):
         return "not a boundary mistake: the rest of the scenario says what it is"
     raise Fail(f"Your breaker opened at t={opened:g} s and refused a call at exactly t={opened + 10:g} s, "
-               "recovery_timeout_s=10 later, then let one through 0.25 s after that. The first call *at least* "
-               "recovery_timeout_s after opening is a trial: compare now - opened_at with < to keep refusing, "
-               "not with <=.")
+               "recovery_timeout_s=10 later, then let one through 0.25 s after that. A call that comes exactly "
+               "recovery_timeout_s after opening is a trial too: the timeout is over once now - opened_at "
+               "reaches recovery_timeout_s, not only once it is exceeded.")
 
 
 def _late_outcomes(Breaker, ctx):
@@ -271,6 +271,11 @@ def _late_outcomes(Breaker, ctx):
 @state_machine.scenario("a failed trial re-opens it and restarts recovery_timeout_s")
 def _reopens(Breaker, ctx):
     _late_outcomes(Breaker, ctx)
+    return _reopens_on_failed_trial(Breaker, ctx)
+
+
+def _reopens_on_failed_trial(Breaker, ctx):
+    """A failed trial re-opens, restarts the timeout, and the next round counts afresh (in the re-open scenario)."""
     bench = _Bench(Breaker, failure_threshold=2, recovery_timeout_s=10.0, success_threshold=1)
     opened = bench.open_it()
     bench.wait(opened + 10.5 - bench.sim.now)
@@ -335,13 +340,16 @@ def _trial_bench(Breaker, max_calls, success_threshold):
 def _keeps_exercise_1(Breaker, ctx, scenarios) -> None:
     """Exercise 1's scenarios on this class, with more trial slots than they ever fill: what they judge (late
     outcomes, the timeout, each round counted afresh) must not change when a breaker limits its trials. A
-    slot that is never freed is the next scenario's to name, not one of these."""
+    slot that is never freed is the next scenario's to name, not one of these. `scenarios` pairs each check
+    with the rule it judges, so the message names the rule that broke."""
     token = _EXTRA_SETTINGS.set({"half_open_max_calls": 100})
     try:
-        for scenario in scenarios:
-            scenario(Breaker, ctx)
-    except Fail as exc:
-        raise Fail(f"With half_open_max_calls=100, your breaker no longer keeps exercise 1's rules. {exc}") from None
+        for scenario, rule in scenarios:
+            try:
+                scenario(Breaker, ctx)
+            except Fail as exc:
+                raise Fail(f"Your TrialLimitedBreaker breaks a rule of exercise 1, {rule} (seen with "
+                           f"half_open_max_calls=100, more trial slots than this ever fills). {exc}") from None
     finally:
         _EXTRA_SETTINGS.reset(token)
 
@@ -382,7 +390,10 @@ def _stampede(Breaker, ctx):
 
 @trial_limit.scenario("a failed trial re-opens, and late successes do not close it")
 def _late_success(Breaker, ctx):
-    _keeps_exercise_1(Breaker, ctx, (_reopens,))   # late outcomes while open; each round counted afresh
+    _keeps_exercise_1(Breaker, ctx, (
+        (_late_outcomes, "outcomes that arrive while 'open' change nothing"),
+        (_reopens_on_failed_trial, "a failed trial re-opens the breaker, restarts recovery_timeout_s, and the next "
+                                   "round counts its successes from 0")))
     bench = _trial_bench(Breaker, max_calls=3, success_threshold=2)
     bench.call(ok=False, duration_s=0.1)
     bench.call(ok=True, duration_s=0.3)
@@ -434,8 +445,10 @@ def _releases(Breaker, ctx):
     bench.wait(0.2)
     if bench.state != "closed":
         raise Fail(f"Two trials succeeded (success_threshold=2) but your breaker was {bench.state!r}.")
-    # One finished trial frees one slot: with 2 permitted and one still in flight, at most one more.
-    bench = _trial_bench(Breaker, max_calls=2, success_threshold=2)
+    # One finished trial frees one slot: with 2 permitted and one still in flight, exactly one more. Three
+    # successes close it, so a design that counts permits per round (resilience4j's, at least success_threshold
+    # of them) still has one to give.
+    bench = _trial_bench(Breaker, max_calls=2, success_threshold=3)
     bench.call(ok=True, duration_s=0.1)
     bench.call(ok=True, duration_s=1.0)
     bench.wait(0.2)
@@ -447,6 +460,12 @@ def _releases(Breaker, ctx):
                    f"in flight, and then 5 calls arrived together: your breaker let {bench.reached - before} of "
                    "them through, so more than 2 trials were in flight at once. A finished trial frees one slot: "
                    "give back exactly one per outcome.")
+    if bench.reached == before:
+        raise Fail("With half_open_max_calls=2, two trials went through; one succeeded while the other was still "
+                   "in flight, and then 5 calls arrived together: your breaker let none of them through, so only "
+                   "1 trial was in flight where 2 are allowed. The trial that finished freed no slot because "
+                   "another was still out: every outcome gives back its trial's slot, whichever trial it was and "
+                   "whatever else is in flight.")
     return "trials ran one after another and closed it; a finished trial freed exactly one slot"
 
 
@@ -582,12 +601,12 @@ def _recovers(answer, ctx):
                        f"failure_threshold={answer['failure_threshold']} trips on bad luck, and every needless "
                        "opening costs a recovery_timeout_s of fallbacks.")
         slowest = max(runs, key=lambda r: r.recovery_s())
-        shown = (f"did not return to normal before the run ended in {never} of {len(times)} runs (seed "
-                 f"{slowest.settings['seed']} among them)" if never else
+        shown = (f"did not return to normal before the run ended in {never} of {len(times)} runs, seed "
+                 f"{slowest.settings['seed']} among them" if never else
                  f"took {mean:.1f} s on average to return to normal (the slowest, seed "
                  f"{slowest.settings['seed']}, {max(times):.0f} s)")
-        raise Fail(f"After the service came back, callers' success rate {shown} "
-                   f"(target: {TUNING_TARGETS['recover_within_s']:g} s on average). The breaker only finds out the "
+        raise Fail(f"After the service came back, callers' success rate {shown}; the target is "
+                   f"{TUNING_TARGETS['recover_within_s']:g} s on average. The breaker only finds out the "
                    "service is back when a trial succeeds: recovery_timeout_s and success_threshold set "
                    "how long that takes.")
     return f"recovered within {mean:.1f} s on average, at worst {max(times):.0f} s ({len(times)} seeds)"

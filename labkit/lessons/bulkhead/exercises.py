@@ -214,10 +214,32 @@ def _waits(Bulkhead, ctx):
         raise Fail("Two calls waited while both permits were taken; the permits came back at t=0.50 s and 0.80 s "
                    "and a waiter did not get one. When a call is done, start the oldest waiter at once.")
     if abs(c["started"] - 0.5) > 1e-6 or abs(d["started"] - 0.8) > 1e-6:
-        order = "the later waiter went first" if d["started"] < c["started"] else "they started late"
-        raise Fail(f"Waiters sent at t=0.10 s and 0.20 s started at t={c['started']:.2f} s and "
-                   f"{d['started']:.2f} s ({order}); permits came back at 0.50 s and 0.80 s. Serve waiters "
-                   "first come, first served, the moment a permit comes back.")
+        if d["started"] < c["started"] - 1e-6:
+            raise Fail(f"Calls sent at t=0.10 s and 0.20 s, while both permits were taken, started at "
+                       f"t={_at(c['started'])} s and {_at(d['started'])} s: the later one went first. Serve "
+                       "waiters first come, first served: the oldest waiter gets the next permit.")
+        seen, early, late = [], False, False
+        for r, back in ((c, 0.5), (d, 0.8)):
+            start = r["started"]
+            if start < back - 1e-6:
+                early = True
+                seen.append(f"the one sent at t={r['sent']:.2f} s started at t={_at(start)} s, before its permit "
+                            f"came back at t={back:.2f} s")
+            elif start > back + 1e-6:
+                late = True
+                seen.append(f"the one sent at t={r['sent']:.2f} s started at t={_at(start)} s, "
+                            f"{1000 * (start - back):.0f} ms after its permit came back at t={back:.2f} s")
+            else:
+                seen.append(f"the one sent at t={r['sent']:.2f} s started at t={back:.2f} s, as its permit came back")
+        advice = []
+        if early:
+            advice.append("A call that starts while every permit is taken is one call too many: it may start only "
+                          "while in_use < max_concurrent_calls.")
+        if late:
+            advice.append(_late_wake(Bulkhead, ctx) or "A waiter was not started when a permit came back: when a "
+                          "call is done, start the oldest waiter at once.")
+        raise Fail("Both permits were taken until t=0.50 s and 0.80 s, and two calls arrived meanwhile: "
+                   + "; ".join(seen) + ". " + " ".join(advice))
     if e["started"] is not None:
         raise Fail(f"A call sent at t=0.30 s with max_wait_s=1.0 started at t={e['started']:.2f} s, after waiting "
                    "longer than max_wait_s: once its wait is over it must be rejected, not run later"
@@ -297,6 +319,43 @@ def _releases(Bulkhead, ctx):
     return "gave the permit back on ok, error, timeout and an exception, and only once per call"
 
 
+def _at(t: float) -> str:
+    """A time in seconds: to the hundredth, or finer when the hundredth would hide a difference (0.501, 0.4005)."""
+    for digits in (2, 3):
+        if abs(10 ** digits * t - round(10 ** digits * t)) < 1e-6:
+            return f"{t:.{digits}f}"
+    return f"{t:.4f}"
+
+
+def _late_wake(Bulkhead, ctx) -> str | None:
+    """If a waiter starts after the permit it waits for comes back: what that looks like, and whether a new
+    call sent in between takes the free permit (barges past the waiter); None if the waiter starts on time."""
+    def probe(newcomer_at=None):
+        bench = _bench(Bulkhead, ctx, max_concurrent_calls=1, max_wait_s=1.0)
+        bench.call(duration_s=0.4)
+        bench.wait(0.1)
+        waiter = bench.call(duration_s=0.1)
+        newcomer = None
+        if newcomer_at is not None:
+            bench.wait(newcomer_at - bench.sim.now)
+            newcomer = bench.call(duration_s=0.1)
+        bench.wait(2.0)
+        return waiter["started"], newcomer and newcomer["started"]
+
+    started, _ = probe()
+    if started is None or started <= 0.4 + 1e-6:
+        return None
+    said = (f"A waiter is not started when the permit comes back: with the only permit held until t=0.40 s, a "
+            f"call waiting since t=0.10 s started at t={_at(started)} s.")
+    midway = (0.4 + started) / 2
+    waiter, newcomer = probe(midway)
+    if newcomer is not None and (waiter is None or newcomer < waiter):
+        return said + (f" Meanwhile the permit was free, and a new call sent at t={_at(midway)} s got it first: it "
+                       "barged past a call that was already waiting. Start the oldest waiter in done(), the moment "
+                       "the permit comes back, and let a new call wait behind those already waiting.")
+    return said + " Start the oldest waiter in done(), the moment the permit comes back, not later from a timer."
+
+
 def _waiters_went_wrong(Bulkhead, ctx, recs) -> str | None:
     """What the trace of three waiters (sent at 0.1, 0.2, 0.3 s behind a call holding the only permit until
     0.5 s) shows besides the instant call: rejected at once, served out of order, or one permit too many."""
@@ -314,7 +373,7 @@ def _waiters_went_wrong(Bulkhead, ctx, recs) -> str | None:
     if probe.peak > 1:
         return (f"A fresh bulkhead with max_concurrent_calls=1 also ran {probe.peak} calls of 1 s at once: the permit "
                 "count lets one call too many through. A call may start only while in_use < max_concurrent_calls.")
-    return None
+    return _late_wake(Bulkhead, ctx)
 
 
 @semaphore.scenario("callbacks at awkward moments: work done at once, the next call sent from a reply")
@@ -750,6 +809,28 @@ def _starts_at_and_cuts_by_a_factor(Limiter):
                    "and 2 off 20); taking off a fixed amount is additive, and a large limit then comes down slowly.")
 
 
+def _raises_by_a_little(Limiter, successes=3):
+    """A success's raise is additive: at most 1 each, and no larger at a large limit than at a small one."""
+    gains = {}
+    for initial_limit in (10, 100):
+        limiter = construct(Limiter, Sim(0), initial_limit=initial_limit, shown=f"clock, initial_limit={initial_limit}")
+        # Every permitted call in flight, so a raise that waits for at least half the limit in flight comes too.
+        admitted = sum(bool(limiter.acquire()) for _ in range(initial_limit))
+        for _ in range(min(successes, admitted)):
+            limiter.release(True)
+        gains[initial_limit] = _limit_of(limiter) - initial_limit
+    per_call = "TCP's +1/limit, or the library's +1"
+    if gains[10] > 0 and gains[100] > 3 * gains[10]:
+        raise Fail(f"{successes} successes raised a limit of 10 by {gains[10]:.2f} and a limit of 100 by "
+                   f"{gains[100]:.2f}: the raise grows with the limit, so it multiplies. AIMD's increase is "
+                   f"additive: each success adds a small amount ({per_call}), no more at a large limit than at a "
+                   "small one, so the limit creeps up on the server's capacity instead of overshooting it.")
+    for initial_limit, gain in gains.items():
+        if gain > successes + 1e-9:
+            raise Fail(f"{successes} successes raised a limit of {initial_limit} by {gain:.2f}, more than 1 per "
+                       f"success. AIMD's increase is additive and small: each success adds at most 1 ({per_call}).")
+
+
 def _admits_its_limit(Limiter, initial_limit=6, sent=9):
     """In flight means admitted and not yet released: the limit bounds that, and only release() moves the limit."""
     _starts_at_and_cuts_by_a_factor(Limiter)
@@ -783,10 +864,17 @@ def _admits_its_limit(Limiter, initial_limit=6, sent=9):
                    f"{limit:.2f} to {_limit_of(limiter):.2f}. A refusal means the server is full: cut the limit by "
                    "a factor." + (" (It did not move at all: is the limit kept in the attribute limit?)"
                                   if _limit_of(limiter) == limit else ""))
-    if not limiter.acquire():
+    admits = limiter.acquire()
+    if not admits and _limit_of(limiter) < 1:
+        raise Fail(f"Every call a limiter had admitted came back refused (ok=False), and its limit fell to "
+                   f"{_limit_of(limiter):.2f}, below one call; with none in flight it refused the next call. A limit "
+                   "that low admits nothing, so no success can ever raise it again: the limiter is shut for good. "
+                   "Keep the cut from taking the limit below 1 (the library's floor).")
+    if not admits:
         raise Fail(f"Every call a limiter had admitted came back refused (ok=False); with none in flight and its "
                    f"limit at {_limit_of(limiter):.2f}, it refused the next call. A refused call is out of flight "
                    "too: release(False) counts it out, then cuts the limit.")
+    _raises_by_a_little(Limiter)   # after the in-flight checks: its probe relies on acquire and release counting
 
 
 def _limit_of(limiter) -> float:
