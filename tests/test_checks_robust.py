@@ -321,3 +321,13 @@ def test_a_choice_letter_counts_however_it_is_decorated(written):
 @pytest.mark.parametrize("written", ["bb", "b. because", "ab", ""])
 def test_a_choice_that_is_not_one_letter_is_not_read_as_one(written):
     assert "ANSWER should be one of" in failed_messages(lk.check("04.4", written))
+
+
+def test_a_share_just_under_its_target_never_reads_as_the_target():
+    """12/13/15 workers: product pages at 98.97 % against 99 % must not be shown as '99.0 %'."""
+    import re
+
+    message = failed_messages(lk.check("04.3", dict(checkout_workers=12, product_workers=13, reporting_workers=15,
+                                                    max_wait_s=0.0)))
+    shown = float(re.search(r"succeeded only ([\d.]+) %", message).group(1))
+    assert shown < 99 and "with seed" in message, message

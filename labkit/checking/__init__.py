@@ -5,11 +5,11 @@ helpers here; notebooks call `lk.check(...)`; the grader and hidden tests use `g
 """
 from labkit.checking.exercise import Exercise, LocalContext, Scenario, is_stub
 from labkit.checking.helpers import (SentArgsSim, clock_hint, construct, counted, judge_choice, number,
-                                    refuse_reference)
+                                    percent_short_of, refuse_reference)
 from labkit.checking.registry import all_exercises, check, concept_question, get, register
 from labkit.checking.verdicts import ERROR, FAILED, NOT_ATTEMPTED, PASSED, Fail, Report, Result
 from labkit.mode import grading_child
 
 __all__ = ["ERROR", "FAILED", "NOT_ATTEMPTED", "PASSED", "Exercise", "Fail", "LocalContext", "Report", "Result",
            "Scenario", "SentArgsSim", "all_exercises", "check", "clock_hint", "concept_question", "construct", "counted", "get", "grading_child", "is_stub",
-           "judge_choice", "number", "refuse_reference", "register"]
+           "judge_choice", "number", "percent_short_of", "refuse_reference", "register"]

@@ -91,6 +91,17 @@ def number(value, what: str, *, whole: bool = False, should: str = "it should be
     return int(as_float)
 
 
+def percent_short_of(value: float, target: float) -> str:
+    """`value`, a fraction under `target`, as a percentage with the decimals it takes to read as under it.
+
+    98.96 % against a target of 99 % is "98.96 %", not "99.0 %", which reads as a pass.
+    """
+    for digits in (1, 2, 3, 4):
+        if round(100 * value, digits) < round(100 * target, digits):
+            return f"{100 * value:.{digits}f} %"
+    return f"{100 * value:.6f} %"
+
+
 def counted(n, word: str, plural: str | None = None) -> str:
     """'1 replica', '3 replicas', '1,200 reads': a count with its noun in the right number."""
     shown = f"{n:,}" if isinstance(n, int) else f"{n:g}"
