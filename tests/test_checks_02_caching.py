@@ -1131,3 +1131,25 @@ def test_coalescing_that_replaces_the_whole_waiting_dict_names_it():
 def test_xfetch_with_an_expiry_past_the_ttl_names_the_ttl():
     answer = run_cells(XFETCH.replace('"expiry": now + self.ttl_s}', '"expiry": now + 60.0}'))["StampedeSafeCache"]
     assert_fails_with(lk.check("02.3", answer), "the class was given ttl_s=4")
+
+
+# --- from a second fresh-eyes review (lesson 02): each mistake is named by what happened -------------
+
+FRESH_WRONG = {
+    "02.1: set() invalidates before it writes the database": (
+        "02.1", lambda: run_cells(mutate(TWO_LEVEL, SET_BODY, "        self.invalidate(key)\n        self.db.write(key, **fields)"))[
+            "TwoLevelCache"],
+        ["deleted user 2 from the shared L2 before it wrote the database", "Write the database first, then invalidate"],
+        []),
+}
+
+
+@pytest.mark.parametrize("mistake", list(FRESH_WRONG))
+def test_fresh_eyes_wrong_answers_fail_naming_their_cause(mistake):
+    exercise_id, answer, expected, misleading = FRESH_WRONG[mistake]
+    report = lk.check(exercise_id, answer())
+    assert report.status == "failed", report.text()
+    for words in expected:
+        assert words in messages(report), report.text()
+    for words in misleading:
+        assert words not in messages(report), report.text()

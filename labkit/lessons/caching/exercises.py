@@ -105,6 +105,19 @@ def _l2_first(ev, l1_name) -> bool:
     return bool(order) and order[0] == "l2"
 
 
+def _l2_cleared_before_write(ev, key) -> bool:
+    """True if a set() deleted `key` from the shared L2 before its database write, and left L2 alone after it.
+
+    The events of one call are in call order, even at one instant: a reader that lands between such a delete
+    and the write fills L2 with the old row."""
+    writes = [i for i, e in enumerate(ev) if e.component == "db" and e.event == "write"]
+    if not writes:
+        return False
+    l2 = [(i, e.event) for i, e in enumerate(ev) if e.component == "l2" and e.event in ("delete", "set")
+          and str(e.fields.get("key")) == str(key)]
+    return any(i < writes[0] and event == "delete" for i, event in l2) and not any(i > writes[-1] for i, _ in l2)
+
+
 def _expect_row(row, key, expected, when: str) -> None:
     if row != expected:
         if _partial(row, expected):
@@ -187,6 +200,11 @@ def _set(Answer, ctx):
                        f"{after!r}. Write the change with self.db.write(key, **fields).")
         if wrote > 1:
             raise Fail(f"One set() wrote the database {wrote} times; once is enough.")
+        if _l2_cleared_before_write(ev, 2):
+            raise Fail("set(2, plan='pro') deleted user 2 from the shared L2 before it wrote the database, and did "
+                       "not touch L2 after the write. On a busy site another server's get(2) can land between the "
+                       "two: it misses, reads the old row from the database and stores it in L2, where it stays "
+                       f"for the L2's {L2_TTL_S:g} s TTL. Write the database first, then invalidate.")
         set_ev = ev
         row, ev = s.get(1, 2)
         if row is None and _count(ev, "l2", "hit") and _count(set_ev, "l2", "set"):
