@@ -231,7 +231,7 @@ WRONG_CONSISTENT = {
         "Your update() stored the new row in the cache, but the slow fill landed after it"),
     "versioned fills, but the update deletes without a version": (
         mutate(CONSISTENT, UPDATE, "        self.db.write(key, **fields)\n        self.cache.delete(key)"),
-        "give each fill a version and delete with one"),
+        "The delete must carry the update's version too, a tombstone"),
     "the version is read when the fill lands": (
         mutate(mutate(CONSISTENT, "        version = self.db.position          # the query sees every commit up to this "
                                   "log position\n", ""),
@@ -1141,6 +1141,13 @@ FRESH_WRONG = {
             "TwoLevelCache"],
         ["deleted user 2 from the shared L2 before it wrote the database", "Write the database first, then invalidate"],
         []),
+    "02.2: the second delete after a constant 0.2 s": (
+        "02.2", lambda: consistent(DELETE_TWICE.replace("DELAY", "0.2")),
+        ["0.2 s after the update", "db.query_s, which is 0.35 s on this database"], []),
+    "02.2: versioned fills, a plain delete": (
+        "02.2", lambda: consistent(mutate(CONSISTENT, UPDATE, "        self.db.write(key, **fields)\n        self.cache.delete(key)")),
+        ["update() deleted the key with a plain delete(key)", "The delete must carry the update's version too"],
+        ["Make a fill that started before an update unable"]),
 }
 
 
@@ -1153,3 +1160,12 @@ def test_fresh_eyes_wrong_answers_fail_naming_their_cause(mistake):
         assert words in messages(report), report.text()
     for words in misleading:
         assert words not in messages(report), report.text()
+
+
+@pytest.mark.parametrize("source", [
+    DELETE_TWICE.replace("DELAY", "self.db.query_s"),
+    DELETE_TWICE.replace("DELAY", "self.db.query_s + 0.05"),
+], ids=["delete twice after db.query_s", "delete twice after db.query_s and a margin"])
+def test_a_second_delete_timed_by_the_database_passes_on_the_slower_one(source):
+    report = lk.check("02.2", consistent(source))
+    assert report.status == "passed", report.text()
