@@ -1148,6 +1148,21 @@ FRESH_WRONG = {
         "02.2", lambda: consistent(mutate(CONSISTENT, UPDATE, "        self.db.write(key, **fields)\n        self.cache.delete(key)")),
         ["update() deleted the key with a plain delete(key)", "The delete must carry the update's version too"],
         ["Make a fill that started before an update unable"]),
+    "02.3: the waiting list is never removed": (
+        "02.3", lambda: stampede_safe(mutate(STAMPEDE, "            for waiter in self.waiting.pop(key):",
+                                             "            for waiter in self.waiting[key]:")),
+        ["the key was still on your waiting list", "waited for a query that had already finished"],
+        ["Keep a waiting list (and a 'query running' mark) per key"]),
+    "02.3: only the first waiter is answered": (
+        "02.3", lambda: stampede_safe(mutate(STAMPEDE, "            for waiter in self.waiting.pop(key):   # pop: the next "
+                                             "miss starts a fresh query\n                waiter(row)",
+                                             "            self.waiting.pop(key)[0](row)")),
+        ["answer every reply on the key's waiting list, not only the first"],
+        ["Keep a waiting list (and a 'query running' mark) per key"]),
+    "02.3: XFetch with beta = 10": (
+        "02.3", lambda: run_cells(XFETCH.replace("ttl_s=60.0, beta=1.0", "ttl_s=60.0, beta=10.0"))["StampedeSafeCache"],
+        ["as if delta * beta were", "The formula is XFetch's; its scale is not", "beta is 1"],
+        ["popular tutorial"]),
 }
 
 

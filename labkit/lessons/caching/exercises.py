@@ -8,6 +8,8 @@ proxy, so the scenarios only construct the answer and call its methods.
 """
 from __future__ import annotations
 
+import math
+
 from labkit.cache import LRUCache, RedisCache
 from labkit.checking import Exercise, Fail, concept_question, construct, counted, refuse_reference, register
 from labkit.checking.expose import expose
@@ -710,6 +712,40 @@ def _hits_and_early(run) -> tuple[int, int]:
     return hits, early
 
 
+XFETCH_LEADS, XFETCH_KEYS = (0.4, 1.2, 2.4), 150  # seconds before the expiry; keys read at each
+
+
+def _xfetch_scale(Answer) -> float | None:
+    """delta * beta as the learner's early refreshes imply it, if they follow XFetch's law; else None.
+
+    XFetch refreshes a read with `lead` seconds left before the expiry with chance exp(-lead / (delta * beta)).
+    Many keys, each filled once and read once, at one of three leads: each lead's share of refreshes gives
+    an estimate of delta * beta. Close estimates: the reads follow that law with another scale (a beta or a
+    delta too large); far apart: another law (another formula)."""
+    keys = range(1, len(XFETCH_LEADS) * XFETCH_KEYS + 1)
+    run = _Requests(Answer, servers=1, rows={k: f"story {k}" for k in keys}, seed=28)
+    try:
+        for k in keys:
+            run.at(0.0, 0, k)
+        expiry = HOT["query_s"] + HOT["ttl_s"]
+        for k in keys:
+            run.at(expiry - XFETCH_LEADS[(k - 1) // XFETCH_KEYS], 0, k)
+        run.sim.run(until=expiry + 1.0)
+    finally:
+        run.cache.flush()
+    scales = []
+    for n, lead in enumerate(XFETCH_LEADS):
+        reads = [caused for sent, _, k, _, caused in run.requests if sent > 0 and (k - 1) // XFETCH_KEYS == n]
+        hits = [c for c in reads if any(e.component == "cache" and e.event == "hit" for e in c)]
+        refreshes = sum(1 for c in hits if any(e.component == "db" and e.event == "read" for e in c))
+        if len(hits) < XFETCH_KEYS // 2 or not 0 < refreshes < len(hits):
+            return None
+        scales.append(-lead / math.log(refreshes / len(hits)))
+    if max(scales) > 1.8 * min(scales) or min(scales) < 3 * HOT["query_s"]:
+        return None
+    return sum(scales) / len(scales)
+
+
 def _refused_refreshes(run) -> int:
     """Fills of the hot key the cache refused, in a run that refreshed early. Nothing updates the key in a
     hot-key run, so such a refresh carried the same version as the entry it meant to replace
@@ -824,6 +860,15 @@ def _still_hot(Answer, ctx):
     if refused:
         raise Fail(_refused_message(head, refused))
     if 2 * early >= s["db_queries"]:
+        scale = _xfetch_scale(Answer)
+        if scale is not None:
+            raise Fail(head + f"; {early} of them started right after a read had found the entry in the cache. Your "
+                       "reads recompute early far too often. They decide as XFetch does (the closer the expiry, the "
+                       f"likelier a refresh), but as if delta * beta were {scale:.1f} s, "
+                       f"{scale / HOT['query_s']:.0f} times this database's {HOT['query_s']:g} s query: "
+                       "refreshes came seconds before the expiry. The formula is XFetch's; its scale is not: delta is "
+                       "the time the query took, and beta is 1 (a larger beta makes refreshes come earlier and more "
+                       "often).")
         raise Fail(head + f"; {early} of them started right after a read had found the entry in the cache. Your reads "
                    "recompute early far too often. XFetch recomputes only if now - delta * beta * ln(random()) >= "
                    "expiry, which is rare until the last moments before the expiry (not 1 - exp(-delta / t), the "
@@ -887,6 +932,26 @@ class _Requests:
 TWO_HOT = {1: "Front page", 2: "Sports"}
 
 
+def _unanswered_own_key(run, sent, key) -> None:
+    """Fail, saying why, if a request for `key` left unanswered had a query of its own key to wait for."""
+    query_s = HOT["query_s"]
+    mine = run.queries(key)
+    running = [t for t in mine if t <= sent < t + query_s]
+    head = (f"Two hot keys, 1 and 2, missed at about the same moment: a request for key {key} at t={sent:.3f} s "
+            "never got an answer")
+    if running:
+        end = running[-1] + query_s
+        answered = sum(1 for _, _, k, got, _ in run.requests if k == key and got and abs(got[0][0] - end) < 1e-9)
+        raise Fail(head + f", though a query for key {key} was running when it missed, and returned at t={end:.3f} s "
+                   f"with the row: {counted(answered, 'request')} got it then, this one did not. When the row "
+                   "arrives, answer every reply on the key's waiting list, not only the first.")
+    if mine and max(mine) + query_s <= sent:
+        raise Fail(head + f": it was a miss, but no query for key {key} started: the last one had returned at "
+                   f"t={max(mine) + query_s:.3f} s, and the key was still on your waiting list, so this miss "
+                   "waited for a query that had already finished. Remove the key's list (pop it) when its row "
+                   "arrives, before answering the replies on it.")
+
+
 @stampede.scenario("two hot keys that miss at the same moment each get their own query and row")
 def _two_hot_keys(Answer, ctx):
     _answers_at_all(Answer)
@@ -899,6 +964,7 @@ def _two_hot_keys(Answer, ctx):
     for sent, server, key, got, _ in run.requests:
         other = 3 - key
         if not got:
+            _unanswered_own_key(run, sent, key)
             pending = [t for t in run.queries(other) if t <= sent < t + HOT["query_s"]]
             raise Fail(f"Two hot keys, 1 and 2, missed at about the same moment: a request for key {key} at "
                        f"t={sent:.3f} s never got an answer"
