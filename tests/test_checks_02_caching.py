@@ -1163,6 +1163,27 @@ FRESH_WRONG = {
         "02.3", lambda: run_cells(XFETCH.replace("ttl_s=60.0, beta=1.0", "ttl_s=60.0, beta=10.0"))["StampedeSafeCache"],
         ["as if delta * beta were", "The formula is XFetch's; its scale is not", "beta is 1"],
         ["popular tutorial"]),
+    "02.4: a failed batch goes to the back of the queue": (
+        "02.4", lambda: write_behind(FIFO.replace("self.queue[:0] = batch", "self.queue.extend(batch)")),
+        ["went back in time", "not go to the back behind them"], ["only in the queue"]),
+    "02.4: an error is swallowed and the batch dropped": (
+        "02.4", lambda: write_behind(mutate(WRITE_BEHIND, COALESCED_FLUSH, """        while self.pending:
+            batch = list(self.pending.items())[:self.batch_size]
+            try:
+                self.db.write_many(batch)
+            except Exception:
+                pass
+            for key, _ in batch:
+                del self.pending[key]""")),
+        ["that failed (the database was down) and was never sent again"], ["only in the queue"]),
+    "02.4: coalescing keeps the first write of a key": (
+        "02.4", lambda: write_behind(mutate(WRITE_BEHIND, "        self.pending.pop(key, None)    # coalesce: one queued write "
+                                            "per key, the newest\n        self.pending[key] = fields",
+                                            "        self.pending.setdefault(key, fields)")),
+        ["an older write of the same player, instead"], ["only in the queue"]),
+    "02.4: the batch leaves the queue before the write": (
+        "02.4", lambda: write_behind(FIFO.replace("                self.queue[:0] = batch\n", "")),
+        ["that failed (the database was down) and was never sent again"], ["only in the queue"]),
 }
 
 

@@ -1357,6 +1357,9 @@ def _batches(Answer, ctx):
                        "rows queued. Write-behind is worth its risk because it batches: send the queued rows "
                        "together with self.db.write_many(rows), up to batch_size at a time.")
         if run.left_queued:
+            # Saves missing after a flush with the database up may have been lost or overwritten, not left
+            # queued: if the end state shows that, its diagnosis is the cause.
+            _judge_loses_nothing(run)
             t, behind = run.left_queued[0]
             raise Fail(f"With batch_size={batch_size}, 20 saves a second and flush() once a second: at t={t:g} s, "
                        f"after a flush() with the database up, {counted(behind, 'player')} still had their last "
