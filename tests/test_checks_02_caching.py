@@ -231,7 +231,7 @@ WRONG_CONSISTENT = {
         "Your update() stored the new row in the cache, but the slow fill landed after it"),
     "versioned fills, but the update deletes without a version": (
         mutate(CONSISTENT, UPDATE, "        self.db.write(key, **fields)\n        self.cache.delete(key)"),
-        "give each fill a version and delete with one"),
+        "The delete must carry the update's version too, a tombstone"),
     "the version is read when the fill lands": (
         mutate(mutate(CONSISTENT, "        version = self.db.position          # the query sees every commit up to this "
                                   "log position\n", ""),
@@ -1131,3 +1131,77 @@ def test_coalescing_that_replaces_the_whole_waiting_dict_names_it():
 def test_xfetch_with_an_expiry_past_the_ttl_names_the_ttl():
     answer = run_cells(XFETCH.replace('"expiry": now + self.ttl_s}', '"expiry": now + 60.0}'))["StampedeSafeCache"]
     assert_fails_with(lk.check("02.3", answer), "the class was given ttl_s=4")
+
+
+# --- from a second fresh-eyes review (lesson 02): each mistake is named by what happened -------------
+
+FRESH_WRONG = {
+    "02.1: set() invalidates before it writes the database": (
+        "02.1", lambda: run_cells(mutate(TWO_LEVEL, SET_BODY, "        self.invalidate(key)\n        self.db.write(key, **fields)"))[
+            "TwoLevelCache"],
+        ["deleted user 2 from the shared L2 before it wrote the database", "Write the database first, then invalidate"],
+        []),
+    "02.2: the second delete after a constant 0.2 s": (
+        "02.2", lambda: consistent(DELETE_TWICE.replace("DELAY", "0.2")),
+        ["0.2 s after the update", "db.query_s, which is 0.35 s on this database"], []),
+    "02.2: versioned fills, a plain delete": (
+        "02.2", lambda: consistent(mutate(CONSISTENT, UPDATE, "        self.db.write(key, **fields)\n        self.cache.delete(key)")),
+        ["update() deleted the key with a plain delete(key)", "The delete must carry the update's version too"],
+        ["Make a fill that started before an update unable"]),
+    "02.3: the waiting list is never removed": (
+        "02.3", lambda: stampede_safe(mutate(STAMPEDE, "            for waiter in self.waiting.pop(key):",
+                                             "            for waiter in self.waiting[key]:")),
+        ["the key was still on your waiting list", "waited for a query that had already finished"],
+        ["Keep a waiting list (and a 'query running' mark) per key"]),
+    "02.3: only the first waiter is answered": (
+        "02.3", lambda: stampede_safe(mutate(STAMPEDE, "            for waiter in self.waiting.pop(key):   # pop: the next "
+                                             "miss starts a fresh query\n                waiter(row)",
+                                             "            self.waiting.pop(key)[0](row)")),
+        ["answer every reply on the key's waiting list, not only the first"],
+        ["Keep a waiting list (and a 'query running' mark) per key"]),
+    "02.3: XFetch with beta = 10": (
+        "02.3", lambda: run_cells(XFETCH.replace("ttl_s=60.0, beta=1.0", "ttl_s=60.0, beta=10.0"))["StampedeSafeCache"],
+        ["as if delta * beta were", "The formula is XFetch's; its scale is not", "beta is 1"],
+        ["popular tutorial"]),
+    "02.4: a failed batch goes to the back of the queue": (
+        "02.4", lambda: write_behind(FIFO.replace("self.queue[:0] = batch", "self.queue.extend(batch)")),
+        ["went back in time", "not go to the back behind them"], ["only in the queue"]),
+    "02.4: an error is swallowed and the batch dropped": (
+        "02.4", lambda: write_behind(mutate(WRITE_BEHIND, COALESCED_FLUSH, """        while self.pending:
+            batch = list(self.pending.items())[:self.batch_size]
+            try:
+                self.db.write_many(batch)
+            except Exception:
+                pass
+            for key, _ in batch:
+                del self.pending[key]""")),
+        ["that failed (the database was down) and was never sent again"], ["only in the queue"]),
+    "02.4: coalescing keeps the first write of a key": (
+        "02.4", lambda: write_behind(mutate(WRITE_BEHIND, "        self.pending.pop(key, None)    # coalesce: one queued write "
+                                            "per key, the newest\n        self.pending[key] = fields",
+                                            "        self.pending.setdefault(key, fields)")),
+        ["an older write of the same player, instead"], ["only in the queue"]),
+    "02.4: the batch leaves the queue before the write": (
+        "02.4", lambda: write_behind(FIFO.replace("                self.queue[:0] = batch\n", "")),
+        ["that failed (the database was down) and was never sent again"], ["only in the queue"]),
+}
+
+
+@pytest.mark.parametrize("mistake", list(FRESH_WRONG))
+def test_fresh_eyes_wrong_answers_fail_naming_their_cause(mistake):
+    exercise_id, answer, expected, misleading = FRESH_WRONG[mistake]
+    report = lk.check(exercise_id, answer())
+    assert report.status == "failed", report.text()
+    for words in expected:
+        assert words in messages(report), report.text()
+    for words in misleading:
+        assert words not in messages(report), report.text()
+
+
+@pytest.mark.parametrize("source", [
+    DELETE_TWICE.replace("DELAY", "self.db.query_s"),
+    DELETE_TWICE.replace("DELAY", "self.db.query_s + 0.05"),
+], ids=["delete twice after db.query_s", "delete twice after db.query_s and a margin"])
+def test_a_second_delete_timed_by_the_database_passes_on_the_slower_one(source):
+    report = lk.check("02.2", consistent(source))
+    assert report.status == "passed", report.text()

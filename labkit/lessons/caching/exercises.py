@@ -8,6 +8,8 @@ proxy, so the scenarios only construct the answer and call its methods.
 """
 from __future__ import annotations
 
+import math
+
 from labkit.cache import LRUCache, RedisCache
 from labkit.checking import Exercise, Fail, concept_question, construct, counted, refuse_reference, register
 from labkit.checking.expose import expose
@@ -105,6 +107,19 @@ def _l2_first(ev, l1_name) -> bool:
     return bool(order) and order[0] == "l2"
 
 
+def _l2_cleared_before_write(ev, key) -> bool:
+    """True if a set() deleted `key` from the shared L2 before its database write, and left L2 alone after it.
+
+    The events of one call are in call order, even at one instant: a reader that lands between such a delete
+    and the write fills L2 with the old row."""
+    writes = [i for i, e in enumerate(ev) if e.component == "db" and e.event == "write"]
+    if not writes:
+        return False
+    l2 = [(i, e.event) for i, e in enumerate(ev) if e.component == "l2" and e.event in ("delete", "set")
+          and str(e.fields.get("key")) == str(key)]
+    return any(i < writes[0] and event == "delete" for i, event in l2) and not any(i > writes[-1] for i, _ in l2)
+
+
 def _expect_row(row, key, expected, when: str) -> None:
     if row != expected:
         if _partial(row, expected):
@@ -187,6 +202,11 @@ def _set(Answer, ctx):
                        f"{after!r}. Write the change with self.db.write(key, **fields).")
         if wrote > 1:
             raise Fail(f"One set() wrote the database {wrote} times; once is enough.")
+        if _l2_cleared_before_write(ev, 2):
+            raise Fail("set(2, plan='pro') deleted user 2 from the shared L2 before it wrote the database, and did "
+                       "not touch L2 after the write. On a busy site another server's get(2) can land between the "
+                       "two: it misses, reads the old row from the database and stores it in L2, where it stays "
+                       f"for the L2's {L2_TTL_S:g} s TTL. Write the database first, then invalidate.")
         set_ev = ev
         row, ev = s.get(1, 2)
         if row is None and _count(ev, "l2", "hit") and _count(set_ev, "l2", "set"):
@@ -375,6 +395,7 @@ def _l2_ttl(Answer, ctx):
 # 02.2 the stale-set race
 
 QUERY_S, RACE_TTL_S = 0.2, 60.0
+SLOW_QUERY_S = 0.35   # one race on a slower database: a second delete timed by a constant 0.2 s misses it
 
 
 def _app(Answer, ttl_s):
@@ -387,8 +408,8 @@ def _app(Answer, ttl_s):
     return make
 
 
-def _race(Answer, **kwargs):
-    run = stale_set_race(_app(Answer, RACE_TTL_S), ttl_s=RACE_TTL_S, query_s=QUERY_S, **kwargs)
+def _race(Answer, query_s=QUERY_S, **kwargs):
+    run = stale_set_race(_app(Answer, RACE_TTL_S), ttl_s=RACE_TTL_S, query_s=query_s, **kwargs)
     unanswered = [(t, who) for t, who, action, got in run.steps if action == "reads" and not got]
     if unanswered:
         t, who = unanswered[0]
@@ -433,8 +454,9 @@ def _stale_message(run, label: str, write_at: float) -> str:
                 f"t={times} s. Your update() wrote the database but never touched the cache, so the cached row "
                 f"stays until its TTL ({RACE_TTL_S:g} s): delete it (and then make sure a slow fill cannot bring it "
                 "back).")
+    query_s = run.settings["query_s"]
     head = (f"{label}: after Ana saved 'new bio' at t={write_at:.2f} s, visitors still saw 'old bio' at t={times} s. "
-            f"A read that started before her save queried the database ({QUERY_S:g} s) and stored the old row when "
+            f"A read that started before her save queried the database ({query_s:g} s) and stored the old row when "
             "it returned, after the update had cleaned the cache; it stays until its TTL "
             f"({RACE_TTL_S:g} s).")
     if sets_at_write and fills:
@@ -459,10 +481,20 @@ def _stale_message(run, label: str, write_at: float) -> str:
                 f"as the update's commit at position {commits[-1]}, though its query started at t={started[0]:.2f} s, "
                 "before the update: take a fill's version from self.db.position just before its query, "
                 "unchanged.")
+    versioned_fills = [e for e in events if e.event == "set" and e.fields.get("version") is not None]
+    plain_deletes = [e for e in events if e.event == "delete" and e.time_s == write_at
+                     and e.fields.get("version") is None]
+    if versioned_fills and plain_deletes and not tombstones:
+        return (head + " Your fills carry a version (set_if_newer), but update() deleted the key with a plain "
+                "delete(key), which leaves nothing behind: the slow fill's version had nothing newer to lose "
+                "to, so it was stored. The delete must carry the update's version too, a tombstone: "
+                "self.cache.delete(key, version=p), where p is the log position db.write returns.")
     if deletes and fills and max(deletes) < max(fills):
-        return (head + f" Your last delete came at t={max(deletes):.2f} s, before the slow fill landed at "
-                f"t={max(fills):.2f} s: a second delete must wait at least as long as a query can take "
-                "(db.query_s).")
+        waited = round(max(deletes) - write_at, 6)
+        return (head + f" Your last delete came at t={max(deletes):.2f} s, {waited:g} s after the update, before "
+                f"the slow fill landed at t={max(fills):.2f} s: a second delete must wait at least as long as a "
+                f"query can take, db.query_s, which is {query_s:g} s on this database (read it from self.db, "
+                "do not write the number in).")
     return (head + " Make a fill that started before an update unable to store its row: give each fill a version "
             "and delete with one (set_if_newer, delete(key, version=...)), use leases (get_or_lease, "
             "set_with_lease), or delete a second time once the slowest query has returned.")
@@ -490,11 +522,12 @@ def _race_one(Answer, ctx):
     return "the old row never came back after the update"
 
 
-@stale_set.scenario("two reads in flight during an update")
+@stale_set.scenario(f"two reads in flight during an update, on a slower database ({SLOW_QUERY_S:g} s a query)")
 def _race_two(Answer, ctx):
-    run = _race(Answer, reads=(1.0, 1.05), write_at=1.1, other_writes=(1.12, 1.17), probes=(2.1, 5.0, 20.0, 59.0))
+    run = _race(Answer, query_s=SLOW_QUERY_S, reads=(1.0, 1.05), write_at=1.1, other_writes=(1.12, 1.17),
+                probes=(2.1, 5.0, 20.0, 59.0))
     if any(t >= 2.1 for t, _ in run.stale_answers()):
-        raise Fail(_stale_message(run, "Two reads in flight", 1.1))
+        raise Fail(_stale_message(run, f"Two reads in flight, queries of {SLOW_QUERY_S:g} s", 1.1))
     return "neither read brought the old row back"
 
 
@@ -679,6 +712,40 @@ def _hits_and_early(run) -> tuple[int, int]:
     return hits, early
 
 
+XFETCH_LEADS, XFETCH_KEYS = (0.4, 1.2, 2.4), 150  # seconds before the expiry; keys read at each
+
+
+def _xfetch_scale(Answer) -> float | None:
+    """delta * beta as the learner's early refreshes imply it, if they follow XFetch's law; else None.
+
+    XFetch refreshes a read with `lead` seconds left before the expiry with chance exp(-lead / (delta * beta)).
+    Many keys, each filled once and read once, at one of three leads: each lead's share of refreshes gives
+    an estimate of delta * beta. Close estimates: the reads follow that law with another scale (a beta or a
+    delta too large); far apart: another law (another formula)."""
+    keys = range(1, len(XFETCH_LEADS) * XFETCH_KEYS + 1)
+    run = _Requests(Answer, servers=1, rows={k: f"story {k}" for k in keys}, seed=28)
+    try:
+        for k in keys:
+            run.at(0.0, 0, k)
+        expiry = HOT["query_s"] + HOT["ttl_s"]
+        for k in keys:
+            run.at(expiry - XFETCH_LEADS[(k - 1) // XFETCH_KEYS], 0, k)
+        run.sim.run(until=expiry + 1.0)
+    finally:
+        run.cache.flush()
+    scales = []
+    for n, lead in enumerate(XFETCH_LEADS):
+        reads = [caused for sent, _, k, _, caused in run.requests if sent > 0 and (k - 1) // XFETCH_KEYS == n]
+        hits = [c for c in reads if any(e.component == "cache" and e.event == "hit" for e in c)]
+        refreshes = sum(1 for c in hits if any(e.component == "db" and e.event == "read" for e in c))
+        if len(hits) < XFETCH_KEYS // 2 or not 0 < refreshes < len(hits):
+            return None
+        scales.append(-lead / math.log(refreshes / len(hits)))
+    if max(scales) > 1.8 * min(scales) or min(scales) < 3 * HOT["query_s"]:
+        return None
+    return sum(scales) / len(scales)
+
+
 def _refused_refreshes(run) -> int:
     """Fills of the hot key the cache refused, in a run that refreshed early. Nothing updates the key in a
     hot-key run, so such a refresh carried the same version as the entry it meant to replace
@@ -793,6 +860,15 @@ def _still_hot(Answer, ctx):
     if refused:
         raise Fail(_refused_message(head, refused))
     if 2 * early >= s["db_queries"]:
+        scale = _xfetch_scale(Answer)
+        if scale is not None:
+            raise Fail(head + f"; {early} of them started right after a read had found the entry in the cache. Your "
+                       "reads recompute early far too often. They decide as XFetch does (the closer the expiry, the "
+                       f"likelier a refresh), but as if delta * beta were {scale:.1f} s, "
+                       f"{scale / HOT['query_s']:.0f} times this database's {HOT['query_s']:g} s query: "
+                       "refreshes came seconds before the expiry. The formula is XFetch's; its scale is not: delta is "
+                       "the time the query took, and beta is 1 (a larger beta makes refreshes come earlier and more "
+                       "often).")
         raise Fail(head + f"; {early} of them started right after a read had found the entry in the cache. Your reads "
                    "recompute early far too often. XFetch recomputes only if now - delta * beta * ln(random()) >= "
                    "expiry, which is rare until the last moments before the expiry (not 1 - exp(-delta / t), the "
@@ -856,6 +932,26 @@ class _Requests:
 TWO_HOT = {1: "Front page", 2: "Sports"}
 
 
+def _unanswered_own_key(run, sent, key) -> None:
+    """Fail, saying why, if a request for `key` left unanswered had a query of its own key to wait for."""
+    query_s = HOT["query_s"]
+    mine = run.queries(key)
+    running = [t for t in mine if t <= sent < t + query_s]
+    head = (f"Two hot keys, 1 and 2, missed at about the same moment: a request for key {key} at t={sent:.3f} s "
+            "never got an answer")
+    if running:
+        end = running[-1] + query_s
+        answered = sum(1 for _, _, k, got, _ in run.requests if k == key and got and abs(got[0][0] - end) < 1e-9)
+        raise Fail(head + f", though a query for key {key} was running when it missed, and returned at t={end:.3f} s "
+                   f"with the row: {counted(answered, 'request')} got it then, this one did not. When the row "
+                   "arrives, answer every reply on the key's waiting list, not only the first.")
+    if mine and max(mine) + query_s <= sent:
+        raise Fail(head + f": it was a miss, but no query for key {key} started: the last one had returned at "
+                   f"t={max(mine) + query_s:.3f} s, and the key was still on your waiting list, so this miss "
+                   "waited for a query that had already finished. Remove the key's list (pop it) when its row "
+                   "arrives, before answering the replies on it.")
+
+
 @stampede.scenario("two hot keys that miss at the same moment each get their own query and row")
 def _two_hot_keys(Answer, ctx):
     _answers_at_all(Answer)
@@ -868,6 +964,7 @@ def _two_hot_keys(Answer, ctx):
     for sent, server, key, got, _ in run.requests:
         other = 3 - key
         if not got:
+            _unanswered_own_key(run, sent, key)
             pending = [t for t in run.queries(other) if t <= sent < t + HOT["query_s"]]
             raise Fail(f"Two hot keys, 1 and 2, missed at about the same moment: a request for key {key} at "
                        f"t={sent:.3f} s never got an answer"
@@ -1260,6 +1357,9 @@ def _batches(Answer, ctx):
                        "rows queued. Write-behind is worth its risk because it batches: send the queued rows "
                        "together with self.db.write_many(rows), up to batch_size at a time.")
         if run.left_queued:
+            # Saves missing after a flush with the database up may have been lost or overwritten, not left
+            # queued: if the end state shows that, its diagnosis is the cause.
+            _judge_loses_nothing(run)
             t, behind = run.left_queued[0]
             raise Fail(f"With batch_size={batch_size}, 20 saves a second and flush() once a second: at t={t:g} s, "
                        f"after a flush() with the database up, {counted(behind, 'player')} still had their last "
