@@ -640,9 +640,8 @@ def _checkout(answer, ctx):
 def _product(answer, ctx):
     t = SIZING_TARGETS
     runs = _sized_runs(answer)
-    worst, seed = min((run.outcomes("product", (0.0, t["incident"][0]))["ok"] /
-                       max(1, run.outcomes("product", (0.0, t["incident"][0]))["requests"]), run.settings["seed"])
-                      for run in runs)
+    before = [(run.outcomes("product", (0.0, t["incident"][0])), run.settings["seed"]) for run in runs]
+    worst, seed = min((d["ok"] / max(1, d["requests"]), s) for d, s in before)
     if worst < t["product_normal_success"]:
         raise Fail(f"Before the incident, with recommendations healthy, product pages succeeded only "
                    f"{percent_short_of(worst, t['product_normal_success'])} of the time with seed {seed} (target "
@@ -668,8 +667,8 @@ def _product(answer, ctx):
 
 @sizing.scenario("reporting keeps 98 % success (20 seeds)")
 def _reporting(answer, ctx):
-    worst, seed = min((run.outcomes("reporting")["ok"] / max(1, run.outcomes("reporting")["requests"]),
-                       run.settings["seed"]) for run in _sized_runs(answer))
+    outcomes = [(run.outcomes("reporting"), run.settings["seed"]) for run in _sized_runs(answer)]
+    worst, seed = min((d["ok"] / max(1, d["requests"]), s) for d, s in outcomes)
     if worst < SIZING_TARGETS["reporting_success"]:
         short = percent_short_of(worst, SIZING_TARGETS["reporting_success"])
         raise Fail(f"Reporting succeeded only {short} of the time with seed {seed} (target "
