@@ -10,6 +10,7 @@ message that names the exercise.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -25,9 +26,10 @@ from labkit import checking
 from labkit.checking import FAILED, NOT_ATTEMPTED, Exercise, Fail, Report, Result
 from labkit.grading.endpoint import _PLAIN, UNSENT, Endpoint
 from labkit.checking.expose import exposed_names
+from labkit.clock import gc_paused
 from labkit.grading.notebook import (NotANotebook, Submission, cell_name, defining_cell, detect_lesson,
                                     read_submission)
-from labkit.grading.protocol import MAX_TEXT, FrameBuffer, ProtocolError, RemoteError, pack, truncate
+from labkit.grading.protocol import INT_LIMIT, MAX_TEXT, FrameBuffer, ProtocolError, RemoteError, pack, truncate
 from labkit.grading import sandbox
 from labkit.grading.sandbox import Child, Limits, UidPool
 
@@ -355,16 +357,150 @@ def _contains_proxy(value, depth=0) -> bool:
 # --- the grader's end of the pipe ---------------------------------------------------------
 
 
-class ParentEndpoint(Endpoint):
-    """The grader's end: every wait has a deadline, and the child may only use what `expose` allows.
+@dataclass
+class _Pending:
+    """A request sent to the child: what it is (for messages), where the child's CPU clock stood, its deadline."""
+
+    what: str
+    start_cpu: float | None   # outermost requests only: what the budget is charged from
+    deadline: tuple[float, float]
+    number: int = 0
+
+
+class GraderEnd(Endpoint):
+    """The grader's end of the exchange, whatever carries the messages: the child may only use what `expose` allows.
+
+    `ParentEndpoint` carries them over the pipe to a live child; `labkit.grading.replay`
+    carries them in memory (in the child, to write a scenario down) or from that record (in
+    the grader, to replay it).
+    """
+
+    catch = Exception
+
+    def __init__(self):
+        super().__init__()
+        self.broken: GraderAbort | None = None
+        self.exercise: str | None = None
+        self.callbacks = 0
+
+    def fatal(self) -> tuple:
+        return (ProtocolError, GraderAbort)
+
+    def make_proxy(self, handle, desc):
+        if desc["kind"] == "class":
+            return _remote_class(self, handle, desc)
+        return RemoteObject(self, handle, desc)
+
+    def request(self, op: str, *, what: str = "", timeout: float | None = None, **fields):
+        """Send a request, serving the child's meanwhile; `what` names it in a timeout's message, `timeout` its CPU limit."""
+        if self.broken is not None:
+            raise NotChecked(self.broken)
+        return super().request(op, **fields)
+
+    def _where(self) -> str:
+        return f" (exercise {self.exercise})" if self.exercise else ""
+
+    def abort(self, exc: GraderAbort) -> GraderAbort:
+        if self.broken is None:
+            self.broken = exc
+        return exc
+
+    def call(self, handle: int, args, kwargs, what: str, method: str | None = None):
+        """Call a learner callable (or `method` of a learner object) in the child; our callables among the arguments become callable there."""
+        self.codec.granting = True
+        try:
+            fields = self.encode_call(args, kwargs)
+        finally:
+            self.codec.granting = False
+        if method is not None:
+            return self.request("callmethod", target=handle, name=method, what=what, **fields)
+        return self.request("call", target=handle, what=what, **fields)
+
+    def _read_ahead(self, handle: int, name: str):
+        """The current value of an exposed attribute the child reads, to send ahead (None: not a value)."""
+        obj = self.codec.objects.get(handle)
+        try:
+            value = getattr(obj, name)
+        except Exception as exc:  # noqa: BLE001 - sent ahead as the error the child would get
+            return "err", exc
+        if type(value) in _PLAIN:
+            return "ok", value
+        if callable(value) or isinstance(value, (types.ModuleType, type)):
+            return None
+        return "ok", value
+
+    def plain_value(self, handle: int, name: str):
+        """The value learner code reads as `obj.name` of our object `handle`, if it is an exposed plain value; else UNSENT.
+
+        Plain: a string, a finite number, a bool or None, read without an error. Anything else
+        (a method, an object, an error, a name not exposed) takes a request, as live.
+        """
+        obj = self.codec.objects.get(handle)
+        if obj is None or name not in exposed_names(obj):
+            return UNSENT
+        try:
+            value = getattr(obj, name)
+        except Exception:  # noqa: BLE001 - the request path reports it
+            return UNSENT
+        t = type(value)
+        if t is str or t is bool or value is None or t is int and -INT_LIMIT < value < INT_LIMIT \
+                or t is float and math.isfinite(value):
+            return value
+        return UNSENT
+
+    # what the child may ask of the grader's objects
+    def dispatch(self, op: str, message: dict):
+        self.callbacks += 1
+        if self.callbacks > MAX_CALLBACKS:
+            raise self.abort(BrokenProtocol(
+                f"Your code made more than {MAX_CALLBACKS:,} requests to the grader's objects{self._where()}; "
+                "the grader stopped it.", f"more than {MAX_CALLBACKS:,} requests to the grader"))
+        obj = self.target(message)
+        kind = type(obj).__name__
+        if op == "getattr":
+            name = self.name(message)
+            if name not in exposed_names(obj):
+                raise AttributeError(f"{kind!r} object has no attribute {name!r} that your code may use while "
+                                     "it is graded")
+            value = getattr(obj, name)
+            if callable(value) or isinstance(value, (types.ModuleType, type)):
+                if not (isinstance(value, (types.MethodType, types.BuiltinMethodType))
+                        and getattr(value, "__self__", None) is obj):
+                    raise AttributeError(f"{kind}.{name} is not available to your code while it is graded")
+                self.codec.granted.add(self.codec.export(value))
+            else:
+                self.ahead.watch(message["target"], name)
+            return value
+        if op == "call":
+            if message.get("target") not in self.codec.granted:
+                raise TypeError(f"{kind!r} object is not callable")
+            args, kwargs = self.arguments(message)
+            bad = [k for k in kwargs if not k.isidentifier()]
+            if bad:  # such names end up in SQL column lists, attribute names...: refuse them here
+                raise TypeError(f"keyword argument names must be Python identifiers, got {bad[0]!r}")
+            return obj(*args, **kwargs)
+        if op in ("repr", "str"):
+            return truncate(repr(obj), 300) if exposed_names(obj) else f"<the grader's {kind}>"
+        if op == "bool":
+            return bool(obj) if exposed_names(obj) else True
+        raise TypeError(f"the grader's {kind} cannot be used that way ({truncate(op, 20)}) while grading")
+
+    def answer(self, name: str):
+        reply = self.request("answer", name=name, what=f"reading your answer {name}")
+        if type(reply) is not dict or reply.get("state") not in ("missing", "stub", "value"):
+            raise self.abort(BrokenProtocol("The notebook's process answered with something else.",
+                                            "its process sent a malformed answer"))
+        return reply
+
+
+class ParentEndpoint(GraderEnd):
+    """The grader's end of the pipe to a live child: every wait has a deadline.
 
     A deadline is a pair: CPU seconds of the child (what a limit means) and a wall-clock
     backstop (`Limits.wall_s`). The child's CPU time is read once per request from the
     grader's scenarios and once a second while the grader waits, so a loaded machine, the
     grader's own work and its callbacks cost the learner nothing.
     """
-
-    catch = Exception
 
     def __init__(self, child: Child, limits: Limits, budget: Budget):
         super().__init__()
@@ -377,9 +513,7 @@ class ParentEndpoint(Endpoint):
         self.deadlines: list[tuple[float, float]] = []   # (child CPU seconds, wall clock)
         self._budget_deadline = (math.inf, math.inf)
         self._expired = "cpu"
-        self.broken: GraderAbort | None = None
-        self.exercise: str | None = None
-        self.callbacks = self.notifications = 0
+        self.notifications = 0
         self.current_cell: int | None = None
         self.hello: dict | None = None
         self._pollers = {}
@@ -430,18 +564,22 @@ class ParentEndpoint(Endpoint):
                 raise _Gone()
             self.buffer.feed(chunk)
 
-    def make_proxy(self, handle, desc):
-        if desc["kind"] == "class":
-            return _remote_class(self, handle, desc)
-        return RemoteObject(self, handle, desc)
-
     # requests, with deadlines and the budget
     def request(self, op: str, *, what: str = "", timeout: float | None = None, **fields):
+        return self.await_pending(self.send_pending(op, what=what, timeout=timeout, **fields))
+
+    def send_pending(self, op: str, *, what: str = "", timeout: float | None = None, **fields) -> "_Pending":
+        """Send a request whose reply `await_pending` waits for; its deadline starts now.
+
+        The child works on it meanwhile, and the grader may work too (a replay), as long as
+        it sends the child nothing else before it awaits.
+        """
         if self.broken is not None:
             raise NotChecked(self.broken)
         now = time.monotonic()
         limit = self.limits.call_timeout_s if timeout is None else timeout
         outermost = not self.deadlines
+        start_cpu = None
         if outermost:
             cpu = start_cpu = self.meter.seconds()
             left = self.budget.remaining
@@ -449,9 +587,24 @@ class ParentEndpoint(Endpoint):
             outer = self._budget_deadline
         else:
             cpu, outer = self.meter.last, self.deadlines[-1]  # nested: the outer request's CPU clock runs on
-        self.deadlines.append((min(cpu + limit, outer[0]), min(now + self.limits.wall_s(limit), outer[1])))
+        pending = _Pending(what, start_cpu, (min(cpu + limit, outer[0]), min(now + self.limits.wall_s(limit), outer[1])))
+        with self._stopping(pending):
+            pending.number = self.send_request(op, **fields)
+        return pending
+
+    def await_pending(self, pending: "_Pending"):
+        with self._stopping(pending):
+            return self.await_reply(pending.number)
+
+    @contextlib.contextmanager
+    def _stopping(self, pending: "_Pending"):
+        """Under the request's deadline: a deadline passed, a child gone or a broken protocol stops the child."""
+        if self.broken is not None:
+            raise NotChecked(self.broken)
+        self.deadlines.append(pending.deadline)
+        what = pending.what
         try:
-            return super().request(op, **fields)
+            yield
         except _Expired as exc:
             self._expired = exc.kind
             raise self.abort(self._timeout(what)) from None
@@ -464,11 +617,9 @@ class ParentEndpoint(Endpoint):
                 f"its process broke the protocol: {exc}")) from None
         finally:
             self.deadlines.pop()
-            if outermost:
-                self.budget.used_s += self.meter.seconds() - start_cpu
-
-    def _where(self) -> str:
-        return f" (exercise {self.exercise})" if self.exercise else ""
+            if pending.start_cpu is not None:
+                self.budget.used_s += self.meter.seconds() - pending.start_cpu
+                pending.start_cpu = self.meter.last
 
     def _timeout(self, what: str) -> CodeTimeout:
         if self.current_cell is not None:
@@ -497,6 +648,16 @@ class ParentEndpoint(Endpoint):
                            f"{'exercise ' + self.exercise + ': ' if self.exercise else ''}your code did not finish "
                            f"within {limit:g} s ({what}): an infinite loop?")
 
+    def stopped_in_record(self, what: str, kind: str) -> CodeTimeout:
+        """The timeout of a call that ran out of `kind` ("cpu", "wall") time while the child recorded a scenario.
+
+        Live, the grader would have stopped the child there: it stops it now, so the rest of
+        the exercise runs in a fresh one, as it would have.
+        """
+        self._expired = kind
+        self._budget_deadline = (math.inf, math.inf)
+        return self.abort(self._timeout(what))
+
     def _gone(self, what: str) -> ChildGone:
         if self.current_cell is not None:
             what = f"running {cell_name(self.current_cell)}"
@@ -505,35 +666,10 @@ class ParentEndpoint(Endpoint):
                          f"its process ended while the grader was {what}{self._where()}")
 
     def abort(self, exc: GraderAbort) -> GraderAbort:
-        if self.broken is None:
-            self.broken = exc
+        super().abort(exc)
         self.child.kill()
         self.meter.close()
         return exc
-
-    def call(self, handle: int, args, kwargs, what: str, method: str | None = None):
-        """Call a learner callable (or `method` of a learner object) in the child; our callables among the arguments become callable there."""
-        self.codec.granting = True
-        try:
-            fields = self.encode_call(args, kwargs)
-        finally:
-            self.codec.granting = False
-        if method is not None:
-            return self.request("callmethod", target=handle, name=method, what=what, **fields)
-        return self.request("call", target=handle, what=what, **fields)
-
-    def _read_ahead(self, handle: int, name: str):
-        """The current value of an exposed attribute the child reads, to send ahead (None: not a value)."""
-        obj = self.codec.objects.get(handle)
-        try:
-            value = getattr(obj, name)
-        except Exception as exc:  # noqa: BLE001 - sent ahead as the error the child would get
-            return "err", exc
-        if type(value) in _PLAIN:
-            return "ok", value
-        if callable(value) or isinstance(value, (types.ModuleType, type)):
-            return None
-        return "ok", value
 
     def on_notify(self, message: dict) -> None:
         self.notifications += 1
@@ -546,43 +682,6 @@ class ParentEndpoint(Endpoint):
                                  min(self._budget_deadline[1], time.monotonic() + self.limits.wall_s(limit)))
             return
         raise ProtocolError("an unexpected notification")
-
-    # what the child may ask of the grader's objects
-    def dispatch(self, op: str, message: dict):
-        self.callbacks += 1
-        if self.callbacks > MAX_CALLBACKS:
-            raise self.abort(BrokenProtocol(
-                f"Your code made more than {MAX_CALLBACKS:,} requests to the grader's objects{self._where()}; "
-                "the grader stopped it.", f"more than {MAX_CALLBACKS:,} requests to the grader"))
-        obj = self.target(message)
-        kind = type(obj).__name__
-        if op == "getattr":
-            name = self.name(message)
-            if name not in exposed_names(obj):
-                raise AttributeError(f"{kind!r} object has no attribute {name!r} that your code may use while "
-                                     "it is graded")
-            value = getattr(obj, name)
-            if callable(value) or isinstance(value, (types.ModuleType, type)):
-                if not (isinstance(value, (types.MethodType, types.BuiltinMethodType))
-                        and getattr(value, "__self__", None) is obj):
-                    raise AttributeError(f"{kind}.{name} is not available to your code while it is graded")
-                self.codec.granted.add(self.codec.export(value))
-            else:
-                self.ahead.watch(message["target"], name)
-            return value
-        if op == "call":
-            if message.get("target") not in self.codec.granted:
-                raise TypeError(f"{kind!r} object is not callable")
-            args, kwargs = self.arguments(message)
-            bad = [k for k in kwargs if not k.isidentifier()]
-            if bad:  # such names end up in SQL column lists, attribute names...: refuse them here
-                raise TypeError(f"keyword argument names must be Python identifiers, got {bad[0]!r}")
-            return obj(*args, **kwargs)
-        if op in ("repr", "str"):
-            return truncate(repr(obj), 300) if exposed_names(obj) else f"<the grader's {kind}>"
-        if op == "bool":
-            return bool(obj) if exposed_names(obj) else True
-        raise TypeError(f"the grader's {kind} cannot be used that way ({truncate(op, 20)}) while grading")
 
     # the phases of one submission
     def wait_hello(self) -> dict:
@@ -618,14 +717,6 @@ class ParentEndpoint(Endpoint):
                     clean.append({"index": r["index"], "status": r["status"],
                                   **({"error": truncate(str(r["error"]), 400)} if r.get("error") else {})})
         return clean
-
-    def answer(self, name: str):
-        reply = self.request("answer", name=name, what=f"reading your answer {name}")
-        if type(reply) is not dict or reply.get("state") not in ("missing", "stub", "value"):
-            raise self.abort(BrokenProtocol("The notebook's process answered with something else.",
-                                            "its process sent a malformed answer"))
-        return reply
-
 
 class RemoteContext:
     """A scenario's `ctx` for learner code in the child: its wall-clock spy is installed there."""
@@ -706,7 +797,8 @@ class DataAnswerCache:
 def empty_record(path: Path) -> dict:
     return {"submission": str(path), "sha256": None, "lesson": None, "status": GRADER_ERROR, "reason": "",
             "points": {}, "public": 0.0, "hidden": 0.0, "total": 0.0, "max_public": 0.0, "max_hidden": 0.0,
-            "max_total": 0.0, "exercises": {}, "cells": [], "sandbox": {}, "output": "", "seconds": 0.0}
+            "max_total": 0.0, "exercises": {}, "cells": [], "sandbox": {}, "scenarios": {}, "output": "",
+            "seconds": 0.0}
 
 
 def lesson_exercises(lesson: str) -> list[Exercise]:
@@ -788,7 +880,7 @@ class _Session:
     """The child that runs one submission's notebook, started again (same cells skipped) after a check stopped it."""
 
     def __init__(self, record: dict, submission: Submission, exercises: list[Exercise], limits: Limits, uid_pool,
-                 base_dir: str):
+                 base_dir: str, replay: bool = True):
         self.record, self.submission, self.exercises, self.limits = record, submission, exercises, limits
         self.uid_pool, self.base_dir = uid_pool, base_dir
         self.skipped: dict[int, dict] = {}
@@ -800,6 +892,8 @@ class _Session:
         self.restarts = 0
         self.keep_output = True
         self.must_hide = hidden_test_files()
+        self.replay = replay
+        self.replayed = self.live = 0   # public scenarios graded from a record, and scenarios run live
         # RLIMIT_CPU of the child: everything the grader may ask of one process, plus its start.
         self.cpu_s = (limits.timeout_s + len(exercises) * limits.exercise_timeout_s + limits.startup_timeout_s + 10)
 
@@ -867,7 +961,7 @@ class _Session:
 def _grade_in_child(graded: Graded, submission: Submission, exercises: list[Exercise], limits: Limits,
                     uid_pool, base_dir: str, cache) -> None:
     record = graded.record
-    session = _Session(record, submission, exercises, limits, uid_pool, base_dir)
+    session = _Session(record, submission, exercises, limits, uid_pool, base_dir, limits.replay)
     try:
         try:
             session.start()
@@ -882,6 +976,9 @@ def _grade_in_child(graded: Graded, submission: Submission, exercises: list[Exer
                 graded.reports.append(_judge_exercise(exercise, session, submission, cache))
     finally:
         session.close_child()
+    # How the learner-code scenarios were graded: from the child's record, or live (hidden ones, and any
+    # whose record diverged from the grader's run). All public ones replay unless something is amiss.
+    record["scenarios"] = {"replayed": session.replayed, "live": session.live}
     _summarise(graded, exercises, session.first_abort, session.cells)
 
 
@@ -895,7 +992,8 @@ def _judge_exercise(exercise: Exercise, session: _Session, submission: Submissio
     budget = Budget(session.limits.exercise_timeout_s, f"exercise {exercise.id}'s checks")
     results: list[Result] = []
     stopped: GraderAbort | None = None
-    for scenario in exercise.scenarios:
+    ahead: _Recording | None = None   # the next public scenario's record, asked for while this one replays
+    for index, scenario in enumerate(exercise.scenarios):
         if session.endpoint.broken is not None:
             stopped = stopped or session.endpoint.broken
             answer = None
@@ -910,13 +1008,83 @@ def _judge_exercise(exercise: Exercise, session: _Session, submission: Submissio
                 continue
         endpoint = session.endpoint
         endpoint.budget, endpoint.exercise = budget, exercise.id
-        single = copy.copy(exercise)
-        single.scenarios = [scenario]
-        results.extend(single.run(answer["value"], ctx_factory=lambda: RemoteContext(endpoint),
-                                  include_hidden=True).results)
+        replayed = None
+        if session.replay and not scenario.hidden:
+            recording = (ahead if ahead is not None and ahead.scenario is scenario and ahead.endpoint is endpoint
+                         else _Recording(exercise, scenario, endpoint)).wait()
+            ahead = None
+            following = exercise.scenarios[index + 1] if index + 1 < len(exercise.scenarios) else None
+            if following is not None and not following.hidden and recording.text is not None:
+                ahead = _Recording(exercise, following, endpoint)   # the child records it while this one replays
+            replayed = recording.replayed()
+        if replayed is not None:
+            results.extend(replayed)
+            session.replayed += 1
+        else:
+            if ahead is not None:
+                ahead.wait()   # the child answers one request at a time: the record first, then the live run
+            single = copy.copy(exercise)
+            single.scenarios = [scenario]
+            results.extend(single.run(answer["value"], ctx_factory=lambda: RemoteContext(endpoint),
+                                      include_hidden=True).results)
+            session.live += 1
         if endpoint.broken is not None and session.first_abort is None:
             session.first_abort = endpoint.broken
     return Report(exercise.id, exercise.title, results)
+
+
+class _Recording:
+    """A public scenario's record (`labkit.grading.replay`), asked of the child, maybe not back yet."""
+
+    def __init__(self, exercise: Exercise, scenario, endpoint: ParentEndpoint):
+        from labkit.grading import replay
+
+        self.exercise, self.scenario, self.endpoint = exercise, scenario, endpoint
+        self.text: str | None = None
+        self.stopped: GraderAbort | None = None
+        index = next(i for i, s in enumerate(replay.public_scenarios(exercise)) if s is scenario)
+        limits = endpoint.limits
+        self.pending = None
+        try:
+            self.pending = endpoint.send_pending(
+                "record", exercise=exercise.id, scenario=index, name=scenario.name,
+                call_cpu_s=limits.call_timeout_s, call_wall_s=limits.wall_s(limits.call_timeout_s),
+                what=f"checking {scenario.name!r}", timeout=endpoint.budget.remaining)
+        except GraderAbort as exc:
+            self.stopped = exc
+
+    def wait(self) -> "_Recording":
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            try:
+                self.text = self.endpoint.await_pending(pending)
+            except GraderAbort as exc:   # it looped past the exercise's budget, or ended its process: as live
+                self.stopped = exc
+            except RemoteError:
+                pass   # the child could not record it (a record too big, a changed labkit): live
+        return self
+
+    def replayed(self) -> list[Result] | None:
+        """The scenario's results, graded by replaying the record against the grader's own objects; None: run it live."""
+        from labkit.grading import replay
+
+        scenario = self.scenario
+        if self.stopped is not None:
+            return [Result(self.exercise.id, scenario.name, FAILED, 0, scenario.points, str(self.stopped),
+                           scenario.hidden)]
+        if self.text is None:
+            return None
+        try:
+            with gc_paused():   # the record is a container per message: the collector would scan them again and again
+                replaying = replay.ReplayEndpoint(self.text, self.endpoint, self.exercise.id)
+                try:
+                    report = replay.run_scenario(replaying, self.exercise, scenario)
+                    complete = replaying.complete
+                finally:
+                    replaying.close()
+        except replay.Diverged:
+            return None
+        return report.results if complete else None
 
 
 def _judge(exercise: Exercise, answer, endpoint: ParentEndpoint, submission: Submission, cells: list,

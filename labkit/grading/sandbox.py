@@ -66,6 +66,7 @@ class Limits:
     max_file_mb: int = 16         # largest file written, the captured output included (RLIMIT_FSIZE)
     max_open_files: int = 256     # RLIMIT_NOFILE
     startup_timeout_s: float = 60.0  # the child's own start (imports), wall clock: the grader's time, not the learner's
+    replay: bool = True           # public scenarios graded from the child's record of them (labkit.grading.replay)
 
     def __post_init__(self):
         for name in ("timeout_s", "exercise_timeout_s", "call_timeout_s", "cell_timeout_s", "startup_timeout_s"):

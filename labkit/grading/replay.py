@@ -1,0 +1,349 @@
+"""A public scenario graded by replay: the child runs it and writes down every message, the grader checks each one (course tooling).
+
+Live, each of a scenario's calls into learner code is a round trip over the pipe, and so
+is each call the learner's code makes back into the grader's objects: lesson 01's
+scenarios make some 30,000, and each costs both processes a JSON message, a system call
+and a wake-up. Replay makes it one round trip per scenario:
+
+1. The child runs the scenario itself, with its own copy of labkit, through the same two
+   ends the pipe joins (the grader's `GraderEnd`, the child's `ChildEndpoint`), wired back
+   to back in memory. Every message either end sends is written down, in order (`record`).
+2. The grader runs the same scenario against its own objects with a `ReplayEndpoint` where
+   the pipe would be. Each message the grader sends must be, byte for byte, the next one the
+   child's copy of the grader sent; each message it receives is the next one the learner's
+   end sent; it serves the learner's requests on its own objects, under the same `expose`
+   rules as live. The verdict is its own scenario's.
+
+Why this is as safe as live: every message the grader acts on is one a live child could
+have sent in answer to exactly the messages the grader sent, which are checked one by one.
+What the child gains is knowing the grader's next message before it answers, and for a
+public scenario it knows that anyway: the scenario's code is in labkit, which the child
+imports. Hidden scenarios are never replayed. And a record that diverges from the grader's
+run (the child's labkit was changed, or the scenario is not deterministic), is malformed or
+too big is dropped and the scenario runs live: replay changes how fast a verdict comes,
+never which.
+"""
+from __future__ import annotations
+
+import base64
+import collections
+import copy
+import gc
+import signal
+import hashlib
+import threading
+import zlib
+
+from labkit import checking
+from labkit.checking import Exercise, Scenario
+from labkit.clock import gc_paused
+from labkit.grading.child import CellTimeout, ChildEndpoint
+from labkit.grading.endpoint import UNSENT, Ahead, Endpoint
+from labkit.grading.protocol import ProtocolError, _decode, _encode
+from labkit.grading.runner import GraderEnd, RemoteContext, _contains_proxy
+
+MAX_RECORD_BYTES = 32 << 20   # a longer record is not sent: the scenario runs live
+
+
+class Diverged(BaseException):
+    """The grader's run left the record: a BaseException, so no `except Exception` in a scenario swallows it."""
+
+
+class NoAhead(Ahead):
+    """Nothing sent ahead: in a record every read is a message, so the grader's run sends the same ones."""
+
+    def watch(self, handle: int, name: str) -> None:
+        pass
+
+    def stamp(self, message: dict, read, codec) -> dict:
+        return message
+
+    def absorb(self, message: dict, check_value=None) -> None:
+        if "s" in message or "sr" in message or "uw" in message:
+            raise ProtocolError("values sent ahead in a record")
+
+
+def public_scenarios(exercise: Exercise) -> list[Scenario]:
+    """The scenarios a child knows: the record names one by its place in this list."""
+    return [s for s in exercise.scenarios if not s.hidden]
+
+
+def run_scenario(endpoint: GraderEnd, exercise: Exercise, scenario: Scenario):
+    """The report of one scenario run by the grader's end `endpoint`: the same steps in the child and in the grader."""
+    reply = endpoint.answer(exercise.answer_name)
+    if reply.get("state") != "value" or not _contains_proxy(reply.get("value")):
+        raise Diverged("the answer is not the learner's code")
+    single = copy.copy(exercise)
+    single.scenarios = [scenario]
+    return single.run(reply["value"], ctx_factory=lambda: RemoteContext(endpoint), include_hidden=True)
+
+
+# --- in the child: run a scenario back to back, writing every message down -----------------
+
+
+class _Tape:
+    """What one recorded scenario sent, in order, and where a call ran out of time.
+
+    `reads` holds the plain values learner code read from the grader's objects since the
+    learner's end last sent a message: they go with that message, for the grader to check.
+    """
+
+    def __init__(self):
+        self.messages: list = []      # (side, message, reads)
+        self.reads: dict = {}         # (handle, name) -> value, read since the learner's last message
+        self.stopped: tuple[str, int] | None = None   # ("cpu" or "wall", messages before the stop)
+
+
+class _InMemory:
+    """Two ends joined in memory: a message sent is written on the tape and put in the other end's inbox.
+
+    Both ends run in this one thread, so waiting for a message means letting the other end
+    handle the requests in its inbox until one arrives (nested, as over the pipe).
+    """
+
+    def _join(self, peer: "_InMemory", tape: _Tape, side: int) -> None:
+        self.peer, self.tape, self.side = peer, tape, side
+        self.inbox: collections.deque = collections.deque()
+
+    def send(self, message: dict) -> None:
+        tape = self.tape
+        if tape.stopped is not None:
+            raise CellTimeout()   # learner code that caught the first one gets no further
+        if self.side and tape.reads:
+            tape.messages.append((1, message, [[h, n, v] for (h, n), v in tape.reads.items()]))
+            tape.reads = {}
+        else:
+            tape.messages.append((self.side, message, None))
+        self.peer.inbox.append(message)
+
+    def receive(self) -> dict:
+        while not self.inbox:
+            if not self.peer.inbox:
+                raise ProtocolError("both ends are waiting")
+            message = self.peer.inbox.popleft()
+            if "q" not in message:
+                raise ProtocolError("a reply that nobody waits for")
+            self.peer.serve(message)
+        return self.inbox.popleft()
+
+
+class _RecordingGrader(_InMemory, GraderEnd):
+    def __init__(self):
+        GraderEnd.__init__(self)
+        self.ahead = NoAhead()
+
+
+class _ReadsFromGrader(NoAhead):
+    """The learner's end reads a plain value of the grader's objects directly (they are in this process) and notes it."""
+
+    def __init__(self, grader: _RecordingGrader, tape: _Tape):
+        super().__init__()
+        self.grader, self.tape = grader, tape
+
+    def lookup(self, codec, handle: int, name: str):
+        value = self.grader.plain_value(handle, name)
+        if value is not UNSENT:
+            self.tape.reads[(handle, name)] = value
+        return value
+
+
+class _RecordingLearner(_InMemory, ChildEndpoint):
+    """The learner's end, and each call into learner code under the grader's per-call limits (CPU, and wall clock)."""
+
+    def __init__(self, shell, call_cpu_s: float, call_wall_s: float):
+        Endpoint.__init__(self)
+        self.shell, self.spy = shell, None
+        self.main_thread = threading.get_ident()
+        self.call_cpu_s, self.call_wall_s = call_cpu_s, call_wall_s
+
+    def serve(self, message: dict) -> None:
+        if self.depth:   # a call back into learner code, inside a call the outer limit already covers
+            return super().serve(message)
+        # Re-armed every half second, in case learner code caught the first one.
+        signal.setitimer(signal.ITIMER_PROF, self.call_cpu_s, 0.5)
+        signal.setitimer(signal.ITIMER_REAL, self.call_wall_s, 0.5)
+        try:
+            super().serve(message)
+        finally:
+            signal.setitimer(signal.ITIMER_PROF, 0)
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def record(shell, exercise_id, index, name, call_cpu_s, call_wall_s) -> str:
+    """Run public scenario `index` of an exercise against the notebook in `shell`; the record, packed as text.
+
+    The record holds what the learner's end sent: a list of [message] or [message, reads]
+    (reads: [handle, name, value] the learner code read before sending it), and last, if a
+    call into learner code ran out of time, ["cpu"] or ["wall"]. For what the grader's end
+    sent, it holds only the SHA-256 of their JSON: the grader sends its own, and must send
+    exactly these.
+    """
+    checking.all_exercises()   # every lesson's `expose` lines, as in the grader (lesson 02's database is lesson 01's)
+    exercise = checking.get(exercise_id)
+    scenarios = public_scenarios(exercise)
+    if type(index) is not int or not 0 <= index < len(scenarios) or scenarios[index].name != name:
+        raise ValueError(f"exercise {exercise_id} has no public scenario {index} called {name!r}")
+    for limit in (call_cpu_s, call_wall_s):
+        if type(limit) not in (int, float) or not limit > 0:
+            raise ValueError("call limits must be positive numbers")
+    with gc_paused():   # the tape keeps a container per message: the collector would scan them again and again
+        return _record(shell, exercise, scenarios[index], call_cpu_s, call_wall_s)
+
+
+def _record(shell, exercise: Exercise, scenario: Scenario, call_cpu_s: float, call_wall_s: float) -> str:
+    tape = _Tape()
+    grader, learner = _RecordingGrader(), _RecordingLearner(shell, call_cpu_s, call_wall_s)
+    learner.ahead = _ReadsFromGrader(grader, tape)
+    grader._join(learner, tape, 0)
+    learner._join(grader, tape, 1)
+
+    def expired(signum, frame):
+        if tape.stopped is None:
+            tape.stopped = ("cpu" if signum == signal.SIGPROF else "wall", len(tape.messages))
+        raise CellTimeout()
+
+    previous = {signum: signal.signal(signum, expired) for signum in (signal.SIGPROF, signal.SIGALRM)}
+    try:
+        run_scenario(grader, exercise, scenario)
+    except Diverged:
+        pass
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        learner.stop_spy()
+        for end in (grader, learner):   # the ends, their proxies and the tape refer to each other: a cycle
+            end.codec.objects.clear()
+            end.codec.proxies.clear()
+            end.peer = None
+    return _pack(tape)
+
+
+def _pack(tape: _Tape) -> str:
+    messages = tape.messages
+    if tape.stopped is not None:
+        messages = messages[:tape.stopped[1]]
+    learner_side = [[m] if reads is None else [m, reads] for side, m, reads in messages if side]
+    if tape.stopped is not None:
+        learner_side.append([tape.stopped[0]])
+    data = _encode({"digest": _digest([m for side, m, _ in messages if not side]), "learner": learner_side})
+    data = data.encode("utf-8")
+    if len(data) > MAX_RECORD_BYTES:
+        raise ValueError(f"a record of {len(data):,} bytes (the limit is {MAX_RECORD_BYTES:,})")
+    # Its messages repeat each other: compressed, a record is a tenth of the size on the pipe.
+    return base64.b64encode(zlib.compress(data, 1)).decode("ascii")
+
+
+def _digest(messages: list) -> str:
+    return hashlib.sha256(_encode(messages).encode("utf-8")).hexdigest()
+
+
+def _unpack(text):
+    """(digest, learner entries) of a record as `record` packs it; None if it is not one, or inflates past the limit."""
+    if type(text) is not str:
+        return None
+    try:
+        inflate = zlib.decompressobj()
+        data = inflate.decompress(base64.b64decode(text, validate=True), MAX_RECORD_BYTES + 1)
+        if len(data) > MAX_RECORD_BYTES or not inflate.eof:
+            return None
+        collecting = gc.isenabled()
+        gc.disable()   # decoding builds a container per message: the cyclic collector would run over them all many times
+        try:
+            record = _decode(data.decode("utf-8"))
+        finally:
+            if collecting:
+                gc.enable()
+    except (ValueError, RecursionError, zlib.error):
+        return None
+    if type(record) is not dict or type(record.get("digest")) is not str or type(record.get("learner")) is not list:
+        return None
+    return record["digest"], record["learner"]
+
+
+# --- in the grader: the same scenario, each message checked against the record --------------
+
+
+class ReplayEndpoint(GraderEnd):
+    """The grader's end of a recorded scenario: what it receives comes from the record, what it sends must match.
+
+    Before it acts on a message, the values learner code read to write it are read again
+    here and must be equal; at the end (or at a stop), the messages the grader sent must
+    have the digest the child's run of the grader's end had. `live` is the endpoint of the
+    child that wrote the record: where a call ran out of time in the record, the grader
+    stops that child, as it would have live.
+    """
+
+    def __init__(self, text: str, live, exercise_id: str | None = None):
+        super().__init__()
+        self.ahead = NoAhead()
+        self.live, self.exercise = live, exercise_id
+        self.diverged: str | None = None
+        self.sent: list = []
+        self.position = 0
+        self.what = ""
+        record = _unpack(text)
+        if record is None:
+            self.digest, self.entries = "", []
+            self.diverged = "the record is not one"
+        else:
+            self.digest, self.entries = record
+
+    def _diverge(self, why: str):
+        self.diverged = self.diverged or why
+        raise Diverged(why)
+
+    def send(self, message: dict) -> None:
+        if self.diverged is not None:
+            raise Diverged(self.diverged)
+        self.sent.append(message)
+
+    def receive(self) -> dict:
+        if self.diverged is not None:
+            raise Diverged(self.diverged)
+        if self.position >= len(self.entries):
+            self._diverge("the record ended early")
+        entry = self.entries[self.position]
+        self.position += 1
+        if type(entry) is not list or not 1 <= len(entry) <= 2:
+            self._diverge(f"entry {self.position} is not [message] or [message, reads]")
+        message = entry[0]
+        if message in ("cpu", "wall") and len(entry) == 1 and self.position == len(self.entries):
+            if _digest(self.sent) != self.digest:
+                self._diverge("the grader sent other messages than the record's")
+            raise self.abort(self.live.stopped_in_record(self.what, message))
+        if type(message) is not dict:
+            self._diverge(f"entry {self.position}: not a message")
+        if len(entry) == 2:
+            reads = entry[1]
+            if type(reads) is not list:
+                self._diverge(f"entry {self.position}: reads must be a list")
+            for read in reads:
+                if type(read) is not list or len(read) != 3 or type(read[0]) is not int or type(read[1]) is not str:
+                    self._diverge(f"entry {self.position}: a read must be [handle, name, value]")
+                value = self.plain_value(read[0], read[1])
+                if value is UNSENT or type(value) is not type(read[2]) or value != read[2]:
+                    self._diverge(f"entry {self.position}: learner code read another value than the grader's")
+        return message
+
+    def request(self, op: str, *, what: str = "", timeout: float | None = None, **fields):
+        if not self.depth:
+            self.what = what
+        try:
+            return super().request(op, what=what, timeout=timeout, **fields)
+        except ProtocolError as exc:
+            self._diverge(f"entry {self.position}: {exc}")
+
+    def close(self) -> None:
+        """Let go of the record and the scenario's objects (proxies and this end refer to each other: a cycle)."""
+        self.entries, self.sent = [], []
+        self.codec.objects.clear()
+        self.codec.proxies.clear()
+
+    @property
+    def complete(self) -> bool:
+        """True if the run followed the record to its end and sent what the child's copy of the grader sent."""
+        if self.diverged is not None:
+            return False
+        if self.broken is not None and self.position == len(self.entries):
+            return True   # stopped where the record says a call ran out of time (the digest was checked there)
+        return self.position == len(self.entries) and _digest(self.sent) == self.digest
