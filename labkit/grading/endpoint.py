@@ -316,9 +316,10 @@ class Endpoint:
 
     def arguments(self, message: dict) -> tuple[list, dict]:
         args, kwargs = self.codec.decode(message.get("args")), self.codec.decode(message.get("kwargs"))
-        if type(args) is not list or type(kwargs) is not dict or not all(type(k) is str for k in kwargs):
+        if type(args) is not list or type(kwargs) is not dict or kwargs and not all(type(k) is str for k in kwargs):
             raise ProtocolError("call arguments must be a list and a dict with string keys")
         return args, kwargs
 
     def encode_call(self, args, kwargs) -> dict:
-        return {"args": self.codec.encode(list(args)), "kwargs": self.codec.encode(dict(kwargs))}
+        return {"args": self.codec.encode(list(args)),
+                "kwargs": self.codec.encode(dict(kwargs)) if kwargs else {"$": "dict", "v": []}}

@@ -35,6 +35,7 @@ MAX_TEXT = 2_000        # characters of an error message or repr that cross the 
 INT_LIMIT = 10 ** 300   # a bigger int is sent as a reference (computed once: Python does not fold it)
 _LABKIT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SCALARS = (str, int, float, bool, type(None))
+_SCALAR_SET = frozenset(_SCALARS)
 
 
 class ProtocolError(Exception):
@@ -278,7 +279,15 @@ class Codec:
             return {"$": "back", "id": handle}
         # Exactly a list, tuple or dict (nothing overridden): the common case, before the subclass tests.
         if (t is list or t is tuple) and len(value) <= MAX_ITEMS:
-            return {"$": "list" if t is list else "tuple", "v": [self.encode(v, depth + 1) for v in value]}
+            items = []
+            for v in value:   # plain items inline: most arguments are a key or a number
+                tv = type(v)
+                if tv is str or tv is bool or v is None or tv is float and v - v == 0.0 \
+                        or tv is int and -INT_LIMIT < v < INT_LIMIT:
+                    items.append(v)
+                else:
+                    items.append(self.encode(v, depth + 1))
+            return {"$": "list" if t is list else "tuple", "v": items}
         if t is dict and len(value) <= MAX_ITEMS:
             return {"$": "dict", "v": [[self.encode(k, depth + 1), self.encode(v, depth + 1)] for k, v in value.items()]}
         # Builtin data and subclasses of it, read through the base type's own methods so a
@@ -312,7 +321,7 @@ class Codec:
         if depth > MAX_DEPTH:
             raise ProtocolError("a value nested more than 60 levels deep")
         t = type(wire)
-        if t in _SCALARS:
+        if t in _SCALAR_SET:
             return wire
         if t is not dict:
             raise ProtocolError(f"a bare JSON {t.__name__} is not a value")
@@ -321,7 +330,7 @@ class Codec:
         if tag in ("list", "tuple", "set"):
             if type(items) is not list:
                 raise ProtocolError(f"a {tag} needs a list of items")
-            values = [self.decode(v, depth + 1) for v in items]
+            values = [v if type(v) in _SCALAR_SET else self.decode(v, depth + 1) for v in items]
             if tag == "list":
                 return values
             if tag == "tuple":

@@ -317,11 +317,13 @@ class ReplayEndpoint(GraderEnd):
             reads = entry[1]
             if type(reads) is not list:
                 self._diverge(f"entry {self.position}: reads must be a list")
+            plain_value = self.plain_value
             for read in reads:
                 if type(read) is not list or len(read) != 3 or type(read[0]) is not int or type(read[1]) is not str:
                     self._diverge(f"entry {self.position}: a read must be [handle, name, value]")
-                value = self.plain_value(read[0], read[1])
-                if value is UNSENT or type(value) is not type(read[2]) or value != read[2]:
+                handle, name, seen = read
+                value = plain_value(handle, name)
+                if value is UNSENT or type(value) is not type(seen) or value != seen:
                     self._diverge(f"entry {self.position}: learner code read another value than the grader's")
         return message
 

@@ -10,6 +10,7 @@ message that names the exercise.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import math
@@ -359,12 +360,17 @@ def _contains_proxy(value, depth=0) -> bool:
 
 @dataclass
 class _Pending:
-    """A request sent to the child: what it is (for messages), where the child's CPU clock stood, its deadline."""
+    """A request sent to the child and not yet answered, or its answer."""
 
-    what: str
-    start_cpu: float | None   # outermost requests only: what the budget is charged from
-    deadline: tuple[float, float]
+    what: str                 # what the grader was doing, for the messages
+    limit: float              # CPU seconds of the child it may take ...
+    budget: "Budget"          # ... and the budget they are charged to
+    exercise: str | None      # the exercise it belongs to, for the messages
+    start: tuple[float, float] = (0.0, 0.0)   # child CPU and wall clock when the child started on it
     number: int = 0
+    done: bool = False
+    value: object = None
+    error: BaseException | None = None
 
 
 class GraderEnd(Endpoint):
@@ -444,7 +450,7 @@ class GraderEnd(Endpoint):
             return UNSENT
         t = type(value)
         if t is str or t is bool or value is None or t is int and -INT_LIMIT < value < INT_LIMIT \
-                or t is float and math.isfinite(value):
+                or t is float and value - value == 0.0:
             return value
         return UNSENT
 
@@ -511,6 +517,7 @@ class ParentEndpoint(GraderEnd):
         self.buffer = FrameBuffer(MAX_MESSAGE)
         self.meter = CpuMeter(getattr(getattr(child, "proc", None), "pid", None))
         self.deadlines: list[tuple[float, float]] = []   # (child CPU seconds, wall clock)
+        self.queue: collections.deque[_Pending] = collections.deque()   # sent, not answered yet, oldest first
         self._budget_deadline = (math.inf, math.inf)
         self._expired = "cpu"
         self.notifications = 0
@@ -566,43 +573,82 @@ class ParentEndpoint(GraderEnd):
 
     # requests, with deadlines and the budget
     def request(self, op: str, *, what: str = "", timeout: float | None = None, **fields):
+        if self.deadlines:   # nested in a request the child is serving: its CPU clock runs on
+            cpu, outer = self.meter.last, self.deadlines[-1]
+            limit = self.limits.call_timeout_s if timeout is None else timeout
+            self.deadlines.append((min(cpu + limit, outer[0]), min(time.monotonic() + self.limits.wall_s(limit), outer[1])))
+            try:
+                with self._stopping(what):
+                    return super().request(op, **fields)
+            finally:
+                self.deadlines.pop()
         return self.await_pending(self.send_pending(op, what=what, timeout=timeout, **fields))
 
-    def send_pending(self, op: str, *, what: str = "", timeout: float | None = None, **fields) -> "_Pending":
-        """Send a request whose reply `await_pending` waits for; its deadline starts now.
+    def send_pending(self, op: str, *, what: str = "", timeout: float | None = None, budget: Budget | None = None,
+                     of_exercise: str | None = None, **fields) -> "_Pending":
+        """Send a request and return at once; `await_pending` gives its reply.
 
-        The child works on it meanwhile, and the grader may work too (a replay), as long as
-        it sends the child nothing else before it awaits.
+        Several may be outstanding: the child answers them in order, and each one's clock
+        (its CPU limit `timeout`, and the budget it is charged to) starts when the child has
+        answered the one before. Meanwhile the grader may work on its own (a replay), but
+        sends the child nothing else.
         """
         if self.broken is not None:
             raise NotChecked(self.broken)
-        now = time.monotonic()
         limit = self.limits.call_timeout_s if timeout is None else timeout
-        outermost = not self.deadlines
-        start_cpu = None
-        if outermost:
-            cpu = start_cpu = self.meter.seconds()
-            left = self.budget.remaining
-            self._budget_deadline = (cpu + left, now + self.limits.wall_s(left))
-            outer = self._budget_deadline
-        else:
-            cpu, outer = self.meter.last, self.deadlines[-1]  # nested: the outer request's CPU clock runs on
-        pending = _Pending(what, start_cpu, (min(cpu + limit, outer[0]), min(now + self.limits.wall_s(limit), outer[1])))
-        with self._stopping(pending):
-            pending.number = self.send_request(op, **fields)
+        pending = _Pending(what, limit, budget or self.budget, of_exercise or self.exercise)
+        if not self.queue:
+            pending.start = (self.meter.seconds(), time.monotonic())
+        # A child that stops reading fills the pipe: the send waits, but not for ever.
+        self.deadlines.append((math.inf, time.monotonic() + self.limits.wall_s(self.budget.total_s)))
+        try:
+            with self._stopping(what):
+                pending.number = self.send_request(op, **fields)
+        finally:
+            self.deadlines.pop()
+        self.queue.append(pending)
         return pending
 
     def await_pending(self, pending: "_Pending"):
-        with self._stopping(pending):
-            return self.await_reply(pending.number)
+        """The reply to a request `send_pending` sent (raising what it raised), once those before it are answered."""
+        while not pending.done:
+            self._finish(self.queue[0])
+        if pending.error is not None:
+            raise pending.error
+        return pending.value
+
+    def drain(self) -> None:
+        """Wait for every outstanding request (their replies are kept for `await_pending`)."""
+        while self.queue:
+            self._finish(self.queue[0])
+
+    def _finish(self, pending: "_Pending") -> None:
+        cpu, wall = pending.start
+        budget = self.budget = pending.budget
+        self.exercise = pending.exercise
+        left = budget.remaining
+        limit = min(pending.limit, left)
+        self._budget_deadline = (cpu + left, wall + self.limits.wall_s(left))
+        self.deadlines.append((cpu + limit, wall + self.limits.wall_s(limit)))
+        try:
+            with self._stopping(pending.what):
+                pending.value = self.await_reply(pending.number)
+        except Exception as exc:  # noqa: BLE001 - kept for await_pending to raise
+            pending.error = exc
+        finally:
+            self.deadlines.pop()
+            now = self.meter.seconds()
+            budget.used_s += now - cpu
+            pending.done = True
+            self.queue.popleft()
+            if self.queue:   # the child went on to the next one when it answered this one, at the latest
+                self.queue[0].start = (now, time.monotonic())
 
     @contextlib.contextmanager
-    def _stopping(self, pending: "_Pending"):
-        """Under the request's deadline: a deadline passed, a child gone or a broken protocol stops the child."""
+    def _stopping(self, what: str):
+        """A deadline passed, a child gone or a broken protocol stops the child, with a message that says so."""
         if self.broken is not None:
             raise NotChecked(self.broken)
-        self.deadlines.append(pending.deadline)
-        what = pending.what
         try:
             yield
         except _Expired as exc:
@@ -615,11 +661,6 @@ class ParentEndpoint(GraderEnd):
                 f"The grader stopped your notebook's process: it broke the grader's protocol ({exc}) "
                 f"while the grader was {what or 'waiting for it'}{self._where()}.",
                 f"its process broke the protocol: {exc}")) from None
-        finally:
-            self.deadlines.pop()
-            if pending.start_cpu is not None:
-                self.budget.used_s += self.meter.seconds() - pending.start_cpu
-                pending.start_cpu = self.meter.last
 
     def _timeout(self, what: str) -> CodeTimeout:
         if self.current_cell is not None:
@@ -805,6 +846,29 @@ def lesson_exercises(lesson: str) -> list[Exercise]:
     return [e for e in checking.all_exercises() if e.id.split(".")[0] == lesson]
 
 
+_warming: threading.Thread | None = None
+
+
+def _warm_up() -> None:
+    """Import what the scenarios build their objects with, in the background, once per grader process.
+
+    labkit imports SQLite (sqlite_utils) and fakeredis on first use, as they are slow to
+    import (a quarter of a second); the grader would otherwise pay that in its first
+    scenario, while the child is starting and running the notebook and the grader waits.
+    """
+    global _warming
+    if _warming is None:
+        def imports():
+            try:
+                import fakeredis  # noqa: F401
+                import sqlite_utils  # noqa: F401
+            except ImportError:
+                pass
+
+        _warming = threading.Thread(target=imports, name="labkit-warm-up", daemon=True)
+        _warming.start()
+
+
 def grade_notebook(path, *, limits: Limits | None = None, expected_lesson: str | None = None,
                    uid_pool: UidPool | None = None, base_dir: str | None = None,
                    cache: DataAnswerCache | None = None, submission: Submission | None = None) -> Graded:
@@ -841,6 +905,7 @@ def grade_notebook(path, *, limits: Limits | None = None, expected_lesson: str |
             record.update(status=WRONG_LESSON, reason=f"this notebook is lesson {lesson}, not {expected_lesson}")
             return graded
         exercises = lesson_exercises(lesson)
+        _warm_up()
         _grade_in_child(graded, submission, exercises, limits, uid_pool, base_dir, cache)
     except Exception as exc:  # noqa: BLE001 - a grader bug: record it, keep the batch going
         import traceback
@@ -893,6 +958,8 @@ class _Session:
         self.keep_output = True
         self.must_hide = hidden_test_files()
         self.replay = replay
+        self.budgets: dict[str, Budget] = {}
+        self.recordings: dict[tuple[str, int], _Recording] = {}   # (exercise id, scenario index) -> its record
         self.replayed = self.live = 0   # public scenarios graded from a record, and scenarios run live
         # RLIMIT_CPU of the child: everything the grader may ask of one process, plus its start.
         self.cpu_s = (limits.timeout_s + len(exercises) * limits.exercise_timeout_s + limits.startup_timeout_s + 10)
@@ -936,6 +1003,29 @@ class _Session:
                 self.answers[exercise.id] = exc
         if self.endpoint.broken is not None and self.first_abort is None:
             self.first_abort = self.endpoint.broken
+
+    def budget_of(self, exercise: Exercise) -> Budget:
+        """The CPU budget of an exercise's checks: its own, so one hang costs only what it breaks."""
+        if exercise.id not in self.budgets:
+            self.budgets[exercise.id] = Budget(self.limits.exercise_timeout_s, f"exercise {exercise.id}'s checks")
+        return self.budgets[exercise.id]
+
+    def ask_for_records(self, exercise: Exercise, index: int) -> None:
+        """Ask the child for the record of every public scenario still to check, from `index` of `exercise` on.
+
+        All at once: the child records the next ones while the grader replays the first.
+        Each is charged to its own exercise's budget, from when the child starts on it.
+        """
+        later = False
+        for other in self.exercises:
+            later = later or other is exercise
+            answer = self.answers.get(other.id)
+            if not later or not (type(answer) is dict and answer.get("state") == "value"
+                                 and _contains_proxy(answer.get("value"))):
+                continue
+            for i, scenario in enumerate(other.scenarios):
+                if not scenario.hidden and (other is not exercise or i >= index):
+                    self.recordings[other.id, i] = _Recording(other, scenario, self.endpoint, self.budget_of(other))
 
     def restart(self) -> bool:
         """A fresh child for the checks still to run, after one stopped the last; False if that is not possible."""
@@ -989,10 +1079,9 @@ def _judge_exercise(exercise: Exercise, session: _Session, submission: Submissio
     answer = session.answers[exercise.id]
     if not (type(answer) is dict and answer.get("state") == "value" and _contains_proxy(answer.get("value"))):
         return _judge(exercise, answer, session.endpoint, submission, session.cells, cache)
-    budget = Budget(session.limits.exercise_timeout_s, f"exercise {exercise.id}'s checks")
+    budget = session.budget_of(exercise)
     results: list[Result] = []
     stopped: GraderAbort | None = None
-    ahead: _Recording | None = None   # the next public scenario's record, asked for while this one replays
     for index, scenario in enumerate(exercise.scenarios):
         if session.endpoint.broken is not None:
             stopped = stopped or session.endpoint.broken
@@ -1010,19 +1099,15 @@ def _judge_exercise(exercise: Exercise, session: _Session, submission: Submissio
         endpoint.budget, endpoint.exercise = budget, exercise.id
         replayed = None
         if session.replay and not scenario.hidden:
-            recording = (ahead if ahead is not None and ahead.scenario is scenario and ahead.endpoint is endpoint
-                         else _Recording(exercise, scenario, endpoint)).wait()
-            ahead = None
-            following = exercise.scenarios[index + 1] if index + 1 < len(exercise.scenarios) else None
-            if following is not None and not following.hidden and recording.text is not None:
-                ahead = _Recording(exercise, following, endpoint)   # the child records it while this one replays
-            replayed = recording.replayed()
+            recording = session.recordings.get((exercise.id, index))
+            if recording is None or recording.endpoint is not endpoint:
+                session.ask_for_records(exercise, index)
+                recording = session.recordings[exercise.id, index]
+            replayed = recording.wait().replayed()
         if replayed is not None:
             results.extend(replayed)
             session.replayed += 1
         else:
-            if ahead is not None:
-                ahead.wait()   # the child answers one request at a time: the record first, then the live run
             single = copy.copy(exercise)
             single.scenarios = [scenario]
             results.extend(single.run(answer["value"], ctx_factory=lambda: RemoteContext(endpoint),
@@ -1036,7 +1121,7 @@ def _judge_exercise(exercise: Exercise, session: _Session, submission: Submissio
 class _Recording:
     """A public scenario's record (`labkit.grading.replay`), asked of the child, maybe not back yet."""
 
-    def __init__(self, exercise: Exercise, scenario, endpoint: ParentEndpoint):
+    def __init__(self, exercise: Exercise, scenario, endpoint: ParentEndpoint, budget: Budget):
         from labkit.grading import replay
 
         self.exercise, self.scenario, self.endpoint = exercise, scenario, endpoint
@@ -1049,7 +1134,7 @@ class _Recording:
             self.pending = endpoint.send_pending(
                 "record", exercise=exercise.id, scenario=index, name=scenario.name,
                 call_cpu_s=limits.call_timeout_s, call_wall_s=limits.wall_s(limits.call_timeout_s),
-                what=f"checking {scenario.name!r}", timeout=endpoint.budget.remaining)
+                what=f"checking {scenario.name!r}", timeout=budget.total_s, budget=budget, of_exercise=exercise.id)
         except GraderAbort as exc:
             self.stopped = exc
 
