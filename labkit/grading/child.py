@@ -106,6 +106,9 @@ class GraderObject:
 
     def __call__(self, *args, **kwargs):
         ep = self._lk_endpoint
+        value = ep.direct_call(self._lk_handle, args, kwargs)
+        if value is not UNSENT:
+            return value
         return ep.request("call", target=self._lk_handle, **ep.encode_call(args, kwargs))
 
     def __repr__(self):
@@ -152,6 +155,10 @@ class ChildEndpoint(Endpoint):
         if os.getpid() != _MAIN_PID or threading.get_ident() != self.main_thread:
             raise RuntimeError("the grader's objects can only be used from the notebook's main thread")
         return super().request(op, **fields)
+
+    def direct_call(self, handle: int, args: tuple, kwargs: dict):
+        """A call of the grader's callable `handle` made without a message, or UNSENT: over the pipe, never."""
+        return UNSENT
 
     def notify(self, kind: str, **fields) -> None:
         self.send({"n": kind, **fields})

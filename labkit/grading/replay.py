@@ -39,7 +39,7 @@ from labkit.checking import Exercise, Scenario
 from labkit.clock import gc_paused
 from labkit.grading.child import CellTimeout, ChildEndpoint
 from labkit.grading.endpoint import UNSENT, Ahead, Endpoint
-from labkit.grading.protocol import ProtocolError, _decode, _encode
+from labkit.grading.protocol import INT_LIMIT, ProtocolError, _decode, _encode, remote_error
 from labkit.grading.runner import GraderEnd, RemoteContext, _contains_proxy
 
 MAX_RECORD_BYTES = 32 << 20   # a longer record is not sent: the scenario runs live
@@ -84,14 +84,19 @@ def run_scenario(endpoint: GraderEnd, exercise: Exercise, scenario: Scenario):
 class _Tape:
     """What one recorded scenario sent, in order, and where a call ran out of time.
 
-    `reads` holds the plain values learner code read from the grader's objects since the
-    learner's end last sent a message: they go with that message, for the grader to check.
+    `events` holds what learner code did with the grader's objects without a message since
+    the learner's end last sent one: plain values it read ([handle, name, value]; each once,
+    until a call may have changed it) and calls it made with plain arguments ([handle, args,
+    kwargs, {"ok": value} or {"err": error}]). They go with that message, for the grader to
+    do again, in order, and compare.
     """
 
     def __init__(self):
-        self.messages: list = []      # (side, message, reads)
-        self.reads: dict = {}         # (handle, name) -> value, read since the learner's last message
+        self.messages: list = []      # (side, message, events)
+        self.events: list = []
+        self.seen: set = set()        # (handle, name) of the values in `events` since the last call
         self.stopped: tuple[str, int] | None = None   # ("cpu" or "wall", messages before the stop)
+        self.unusable: str | None = None
 
 
 class _InMemory:
@@ -109,9 +114,10 @@ class _InMemory:
         tape = self.tape
         if tape.stopped is not None:
             raise CellTimeout()   # learner code that caught the first one gets no further
-        if self.side and tape.reads:
-            tape.messages.append((1, message, [[h, n, v] for (h, n), v in tape.reads.items()]))
-            tape.reads = {}
+        if self.side and tape.events:
+            tape.messages.append((1, message, tape.events))
+            tape.events = []
+            tape.seen = set()
         else:
             tape.messages.append((self.side, message, None))
         self.peer.inbox.append(message)
@@ -143,8 +149,20 @@ class _ReadsFromGrader(NoAhead):
     def lookup(self, codec, handle: int, name: str):
         value = self.grader.plain_value(handle, name)
         if value is not UNSENT:
-            self.tape.reads[(handle, name)] = value
+            tape = self.tape
+            if (handle, name) not in tape.seen:
+                tape.seen.add((handle, name))
+                tape.events.append([handle, name, value])
         return value
+
+
+_JSON_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
+def _plain(value) -> bool:
+    t = type(value)
+    return (t is str or t is bool or value is None or t is float and value - value == 0.0
+            or t is int and -INT_LIMIT < value < INT_LIMIT)
 
 
 class _RecordingLearner(_InMemory, ChildEndpoint):
@@ -155,6 +173,22 @@ class _RecordingLearner(_InMemory, ChildEndpoint):
         self.shell, self.spy = shell, None
         self.main_thread = threading.get_ident()
         self.call_cpu_s, self.call_wall_s = call_cpu_s, call_wall_s
+
+    def direct_call(self, handle: int, args: tuple, kwargs: dict):
+        """A call with plain arguments, made on the grader's object itself and noted on the tape; else UNSENT."""
+        if threading.get_ident() != self.main_thread or not all(map(_plain, args)) \
+                or kwargs and not all(map(_plain, kwargs.values())):
+            return UNSENT
+        tape = self.tape
+        args, kwargs, before = list(args), dict(kwargs), len(tape.messages)
+        kind, outcome = self.peer.plain_call(handle, args, kwargs)
+        if len(tape.messages) != before:   # it called back into learner code: the order of the tape is lost
+            tape.unusable = "a call of the grader's objects called back into learner code"
+        tape.events.append([handle, args, kwargs, {kind: outcome}])
+        tape.seen = set()   # the call may have changed what learner code reads next
+        if kind == "ok":
+            return self.codec.decode(outcome)
+        raise remote_error(outcome)
 
     def serve(self, message: dict) -> None:
         if self.depth:   # a call back into learner code, inside a call the outer limit already covers
@@ -219,10 +253,12 @@ def _record(shell, exercise: Exercise, scenario: Scenario, call_cpu_s: float, ca
 
 
 def _pack(tape: _Tape) -> str:
+    if tape.unusable is not None:
+        raise ValueError(f"this scenario cannot be recorded: {tape.unusable}")
     messages = tape.messages
     if tape.stopped is not None:
         messages = messages[:tape.stopped[1]]
-    learner_side = [[m] if reads is None else [m, reads] for side, m, reads in messages if side]
+    learner_side = [[m] if events is None else [m, events] for side, m, events in messages if side]
     if tape.stopped is not None:
         learner_side.append([tape.stopped[0]])
     data = _encode({"digest": _digest([m for side, m, _ in messages if not side]), "learner": learner_side})
@@ -279,6 +315,7 @@ class ReplayEndpoint(GraderEnd):
         self.live, self.exercise = live, exercise_id
         self.diverged: str | None = None
         self.sent: list = []
+        self.direct = False   # doing again a call learner code made without a message
         self.position = 0
         self.what = ""
         record = _unpack(text)
@@ -295,6 +332,8 @@ class ReplayEndpoint(GraderEnd):
     def send(self, message: dict) -> None:
         if self.diverged is not None:
             raise Diverged(self.diverged)
+        if self.direct:
+            self._diverge(f"entry {self.position}: a call learner code made calls back into it here")
         self.sent.append(message)
 
     def receive(self) -> dict:
@@ -314,18 +353,43 @@ class ReplayEndpoint(GraderEnd):
         if type(message) is not dict:
             self._diverge(f"entry {self.position}: not a message")
         if len(entry) == 2:
-            reads = entry[1]
-            if type(reads) is not list:
-                self._diverge(f"entry {self.position}: reads must be a list")
-            plain_value = self.plain_value
-            for read in reads:
-                if type(read) is not list or len(read) != 3 or type(read[0]) is not int or type(read[1]) is not str:
-                    self._diverge(f"entry {self.position}: a read must be [handle, name, value]")
-                handle, name, seen = read
+            self._check_events(entry[1])
+        return message
+
+    def _check_events(self, events) -> None:
+        """Do again what learner code did without a message (reads, plain calls), in order; each must come out the same."""
+        if type(events) is not list:
+            self._diverge(f"entry {self.position}: events must be a list")
+        plain_value = self.plain_value
+        for event in events:
+            if type(event) is not list:
+                self._diverge(f"entry {self.position}: an event must be a read or a call")
+            if len(event) == 3 and type(event[0]) is int and type(event[1]) is str:
+                handle, name, seen = event
                 value = plain_value(handle, name)
                 if value is UNSENT or type(value) is not type(seen) or value != seen:
                     self._diverge(f"entry {self.position}: learner code read another value than the grader's")
-        return message
+                continue
+            if not (len(event) == 4 and type(event[0]) is int and type(event[1]) is list and type(event[2]) is dict
+                    and type(event[3]) is dict and len(event[3]) == 1):
+                self._diverge(f"entry {self.position}: an event must be a read or a call")
+            handle, args, kwargs, outcome = event
+            for value in args:   # decoded JSON: a scalar is plain (the child sends nothing else)
+                if type(value) not in _JSON_SCALARS:
+                    self._diverge(f"entry {self.position}: a call's arguments must be plain values")
+            for value in kwargs.values():
+                if type(value) not in _JSON_SCALARS:
+                    self._diverge(f"entry {self.position}: a call's arguments must be plain values")
+            self.direct = True
+            try:
+                kind, value = self.plain_call(handle, args, kwargs)
+            finally:
+                self.direct = False
+            # The grader keeps its own result; the record's is what learner code was given, and it must be
+            # equal: == on the wire form, as JSON gives it (inside a row, 1 and 1.0 would compare equal).
+            recorded = outcome.get(kind, UNSENT)
+            if recorded is UNSENT or type(recorded) is not type(value) or recorded != value:
+                self._diverge(f"entry {self.position}: a call learner code made came out otherwise here")
 
     def request(self, op: str, *, what: str = "", timeout: float | None = None, **fields):
         if not self.depth:

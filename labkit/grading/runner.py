@@ -30,7 +30,8 @@ from labkit.checking.expose import exposed_names
 from labkit.clock import gc_paused
 from labkit.grading.notebook import (NotANotebook, Submission, cell_name, defining_cell, detect_lesson,
                                     read_submission)
-from labkit.grading.protocol import INT_LIMIT, MAX_TEXT, FrameBuffer, ProtocolError, RemoteError, pack, truncate
+from labkit.grading.protocol import (INT_LIMIT, MAX_TEXT, FrameBuffer, ProtocolError, RemoteError, describe_error, pack,
+                                    truncate)
 from labkit.grading import sandbox
 from labkit.grading.sandbox import Child, Limits, UidPool
 
@@ -454,13 +455,41 @@ class GraderEnd(Endpoint):
             return value
         return UNSENT
 
-    # what the child may ask of the grader's objects
-    def dispatch(self, op: str, message: dict):
+    def plain_call(self, handle: int, args: list, kwargs: dict) -> tuple[str, object]:
+        """Call our callable `handle` as a "call" request would, answered as ("ok", wire value) or ("err", error).
+
+        For a call whose arguments are plain values, made where both ends are in one process
+        (a record), and checked the same way in a replay.
+        """
+        self._count_request()
+        obj = self.codec.objects.get(handle)
+        if obj is None:
+            raise ProtocolError("a call of an object that was never sent")
+        try:
+            return "ok", self.codec.encode(self._call(handle, obj, args, kwargs))
+        except self.catch as exc:
+            if isinstance(exc, self.fatal()):
+                raise
+            return "err", describe_error(exc, with_frames=self.with_frames)
+
+    def _count_request(self) -> None:
         self.callbacks += 1
         if self.callbacks > MAX_CALLBACKS:
             raise self.abort(BrokenProtocol(
                 f"Your code made more than {MAX_CALLBACKS:,} requests to the grader's objects{self._where()}; "
                 "the grader stopped it.", f"more than {MAX_CALLBACKS:,} requests to the grader"))
+
+    def _call(self, handle: int, obj, args: list, kwargs: dict):
+        if handle not in self.codec.granted:
+            raise TypeError(f"{type(obj).__name__!r} object is not callable")
+        bad = [k for k in kwargs if not k.isidentifier()]
+        if bad:  # such names end up in SQL column lists, attribute names...: refuse them here
+            raise TypeError(f"keyword argument names must be Python identifiers, got {bad[0]!r}")
+        return obj(*args, **kwargs)
+
+    # what the child may ask of the grader's objects
+    def dispatch(self, op: str, message: dict):
+        self._count_request()
         obj = self.target(message)
         kind = type(obj).__name__
         if op == "getattr":
@@ -481,10 +510,7 @@ class GraderEnd(Endpoint):
             if message.get("target") not in self.codec.granted:
                 raise TypeError(f"{kind!r} object is not callable")
             args, kwargs = self.arguments(message)
-            bad = [k for k in kwargs if not k.isidentifier()]
-            if bad:  # such names end up in SQL column lists, attribute names...: refuse them here
-                raise TypeError(f"keyword argument names must be Python identifiers, got {bad[0]!r}")
-            return obj(*args, **kwargs)
+            return self._call(message["target"], obj, args, kwargs)
         if op in ("repr", "str"):
             return truncate(repr(obj), 300) if exposed_names(obj) else f"<the grader's {kind}>"
         if op == "bool":

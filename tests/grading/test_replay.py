@@ -119,6 +119,14 @@ def test_a_record_that_is_not_one_or_was_changed_is_dropped(router_shell):
         read = first_read(rec)
         read[2] = read[2] + 7.5 if isinstance(read[2], (int, float)) and not isinstance(read[2], bool) else "other"
 
+    def lie_about_a_call(rec):      # the child's replica.read(key) gave the router another row
+        call = next(event for entry in rec["learner"] if len(entry) == 2 for event in entry[1] if len(event) == 4)
+        call[3] = {"ok": "a row the grader's replica does not hold"}
+
+    def call_a_private_method(rec):  # a handle that was never granted
+        call = next(event for entry in rec["learner"] if len(entry) == 2 for event in entry[1] if len(event) == 4)
+        call[0] = 1
+
     def read_a_private_name(rec):   # a value the exposure list does not allow
         first_read(rec)[1] = "_sim"
 
@@ -135,6 +143,7 @@ def test_a_record_that_is_not_one_or_was_changed_is_dropped(router_shell):
     cases = {"not a record": "garbage", "not base64": "!!!", "a number": 3,
              "a bomb": base64.b64encode(zlib.compress(b"[" * 10_000_000)).decode(),
              "lie about a read": changed(lie_about_a_read), "read a private name": changed(read_a_private_name),
+             "lie about a call": changed(lie_about_a_call), "call a private method": changed(call_a_private_method),
              "drop the last message": changed(drop_the_last_message), "another digest": changed(another_digest),
              "a reply to another request": changed(a_reply_answers_another_request)}
     for name, bad in cases.items():
