@@ -245,6 +245,7 @@ def _record(shell, exercise: Exercise, scenario: Scenario, call_cpu_s: float, ca
         for signum, handler in previous.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         learner.stop_spy()
+        grader._readable.clear()
         for end in (grader, learner):   # the ends, their proxies and the tape refer to each other: a cycle
             end.codec.objects.clear()
             end.codec.proxies.clear()
@@ -402,6 +403,7 @@ class ReplayEndpoint(GraderEnd):
     def close(self) -> None:
         """Let go of the record and the scenario's objects (proxies and this end refer to each other: a cycle)."""
         self.entries, self.sent = [], []
+        self._readable.clear()
         self.codec.objects.clear()
         self.codec.proxies.clear()
 

@@ -389,6 +389,7 @@ class GraderEnd(Endpoint):
         self.broken: GraderAbort | None = None
         self.exercise: str | None = None
         self.callbacks = 0
+        self._readable: dict[tuple[int, str], object] = {}   # (handle, exposed name) -> our object
 
     def fatal(self) -> tuple:
         return (ProtocolError, GraderAbort)
@@ -442,9 +443,13 @@ class GraderEnd(Endpoint):
         Plain: a string, a finite number, a bool or None, read without an error. Anything else
         (a method, an object, an error, a name not exposed) takes a request, as live.
         """
-        obj = self.codec.objects.get(handle)
-        if obj is None or name not in exposed_names(obj):
-            return UNSENT
+        key = (handle, name)
+        obj = self._readable.get(key)
+        if obj is None:
+            obj = self.codec.objects.get(handle)
+            if obj is None or name not in exposed_names(obj):
+                return UNSENT
+            self._readable[key] = obj   # a handle names one object for good, and exposure does not change
         try:
             value = getattr(obj, name)
         except Exception:  # noqa: BLE001 - the request path reports it
