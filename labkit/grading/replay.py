@@ -1,27 +1,35 @@
-"""A public scenario graded by replay: the child runs it and writes down every message, the grader checks each one (course tooling).
+"""A public scenario graded by replay: the child runs it and writes down what learner code did, the grader checks it all (course tooling).
 
 Live, each of a scenario's calls into learner code is a round trip over the pipe, and so
 is each call the learner's code makes back into the grader's objects: lesson 01's
 scenarios make some 30,000, and each costs both processes a JSON message, a system call
-and a wake-up. Replay makes it one round trip per scenario:
+and a wake-up. Replay makes it one request per scenario:
 
 1. The child runs the scenario itself, with its own copy of labkit, through the same two
    ends the pipe joins (the grader's `GraderEnd`, the child's `ChildEndpoint`), wired back
-   to back in memory. Every message either end sends is written down, in order (`record`).
-2. The grader runs the same scenario against its own objects with a `ReplayEndpoint` where
-   the pipe would be. Each message the grader sends must be, byte for byte, the next one the
-   child's copy of the grader sent; each message it receives is the next one the learner's
-   end sent; it serves the learner's requests on its own objects, under the same `expose`
-   rules as live. The verdict is its own scenario's.
+   to back in memory (`record`). It writes down every message the learner's end sends and,
+   with each, what learner code did without a message since the last one: the plain values
+   it read from the grader's objects (a replica's `lag_s`) and the calls with plain
+   arguments it made of them (`replica.read(key)`), which it makes on the child's objects
+   directly. Of the messages the grader's end sent it keeps only their SHA-256.
+2. The grader runs the same scenario against its own objects, with a `ReplayEndpoint`
+   where the pipe would be: each message it receives is the next one of the record; before
+   acting on it, it reads those values and makes those calls again on its own objects, in
+   order, under the same `expose` rules as live, and each must come out as recorded; at the
+   end, what it sent must have the record's digest. The verdict is its own scenario's.
 
 Why this is as safe as live: every message the grader acts on is one a live child could
-have sent in answer to exactly the messages the grader sent, which are checked one by one.
-What the child gains is knowing the grader's next message before it answers, and for a
-public scenario it knows that anyway: the scenario's code is in labkit, which the child
-imports. Hidden scenarios are never replayed. And a record that diverges from the grader's
-run (the child's labkit was changed, or the scenario is not deterministic), is malformed or
-too big is dropped and the scenario runs live: replay changes how fast a verdict comes,
-never which.
+have sent, given exactly what the grader's objects showed learner code and exactly the
+messages the grader sent. What the child gains is knowing the grader's next message
+before it answers, and for a public scenario it knows that anyway: the scenario's code is
+in labkit, which the child imports. Hidden scenarios are never recorded (the child never
+learns them). A record that differs from the grader's run (the notebook patched labkit, or
+forged it), is malformed or too big is dropped and the scenario runs live: replay changes
+how fast a verdict comes, never which.
+
+The grader asks for every public scenario's record at once (`runner._Session`), so the
+child records the next ones while the grader replays the first: the two processes work at
+the same time.
 """
 from __future__ import annotations
 
@@ -29,8 +37,8 @@ import base64
 import collections
 import copy
 import gc
-import signal
 import hashlib
+import signal
 import threading
 import zlib
 
@@ -43,6 +51,7 @@ from labkit.grading.protocol import INT_LIMIT, ProtocolError, _decode, _encode, 
 from labkit.grading.runner import GraderEnd, RemoteContext, _contains_proxy
 
 MAX_RECORD_BYTES = 32 << 20   # a longer record is not sent: the scenario runs live
+MAX_RERECORDS = 3             # runs again of a scenario whose grader methods called back into learner code
 
 
 class Diverged(BaseException):
@@ -50,7 +59,7 @@ class Diverged(BaseException):
 
 
 class NoAhead(Ahead):
-    """Nothing sent ahead: in a record every read is a message, so the grader's run sends the same ones."""
+    """Nothing sent ahead: a record notes what learner code reads with the messages instead (`_Tape.events`)."""
 
     def watch(self, handle: int, name: str) -> None:
         pass
@@ -96,7 +105,7 @@ class _Tape:
         self.events: list = []
         self.seen: set = set()        # (handle, name) of the values in `events` since the last call
         self.stopped: tuple[str, int] | None = None   # ("cpu" or "wall", messages before the stop)
-        self.unusable: str | None = None
+        self.called_back: set[int] = set()   # handles of grader methods called directly that called learner code
 
 
 class _InMemory:
@@ -168,22 +177,23 @@ def _plain(value) -> bool:
 class _RecordingLearner(_InMemory, ChildEndpoint):
     """The learner's end, and each call into learner code under the grader's per-call limits (CPU, and wall clock)."""
 
-    def __init__(self, shell, call_cpu_s: float, call_wall_s: float):
+    def __init__(self, shell, call_cpu_s: float, call_wall_s: float, indirect: set[int]):
         Endpoint.__init__(self)
         self.shell, self.spy = shell, None
         self.main_thread = threading.get_ident()
         self.call_cpu_s, self.call_wall_s = call_cpu_s, call_wall_s
+        self.indirect = indirect   # handles whose calls go as messages
 
     def direct_call(self, handle: int, args: tuple, kwargs: dict):
         """A call with plain arguments, made on the grader's object itself and noted on the tape; else UNSENT."""
-        if threading.get_ident() != self.main_thread or not all(map(_plain, args)) \
+        if threading.get_ident() != self.main_thread or handle in self.indirect or not all(map(_plain, args)) \
                 or kwargs and not all(map(_plain, kwargs.values())):
             return UNSENT
         tape = self.tape
         args, kwargs, before = list(args), dict(kwargs), len(tape.messages)
         kind, outcome = self.peer.plain_call(handle, args, kwargs)
         if len(tape.messages) != before:   # it called back into learner code: the order of the tape is lost
-            tape.unusable = "a call of the grader's objects called back into learner code"
+            tape.called_back.add(handle)
         tape.events.append([handle, args, kwargs, {kind: outcome}])
         tape.seen = set()   # the call may have changed what learner code reads next
         if kind == "ok":
@@ -206,9 +216,9 @@ class _RecordingLearner(_InMemory, ChildEndpoint):
 def record(shell, exercise_id, index, name, call_cpu_s, call_wall_s) -> str:
     """Run public scenario `index` of an exercise against the notebook in `shell`; the record, packed as text.
 
-    The record holds what the learner's end sent: a list of [message] or [message, reads]
-    (reads: [handle, name, value] the learner code read before sending it), and last, if a
-    call into learner code ran out of time, ["cpu"] or ["wall"]. For what the grader's end
+    The record holds what the learner's end sent: a list of [message] or [message, events]
+    (what learner code did without a message before sending it: see `_Tape`), and last, if
+    a call into learner code ran out of time, ["cpu"] or ["wall"]. For what the grader's end
     sent, it holds only the SHA-256 of their JSON: the grader sends its own, and must send
     exactly these.
     """
@@ -220,13 +230,22 @@ def record(shell, exercise_id, index, name, call_cpu_s, call_wall_s) -> str:
     for limit in (call_cpu_s, call_wall_s):
         if type(limit) not in (int, float) or not limit > 0:
             raise ValueError("call limits must be positive numbers")
+    indirect: set[int] = set()
     with gc_paused():   # the tape keeps a container per message: the collector would scan them again and again
-        return _record(shell, exercise, scenarios[index], call_cpu_s, call_wall_s)
+        for _ in range(MAX_RERECORDS + 1):
+            tape = _record(shell, exercise, scenarios[index], call_cpu_s, call_wall_s, indirect)
+            if not tape.called_back or tape.called_back <= indirect:
+                break
+            # A grader method called back into learner code: the run is recorded again with that
+            # method's calls sent as messages, so the callback's messages come in their place.
+            indirect |= tape.called_back
+        return _pack(tape)
 
 
-def _record(shell, exercise: Exercise, scenario: Scenario, call_cpu_s: float, call_wall_s: float) -> str:
+def _record(shell, exercise: Exercise, scenario: Scenario, call_cpu_s: float, call_wall_s: float,
+            indirect: set[int]) -> _Tape:
     tape = _Tape()
-    grader, learner = _RecordingGrader(), _RecordingLearner(shell, call_cpu_s, call_wall_s)
+    grader, learner = _RecordingGrader(), _RecordingLearner(shell, call_cpu_s, call_wall_s, indirect)
     learner.ahead = _ReadsFromGrader(grader, tape)
     grader._join(learner, tape, 0)
     learner._join(grader, tape, 1)
@@ -250,12 +269,13 @@ def _record(shell, exercise: Exercise, scenario: Scenario, call_cpu_s: float, ca
             end.codec.objects.clear()
             end.codec.proxies.clear()
             end.peer = None
-    return _pack(tape)
+    return tape
 
 
 def _pack(tape: _Tape) -> str:
-    if tape.unusable is not None:
-        raise ValueError(f"this scenario cannot be recorded: {tape.unusable}")
+    if tape.called_back:
+        raise ValueError("this scenario cannot be recorded: a call of the grader's objects called back into learner "
+                         "code")
     messages = tape.messages
     if tape.stopped is not None:
         messages = messages[:tape.stopped[1]]

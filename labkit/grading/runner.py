@@ -608,9 +608,8 @@ class ParentEndpoint(GraderEnd):
             cpu, outer = self.meter.last, self.deadlines[-1]
             limit = self.limits.call_timeout_s if timeout is None else timeout
             self.deadlines.append((min(cpu + limit, outer[0]), min(time.monotonic() + self.limits.wall_s(limit), outer[1])))
-            try:
-                with self._stopping(what):
-                    return super().request(op, **fields)
+            try:   # a deadline that passes unwinds to the outermost request, which names what it was
+                return super().request(op, **fields)
             finally:
                 self.deadlines.pop()
         return self.await_pending(self.send_pending(op, what=what, timeout=timeout, **fields))
@@ -647,11 +646,6 @@ class ParentEndpoint(GraderEnd):
         if pending.error is not None:
             raise pending.error
         return pending.value
-
-    def drain(self) -> None:
-        """Wait for every outstanding request (their replies are kept for `await_pending`)."""
-        while self.queue:
-            self._finish(self.queue[0])
 
     def _finish(self, pending: "_Pending") -> None:
         cpu, wall = pending.start
