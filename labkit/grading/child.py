@@ -22,7 +22,7 @@ from labkit.grading.protocol import INT_LIMIT, FrameBuffer, ProtocolError, descr
 from labkit.grading.sandbox import confine
 
 ENDPOINT: "ChildEndpoint | None" = None
-_MAIN_PID = os.getpid()
+_MAIN_PID = os.getpid()   # set again by `main`: a fork server's child imported this module in the server
 
 
 class CellTimeout(BaseException):
@@ -379,23 +379,41 @@ def _forked():
                 pass
 
 
-def _preload() -> None:
-    """Import what the notebook and the child need before confinement (later imports still work)."""
+def preload(everything: bool = False) -> None:
+    """Import what the notebook and the child need before confinement (later imports still work).
+
+    With `everything` (the fork server, which imports once for all its children) also what
+    lessons import on first use, the slowest part of a child's start: SQLite through
+    sqlite_utils, fakeredis, ipywidgets, and every lesson's exercises.
+    """
     import labkit  # noqa: F401 - what `import labkit as lk` loads: the simulation kit, plots, widgets
     import IPython.core.interactiveshell  # noqa: F401
     import traitlets.config  # noqa: F401
 
+    if everything:
+        import importlib
+
+        for name in ("sqlite_utils", "fakeredis", "ipywidgets"):
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                pass
+        from labkit import checking
+
+        checking.all_exercises()
+
 
 def main(config_json: str) -> None:
     """Entry point of the child (see the module docstring)."""
-    global ENDPOINT
+    global ENDPOINT, _MAIN_PID
+    _MAIN_PID = os.getpid()
     config = json.loads(config_json)
     rfd, wfd = config["rfd"], config["wfd"]
     for fd in (rfd, wfd):
         os.set_inheritable(fd, False)  # programs the notebook starts do not get the grader's pipe
     ENDPOINT = endpoint = ChildEndpoint(rfd, wfd)
     try:
-        _preload()
+        preload()
         sandbox = confine(config)
     except BaseException as exc:  # noqa: BLE001 - report, and never run learner code unconfined
         endpoint.notify("hello", error=truncate(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}", 3000))

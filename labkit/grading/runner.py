@@ -546,7 +546,7 @@ class ParentEndpoint(GraderEnd):
         os.set_blocking(self.rfd, False)
         os.set_blocking(self.wfd, False)
         self.buffer = FrameBuffer(MAX_MESSAGE)
-        self.meter = CpuMeter(getattr(getattr(child, "proc", None), "pid", None))
+        self.meter = CpuMeter(getattr(child, "pid", None))
         self.deadlines: list[tuple[float, float]] = []   # (child CPU seconds, wall clock)
         self.queue: collections.deque[_Pending] = collections.deque()   # sent, not answered yet, oldest first
         self._budget_deadline = (math.inf, math.inf)

@@ -39,6 +39,8 @@ import tempfile
 import threading
 from dataclasses import asdict, dataclass
 
+from labkit.grading import forkserver
+
 LINUX = sys.platform.startswith("linux")
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _PACKAGE = os.path.join(_ROOT, "labkit")
@@ -479,6 +481,11 @@ def _child_env(workdir: str, shared_dir: str) -> dict:
     }
 
 
+def start_fork_server(limits: Limits) -> None:
+    """Have later children forked from a server that has imported what they need (`labkit.grading.forkserver`)."""
+    forkserver.start(_ROOT, _child_env("/", "/"), limits.startup_timeout_s)
+
+
 _LIVE: set = set()
 _LIVE_LOCK = threading.Lock()
 
@@ -502,7 +509,9 @@ class Child:
         self.hide, self.must_hide = [os.path.abspath(p) for p in hide], [os.path.abspath(p) for p in must_hide]
         # RLIMIT_CPU: everything the grader may ask of this process, plus its start.
         self.cpu_s = cpu_s if cpu_s is not None else limits.timeout_s + limits.startup_timeout_s + 10
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen | None = None   # a child started as a new interpreter
+        self.pid: int | None = None
+        self.pidfd: int | None = None   # a child forked by the fork server (labkit.grading.forkserver)
         self.uid = self._uid_lock = None
         self.workdir = tempfile.mkdtemp(prefix="sub-", dir=base_dir)
         self.log_path = self.workdir + ".log"
@@ -541,12 +550,21 @@ class Child:
                        "max_file_mb": self.limits.max_file_mb, "max_open_files": self.limits.max_open_files,
                        "cpu_s": self.cpu_s},
         }
+        env, cwd = _child_env(self.workdir, os.path.dirname(self.workdir)), self.workdir
         log = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
-            self.proc = subprocess.Popen(
-                [python, "-I", "-B", "-X", "utf8", "-c", BOOT.format(root=_ROOT), json.dumps(config)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(to_child_r, from_child_w),
-                cwd=self.workdir, env=_child_env(self.workdir, os.path.dirname(self.workdir)), start_new_session=True, close_fds=True)
+            server = forkserver.ready() if python == sys.executable else None
+            if server is not None:
+                try:
+                    self.pid, self.pidfd = server.spawn(config, env, cwd, to_child_r, from_child_w, log)
+                except OSError:
+                    forkserver.forget(server)
+            if self.pidfd is None:
+                self.proc = subprocess.Popen(
+                    [python, "-I", "-B", "-X", "utf8", "-c", BOOT.format(root=_ROOT), json.dumps(config)],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(to_child_r, from_child_w),
+                    cwd=cwd, env=env, start_new_session=True, close_fds=True)
+                self.pid = self.proc.pid
         finally:
             os.close(log)
             os.close(to_child_r)
@@ -555,11 +573,19 @@ class Child:
 
     def kill(self) -> None:
         """End the child and everything it started (process group, session, and its uid)."""
-        if self.proc is None:
+        if self.pid is None:
             return
-        _kill_session(self.proc.pid)
+        if self.pidfd is not None:
+            try:
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            except OSError:
+                pass   # it has ended
+        _kill_session(self.pid)
         if self.uid is not None:
             kill_uid(self.uid)
+        if self.pidfd is not None:
+            forkserver.wait_for_exit(self.pidfd, 10)
+            return
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -593,6 +619,9 @@ class Child:
                 except OSError:
                     pass
         self.rfd = self.wfd = -1
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
         shutil.rmtree(self.workdir, ignore_errors=True)
         try:
             os.unlink(self.log_path)
