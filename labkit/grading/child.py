@@ -196,7 +196,8 @@ class ChildEndpoint(Endpoint):
             from labkit.grading.replay import record
 
             return record(self.shell, message.get("exercise"), message.get("scenario"), message.get("name"),
-                          message.get("call_cpu_s"), message.get("call_wall_s"))
+                          message.get("call_cpu_s"), message.get("call_wall_s"),
+                          stream=lambda part: self.notify("part", data=part))
         return super().dispatch(op, message)
 
     # what the grader asks of a notebook

@@ -96,6 +96,10 @@ class _Gone(Exception):
     pass
 
 
+class _Progress(BaseException):
+    """A part of the answer awaited came (`ParentEndpoint.await_progress`): back to the one who waits for it."""
+
+
 class Budget:
     """CPU seconds of learner code left for one phase (the notebook's cells, or one exercise's checks)."""
 
@@ -372,6 +376,7 @@ class _Pending:
     done: bool = False
     value: object = None
     error: BaseException | None = None
+    parts: collections.deque = field(default_factory=collections.deque)   # sent ahead of the answer
 
 
 class GraderEnd(Endpoint):
@@ -550,6 +555,7 @@ class ParentEndpoint(GraderEnd):
         self.deadlines: list[tuple[float, float]] = []   # (child CPU seconds, wall clock)
         self.queue: collections.deque[_Pending] = collections.deque()   # sent, not answered yet, oldest first
         self._budget_deadline = (math.inf, math.inf)
+        self._progress: "_Pending | None" = None   # the request whose parts `await_progress` waits for
         self._expired = "cpu"
         self.notifications = 0
         self.current_cell: int | None = None
@@ -639,6 +645,12 @@ class ParentEndpoint(GraderEnd):
         self.queue.append(pending)
         return pending
 
+    def await_progress(self, pending: "_Pending") -> None:
+        """Wait until the child has answered `pending` or sent a part of its answer ahead (`_Pending.parts`)."""
+        while not pending.done and not pending.parts:
+            head = self.queue[0]
+            self._finish(head, progress=head is pending)
+
     def await_pending(self, pending: "_Pending"):
         """The reply to a request `send_pending` sent (raising what it raised), once those before it are answered."""
         while not pending.done:
@@ -647,7 +659,8 @@ class ParentEndpoint(GraderEnd):
             raise pending.error
         return pending.value
 
-    def _finish(self, pending: "_Pending") -> None:
+    def _finish(self, pending: "_Pending", progress: bool = False) -> None:
+        """Wait for the child's answer to `pending`, the oldest one; with `progress`, or for a part sent ahead."""
         cpu, wall = pending.start
         budget = self.budget = pending.budget
         self.exercise = pending.exercise
@@ -655,19 +668,25 @@ class ParentEndpoint(GraderEnd):
         limit = min(pending.limit, left)
         self._budget_deadline = (cpu + left, wall + self.limits.wall_s(left))
         self.deadlines.append((cpu + limit, wall + self.limits.wall_s(limit)))
+        self._progress = pending if progress else None
+        partial = False
         try:
             with self._stopping(pending.what):
                 pending.value = self.await_reply(pending.number)
+        except _Progress:
+            partial = True   # not answered yet: its clocks run on from its start
         except Exception as exc:  # noqa: BLE001 - kept for await_pending to raise
             pending.error = exc
         finally:
+            self._progress = None
             self.deadlines.pop()
-            now = self.meter.seconds()
-            budget.used_s += now - cpu
-            pending.done = True
-            self.queue.popleft()
-            if self.queue:   # the child went on to the next one when it answered this one, at the latest
-                self.queue[0].start = (now, time.monotonic())
+            if not partial:
+                now = self.meter.seconds()
+                budget.used_s += now - cpu
+                pending.done = True
+                self.queue.popleft()
+                if self.queue:   # the child went on to the next one when it answered this one, at the latest
+                    self.queue[0].start = (now, time.monotonic())
 
     @contextlib.contextmanager
     def _stopping(self, what: str):
@@ -741,6 +760,13 @@ class ParentEndpoint(GraderEnd):
         self.notifications += 1
         if self.notifications > MAX_NOTIFICATIONS:
             raise ProtocolError("too many notifications")
+        if message.get("n") == "part" and self.queue and (message.get("data") is None
+                                                         or type(message.get("data")) is str):
+            head = self.queue[0]   # the child answers in order: a part belongs to the oldest request
+            head.parts.append(message["data"])
+            if self._progress is head:
+                raise _Progress()
+            return
         if message.get("n") == "cell" and type(message.get("index")) is int and len(self.deadlines) == 1:
             self.current_cell = message["index"]
             limit = self.limits.cell_timeout_s + CELL_GRACE_S
@@ -1128,7 +1154,7 @@ def _judge_exercise(exercise: Exercise, session: _Session, submission: Submissio
             if recording is None or recording.endpoint is not endpoint:
                 session.ask_for_records(exercise, index)
                 recording = session.recordings[exercise.id, index]
-            replayed = recording.wait().replayed()
+            replayed = recording.replayed()
         if replayed is not None:
             results.extend(replayed)
             session.replayed += 1
@@ -1150,7 +1176,6 @@ class _Recording:
         from labkit.grading import replay
 
         self.exercise, self.scenario, self.endpoint = exercise, scenario, endpoint
-        self.text: str | None = None
         self.stopped: GraderAbort | None = None
         index = next(i for i, s in enumerate(replay.public_scenarios(exercise)) if s is scenario)
         limits = endpoint.limits
@@ -1163,38 +1188,70 @@ class _Recording:
         except GraderAbort as exc:
             self.stopped = exc
 
-    def wait(self) -> "_Recording":
-        if self.pending is not None:
-            pending, self.pending = self.pending, None
-            try:
-                self.text = self.endpoint.await_pending(pending)
-            except GraderAbort as exc:   # it looped past the exercise's budget, or ended its process: as live
-                self.stopped = exc
-            except RemoteError:
-                pass   # the child could not record it (a record too big, a changed labkit): live
-        return self
+    def more(self) -> str:
+        """The next text of the record as the child sends it: each part sent ahead, then the answer.
+
+        Raises `replay.Restarted` where the child recorded the scenario again, and
+        `replay.Diverged` where it did not finish: it stopped (`stopped`: the scenario failed
+        as it would have live) or could not record it (run it live).
+        """
+        from labkit.grading import replay
+
+        pending = self.pending
+        if pending is None:
+            raise replay.Diverged("nothing more was recorded")
+        try:
+            self.endpoint.await_progress(pending)
+        except GraderAbort as exc:   # a request before this one stopped the child
+            self.stopped, self.pending = exc, None
+            raise replay.Diverged("the child stopped") from None
+        if pending.parts:
+            part = pending.parts.popleft()
+            if part is None:
+                raise replay.Restarted()
+            return part
+        self.pending = None
+        if isinstance(pending.error, GraderAbort):   # it looped past the exercise's budget, or ended its process
+            self.stopped = pending.error
+        if pending.error is not None:
+            raise replay.Diverged("the child did not finish the record")   # a RemoteError: too big, or a changed labkit
+        return pending.value
 
     def replayed(self) -> list[Result] | None:
-        """The scenario's results, graded by replaying the record against the grader's own objects; None: run it live."""
+        """The scenario's results, graded by replaying the record against the grader's own objects as it comes;
+        None: run it live."""
         from labkit.grading import replay
 
         scenario = self.scenario
+        report, complete = None, False
+        for _ in range(replay.MAX_RERECORDS + 1):
+            if self.stopped is not None:
+                break
+            try:
+                with gc_paused():   # the record is a container per message: the collector would scan them again and again
+                    replaying = replay.ReplayEndpoint(self.more, self.endpoint, self.exercise.id)
+                    try:
+                        report = replay.run_scenario(replaying, self.exercise, scenario)
+                        complete = replaying.complete
+                    finally:
+                        replaying.close()
+            except replay.Restarted:
+                continue
+            except replay.Diverged:
+                complete = False
+            break
+        if self.pending is not None and self.stopped is None:   # left before its end: the rest comes first
+            try:
+                self.endpoint.await_pending(self.pending)
+            except GraderAbort as exc:
+                self.stopped = exc
+            except RemoteError:
+                pass
+            self.pending = None
         if self.stopped is not None:
             return [Result(self.exercise.id, scenario.name, FAILED, 0, scenario.points, str(self.stopped),
                            scenario.hidden)]
-        if self.text is None:
-            return None
-        try:
-            with gc_paused():   # the record is a container per message: the collector would scan them again and again
-                replaying = replay.ReplayEndpoint(self.text, self.endpoint, self.exercise.id)
-                try:
-                    report = replay.run_scenario(replaying, self.exercise, scenario)
-                    complete = replaying.complete
-                finally:
-                    replaying.close()
-        except replay.Diverged:
-            return None
-        return report.results if complete else None
+        return report.results if report is not None and complete else None
 
 
 def _judge(exercise: Exercise, answer, endpoint: ParentEndpoint, submission: Submission, cells: list,

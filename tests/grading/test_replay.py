@@ -235,3 +235,55 @@ def test_replay_and_live_grading_reach_the_same_verdicts(tmp_path):
             assert (replayed["status"], replayed["reason"]) == (live["status"], live["reason"])
             replayed_any += replayed["scenarios"]["replayed"]
     assert replayed_any > 20
+
+
+def _streamed(shell, exercise_id: str, index: int, name: str):
+    """(parts sent ahead, last text) of a record made with `stream`, as the child sends them."""
+    parts = []
+    last = replay.record(shell, exercise_id, index, name, 3, 19, stream=parts.append)
+    return parts, last
+
+
+def test_a_record_sent_in_parts_replays_as_the_whole_and_a_changed_part_is_refused(router_shell):
+    exercise, scenario = _scenario("01.2", 0)   # the largest of lesson 01's first two exercises
+    parts, last = _streamed(router_shell, "01.2", 0, scenario.name)
+    assert len(parts) >= 3 and None not in parts
+    whole = replay.record(router_shell, "01.2", 0, scenario.name, 3, 19)
+    assert [e for p in parts for e in _unpacked(p)["part"]] + _unpacked(last)["learner"] == _unpacked(whole)["learner"]
+    assert _unpacked(last)["digest"] == _unpacked(whole)["digest"] and _unpacked(last)["parts"] == len(parts)
+
+    def texts(sequence):
+        return iter(sequence).__next__
+
+    local = exercise.run(router_shell.user_ns[exercise.answer_name])
+    report, complete = _replay(texts(parts + [last]), exercise, scenario)
+    assert complete
+    assert [(r.status, r.points) for r in report.results] == \
+        [(r.status, r.points) for r in local.results if r.scenario == scenario.name]
+    swapped = [parts[1], parts[0], *parts[2:]]
+    cases = {"a part left out": parts[1:] + [last], "two parts swapped": swapped + [last],
+             "a part twice": parts[:1] + parts + [last], "no last text": parts,
+             "the last text first": [last] + parts, "a part that is not one": parts[:1] + ["garbage"] + parts[1:] + [last],
+             "a last text that counts other parts": parts + [_packed({**_unpacked(last), "parts": len(parts) + 1})]}
+    for name, bad in cases.items():
+        report, complete = _replay(texts(bad), exercise, scenario)
+        assert not complete, name
+
+
+def test_a_streamed_scenario_recorded_again_says_so_before_its_new_parts(monkeypatch):
+    """A grader method that calls back into learner code (lesson 04's pool waking the next caller) makes the
+    child record the scenario again: the parts it sent before are announced void with a None."""
+    monkeypatch.setattr(replay, "PART_ENTRIES", 3)   # lesson 04's records are small: parts of three entries
+    shell = _shell_with("04_bulkhead")
+    exercise = checking.get("04.1")
+    restarted = 0
+    for index, scenario in enumerate(replay.public_scenarios(exercise)):
+        parts, last = _streamed(shell, "04.1", index, scenario.name)
+        if None in parts:
+            restarted += 1
+            fresh = parts[len(parts) - parts[::-1].index(None):]
+            report, complete = _replay(iter(fresh + [last]).__next__, exercise, scenario)
+            assert complete and report is not None, scenario.name
+            report, complete = _replay(iter(parts[:parts.index(None)] + [last]).__next__, exercise, scenario)
+            assert not complete, f"{scenario.name}: the void parts replayed"
+    assert restarted, "no scenario of 04.1 was recorded again"
