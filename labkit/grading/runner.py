@@ -1200,11 +1200,7 @@ class _Recording:
         pending = self.pending
         if pending is None:
             raise replay.Diverged("nothing more was recorded")
-        try:
-            self.endpoint.await_progress(pending)
-        except GraderAbort as exc:   # a request before this one stopped the child
-            self.stopped, self.pending = exc, None
-            raise replay.Diverged("the child stopped") from None
+        self.endpoint.await_progress(pending)   # what stops the child ends `pending` with the error
         if pending.parts:
             part = pending.parts.popleft()
             if part is None:

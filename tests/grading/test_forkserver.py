@@ -46,21 +46,27 @@ print("PROBE " + json.dumps({
 
 
 @pytest.fixture
-def server():
-    """A fork server of this test's own, ready; the module's state is put back afterwards."""
+def no_server():
+    """No fork server in this process yet, and none started so far; the module's state is put back afterwards."""
     saved = forkserver._SERVER, forkserver._starts, forkserver._starting
     forkserver._SERVER, forkserver._starts, forkserver._starting = None, 0, False
     try:
-        sandbox.start_fork_server(LIMITS)
-        deadline = time.monotonic() + 60
-        while forkserver.ready() is None:
-            assert time.monotonic() < deadline, "the fork server did not start within 60 s"
-            time.sleep(0.05)
-        yield forkserver.ready()
+        yield
     finally:
         if forkserver._SERVER is not None:
             forkserver._SERVER.close()
         forkserver._SERVER, forkserver._starts, forkserver._starting = saved
+
+
+@pytest.fixture
+def server(no_server):
+    """A fork server of this test's own, ready."""
+    sandbox.start_fork_server(LIMITS)
+    deadline = time.monotonic() + 60
+    while forkserver.ready() is None:
+        assert time.monotonic() < deadline, "the fork server did not start within 60 s"
+        time.sleep(0.05)
+    return forkserver.ready()
 
 
 @pytest.fixture
@@ -101,25 +107,18 @@ def test_a_forked_child_starts_as_a_new_interpreter_would(tmp_path, server, star
     assert forked["sandbox"] == plain["sandbox"]
 
 
-def test_a_batch_forks_its_children_once_the_server_is_up(tmp_path, started):
-    saved = forkserver._SERVER, forkserver._starts, forkserver._starting
-    forkserver._SERVER, forkserver._starts, forkserver._starting = None, 0, False
-    try:
-        folder = tmp_path / "class"
-        notebook = (corpus.ROOT / "solutions" / "03_circuit_breaker.ipynb").read_bytes()
-        for i in range(8):
-            (folder / f"s{i}").mkdir(parents=True)
-            (folder / f"s{i}" / "03_circuit_breaker.ipynb").write_bytes(notebook)
-        result = grade_batch([folder], tmp_path / "book.csv", jobs=2, limits=LIMITS, progress=False)
-        assert [r["total"] for r in result.records.values()] == [12] * 8
-        # The first two start while the server does; later ones are forked once it is ready.
-        assert started[:2] == ["new interpreter"] * 2 and "forked" in started, started
-        one = grade_batch([folder / "s0"], tmp_path / "one.csv", jobs=1, limits=LIMITS, progress=False, force=True)
-        assert one.graded == 1 and forkserver._starts == 1   # one notebook starts no server of its own
-    finally:
-        if forkserver._SERVER is not None:
-            forkserver._SERVER.close()
-        forkserver._SERVER, forkserver._starts, forkserver._starting = saved
+def test_a_batch_forks_its_children_once_the_server_is_up(tmp_path, started, no_server):
+    folder = tmp_path / "class"
+    notebook = (corpus.ROOT / "solutions" / "03_circuit_breaker.ipynb").read_bytes()
+    for i in range(8):
+        (folder / f"s{i}").mkdir(parents=True)
+        (folder / f"s{i}" / "03_circuit_breaker.ipynb").write_bytes(notebook)
+    result = grade_batch([folder], tmp_path / "book.csv", jobs=2, limits=LIMITS, progress=False)
+    assert [r["total"] for r in result.records.values()] == [12] * 8
+    # The first two start while the server does; later ones are forked once it is ready.
+    assert started[:2] == ["new interpreter"] * 2 and "forked" in started, started
+    one = grade_batch([folder / "s0"], tmp_path / "one.csv", jobs=1, limits=LIMITS, progress=False, force=True)
+    assert one.graded == 1 and forkserver._starts == 1   # one notebook starts no server of its own
 
 
 def test_a_forked_child_is_killed_and_waited_for(tmp_path, server):
