@@ -30,7 +30,6 @@ _MODEL = '''"""Lesson {number}'s model. A placeholder to replace: Poisson caller
 from __future__ import annotations
 
 from labkit.knobs import Knob, Knobs
-from labkit.mode import deferred_while_grading
 from labkit.traffic import CallsRun, simulate_calls
 
 KNOBS = Knobs(
@@ -40,7 +39,6 @@ KNOBS = Knobs(
 
 
 @KNOBS.validates
-@deferred_while_grading
 def simulate(*, rate_rps: float = 100.0, workers: int = 10, seed: int = 1) -> CallsRun:
     """30 s of traffic at `rate_rps` into `workers` workers of a healthy service (lesson {number})."""
     return simulate_calls(seed=seed, duration_s=30.0, rate_rps=rate_rps, outage_s=0, timeout_s=5.0,
@@ -52,13 +50,11 @@ from __future__ import annotations
 
 from labkit.knobs import Panel
 from labkit.lessons.{topic}.model import KNOBS, simulate
-from labkit.mode import deferred_while_grading
 from labkit.plots import Chart, legend_outside, new_figure, not_drawn_while_grading, peak, round_up, time_series
 from labkit.run import as_runs
 from labkit.traffic import CallsRun
 
 
-@deferred_while_grading
 def summarize(runs):
     """A table comparing runs side by side, one column per label (lesson {number})."""
     from labkit.widgets import Table

@@ -18,7 +18,6 @@ import pytest
 import labkit as lk
 from labkit import checking, lessons
 from labkit.knobs import Knob, Panel
-from labkit.mode import Deferred, running_cells
 from support import ROOT, notebook
 
 LESSONS = lessons.discover()
@@ -38,8 +37,7 @@ def _namespace(folder: str, lesson, monkeypatch) -> dict:
     monkeypatch.setenv("LABKIT_GRADING_CHILD", "1")
     namespace = {"__name__": "__learner__"}
     for i, source in enumerate(_code(folder, lesson)):
-        with running_cells():   # demonstrations deferred, as there
-            exec(compile(source, f"<{lesson.NOTEBOOK} cell {i}>", "exec"), namespace)
+        exec(compile(source, f"<{lesson.NOTEBOOK} cell {i}>", "exec"), namespace)
     monkeypatch.delenv("LABKIT_GRADING_CHILD")
     return namespace
 
@@ -58,20 +56,6 @@ def test_a_lesson_speaks_the_common_verbs(lesson):
         assert (ROOT / folder / f"{lesson.NOTEBOOK}.ipynb").exists(), f"{folder}/{lesson.NOTEBOOK}.ipynb is missing"
     topic = lesson.__name__.rsplit(".", 1)[-1]
     assert getattr(lk, topic) is lesson   # lk.<topic> reaches it
-
-
-@pytest.mark.parametrize("lesson", LESSONS, ids=IDS)
-def test_while_the_grader_runs_the_notebook_a_demonstration_is_computed_only_when_used(lesson):
-    assert lesson.simulate.deferred_while_grading and lesson.summarize.deferred_while_grading
-    with running_cells():
-        run = lesson.simulate()
-        table = lesson.summarize({"a run": run})
-    assert type(run) is Deferred and type(table) is Deferred
-    assert not run._deferred_done and not table._deferred_done
-    eager = lesson.simulate()
-    assert repr(table) == repr(lesson.summarize({"a run": eager}))   # using the table computes the run
-    assert run._deferred_done and isinstance(run, type(eager))
-    assert run.trace.to_rows() == eager.trace.to_rows()
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=IDS)

@@ -20,7 +20,6 @@ from labkit.checking import LocalContext, is_stub
 from labkit.grading.endpoint import UNSENT, Endpoint
 from labkit.grading.protocol import INT_LIMIT, FrameBuffer, ProtocolError, describe_error, pack, truncate
 from labkit.grading.sandbox import confine
-from labkit.mode import Deferred, running_cells
 
 ENDPOINT: "ChildEndpoint | None" = None
 _MAIN_PID = os.getpid()   # set again by `main`: a fork server's child imported this module in the server
@@ -217,7 +216,6 @@ class ChildEndpoint(Endpoint):
             config.InteractiveShell.colors = "nocolor"
             config.InteractiveShell.xmode = "Plain"
             self.shell = InteractiveShell.instance(config=config)
-            _show_deferred_uncomputed(self.shell)
         results = []
         for index, source in cells:
             if index in skip:
@@ -240,8 +238,7 @@ class ChildEndpoint(Endpoint):
         previous = signal.signal(signal.SIGPROF, alarm)
         signal.setitimer(signal.ITIMER_PROF, cell_timeout)
         try:
-            with running_cells():
-                result = self.shell.run_cell(source, store_history=True)
+            result = self.shell.run_cell(source, store_history=True)
             error = result.error_before_exec or result.error_in_exec
         except BaseException as exc:  # noqa: BLE001 - whatever the cell raised, the notebook goes on
             error = exc
@@ -360,19 +357,6 @@ def _class_function(obj, name: str) -> bool:
         if name in own:
             return type(own[name]) is types.FunctionType
     return False
-
-
-def _show_deferred_uncomputed(shell) -> None:
-    """A cell's result that is a demonstration nobody used yet is shown as a placeholder, not computed for the log."""
-    formatter = shell.display_formatter
-    format_ = formatter.format
-
-    def format(obj, include=None, exclude=None):
-        if type(obj) is Deferred and not obj._deferred_done:
-            return {"text/plain": obj._deferred_placeholder()}, {}
-        return format_(obj, include=include, exclude=exclude)
-
-    formatter.format = format
 
 
 def _reap() -> None:

@@ -359,23 +359,6 @@ def test_callbacks_cross_the_sandbox_both_ways_so_other_designs_pass(tmp_path, c
     assert two and two[1] == two[2] and score and score[1] == score[2], out
 
 
-def test_a_demonstration_is_computed_in_the_child_only_if_the_notebook_uses_it(tmp_path):
-    nb = nbformat.read(ROOT / "solutions" / "01_read_replicas.ipynb", as_version=4)
-    nb.cells += [nbformat.v4.new_code_cell('probe = lk.replicas.simulate(seed=5)\nlk.replicas.summarize({"probe": probe})'),
-                 nbformat.v4.new_code_cell('REPLICAS = REPLICAS if probe.summary()["stale_share"] >= 0 else -1\n'
-                                           'print("probe reads:", len(probe.trace.times("app", "read")))')]
-    nbformat.write(nb, tmp_path / "01_read_replicas.ipynb")
-    result = grade_batch([tmp_path / "01_read_replicas.ipynb"], tmp_path / "book.csv", jobs=1, limits=LIMITS,
-                         progress=False)
-    (record,) = result.records.values()
-    assert record["status"] == "ok" and record["total"] == record["max_total"] > 0, record["reason"]
-    from labkit import lessons
-
-    reads = len(lessons.replicas.simulate(seed=5).trace.times("app", "read"))
-    assert f"probe reads: {reads}" in record["output"]   # used: computed, the same run as in the notebook
-    assert "<lk.replicas.summarize(...): not computed while grading" in record["output"]   # only shown
-
-
 def test_labkit_check_prints_the_verdicts(capsys):
     assert main(["check", str(ROOT / "solutions" / "03_circuit_breaker.ipynb")]) == 0
     out = capsys.readouterr().out

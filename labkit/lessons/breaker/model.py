@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from labkit.knobs import Knob, Knobs
-from labkit.mode import deferred_while_grading
 from labkit.traffic import simulate_calls
 
 # The traffic knobs are arguments of `simulate`; the breaker knobs are the settings of labkit's
@@ -15,7 +14,6 @@ TRAFFIC = Knobs(
 
 
 @TRAFFIC.validates
-@deferred_while_grading
 def simulate(*, seed: int = 1, duration_s: float = 90.0, rate_rps: float = 25.0, outage_start_s: float = 20.0,
              outage_s: float = 30.0, timeout_s: float = 1.0, retries: int = 0, breaker=None, latency_s: float = 0.05,
              error_rate: float = 0.0, max_concurrency: int = 10, faults=None):

@@ -5,7 +5,6 @@ import math
 
 from labkit.knobs import Knob, Knobs, Panel
 from labkit.lessons.breaker.model import TRAFFIC, simulate
-from labkit.mode import deferred_while_grading
 from labkit.plots import (Chart, fmt, legend_outside, new_figure, not_drawn_while_grading, peak, round_up,
                           shade, time_series)
 from labkit.resilience import CircuitBreaker
@@ -26,7 +25,6 @@ KNOBS = Knobs(
 )
 
 
-@deferred_while_grading
 def summarize(runs):
     """A table comparing runs side by side, one column per label (lesson 03)."""
     from labkit.widgets import Table

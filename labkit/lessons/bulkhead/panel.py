@@ -5,7 +5,6 @@ import math
 
 from labkit.knobs import Panel
 from labkit.lessons.bulkhead.model import KINDS, KNOBS, PARTITION_KNOBS, SHARED_KNOBS, BulkheadRun, simulate
-from labkit.mode import deferred_while_grading
 from labkit.plots import (PALETTE, Chart, fmt, legend_outside, new_figure, not_drawn_while_grading, peak, round_up,
                           shade, step_bands, step_lines)
 from labkit.run import as_runs
@@ -15,7 +14,6 @@ DESIGN_STYLES = ["--", "-", ":", "-."]  # one line style per run, in the order g
 INCIDENT_COLOUR = ("#999999", 0.15)
 
 
-@deferred_while_grading
 def summarize(runs):
     """A table comparing runs side by side: per kind of work, its success, rejections, timeouts and p99 during the incident (lesson 04)."""
     from labkit.widgets import Table

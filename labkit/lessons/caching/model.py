@@ -21,7 +21,6 @@ from labkit.cache import LRUCache, RedisCache
 from labkit.clock import Sim
 from labkit.db import Database
 from labkit.knobs import Knob, Knobs
-from labkit.mode import deferred_while_grading
 from labkit.plots import not_drawn_while_grading
 from labkit.run import Run, as_runs
 from labkit.workload import Steady, Zipf, arrivals, drive_workload, make_workload
@@ -219,7 +218,6 @@ def _caching_ops(seed, duration_s, rate_rps, n_keys, zipf_s, write_ratio) -> tup
 
 
 @KNOBS.validates
-@deferred_while_grading
 def simulate(*, seed: int = 1, duration_s: float = 60.0, rate_rps: float = 50.0, n_keys: int = 1000,
                      zipf_s: float = 1.0, write_ratio: float = 0.05, servers: int = 4, l1_items: int = 50,
                      l1_ttl_s: float = 2.0, l2: bool = True, ttl_s: float = 30.0, l2_backend: str = "model",
@@ -407,7 +405,6 @@ class HotKeyRun(Run):
         }
 
 
-@deferred_while_grading
 def simulate_hot_key(app=None, *, servers: int = 4, rate_rps: float = 200.0, ttl_s: float = 5.0,
                      query_s: float = 0.2, duration_s: float = 16.0, seed: int = 1, key=1) -> HotKeyRun:
     """One hot key read at `rate_rps` through `servers` app servers built from `app` (default `CacheAside`) (lesson 02).
@@ -452,7 +449,6 @@ def simulate_hot_key(app=None, *, servers: int = 4, rate_rps: float = 200.0, ttl
     return HotKeyRun(sim, float(duration_s), settings, answers)
 
 
-@deferred_while_grading
 def summarize_hot_key(runs):
     """A table comparing `simulate_hot_key` runs side by side, one column per label (lesson 02)."""
     from labkit.widgets import Table

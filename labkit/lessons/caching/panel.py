@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from labkit.knobs import Panel
 from labkit.lessons.caching.model import KNOBS, LEVELS, CachingRun, simulate
-from labkit.mode import deferred_while_grading
 from labkit.plots import PALETTE, Chart, fmt, legend_outside, new_figure, not_drawn_while_grading, round_up
 from labkit.run import as_runs, only_run
 
@@ -12,7 +11,6 @@ def _pct(value: float, digits: int = 0) -> str:
     return "n/a" if value != value else f"{100 * value:.{digits}f} %"
 
 
-@deferred_while_grading
 def summarize(runs):
     """A table comparing runs side by side, one column per label (lesson 02)."""
     from labkit.widgets import Table

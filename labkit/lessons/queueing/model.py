@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from labkit.knobs import Knob, Knobs, Panel
-from labkit.mode import deferred_while_grading
 from labkit.plots import (Chart, fmt, latency_percentiles, legend_outside, new_figure, not_drawn_while_grading,
                           peak, round_up, time_series)
 from labkit.run import as_runs, only_run
@@ -16,7 +15,6 @@ KNOBS = Knobs(
 
 
 @KNOBS.validates
-@deferred_while_grading
 def simulate(*, rate_rps: float = 200.0, max_concurrency: int = 20, latency_ms: float = 50.0,
              seed: int = 1) -> CallsRun:
     """30 s of Poisson traffic at `rate_rps` into `max_concurrency` workers whose median call takes
@@ -25,7 +23,6 @@ def simulate(*, rate_rps: float = 200.0, max_concurrency: int = 20, latency_ms: 
                           latency_s=latency_ms / 1000, max_concurrency=max_concurrency)
 
 
-@deferred_while_grading
 def summarize(runs):
     """Offered load, capacity, utilisation and latency percentiles of one run, or one column per run (lesson 00)."""
     from labkit.widgets import Table

@@ -5,7 +5,6 @@ import functools
 
 from labkit.knobs import Panel
 from labkit.lessons.replicas.model import KNOBS, ReplicasRun, simulate
-from labkit.mode import deferred_while_grading
 from labkit.plots import (PALETTE, Chart, fmt, legend_outside, new_figure, not_drawn_while_grading, round_up,
                           step_bands, step_lines)
 from labkit.run import as_runs, only_run
@@ -15,7 +14,6 @@ def _pct(value: float) -> str:
     return "n/a" if value != value else f"{100 * value:.1f} %"
 
 
-@deferred_while_grading
 def summarize(runs):
     """A table comparing runs side by side, one column per label (lesson 01)."""
     from labkit.widgets import Table
