@@ -8,9 +8,10 @@ mix is drawn from a seeded RNG, so every run grades the same notebooks. Layout:
 `<dir>/<student>/<lesson>.ipynb`, one folder per student, as nbgrader's `submitted/<student>/`.
 
 Three figures per lesson: the batch's wall time (budget 60 s); the grader's time for the
-solution alone against the time its checks take in-process, as in the notebook (budget:
-that + 1.5 s; medians of three runs of each, taken in turn); and the batch again with two CPU-bound processes alongside, where no right
-exercise may lose a point and no submission whose every exercise is right may time out.
+solution alone against the time its checks take in-process, as in a learner's new kernel
+(budget: that + 1.5 s; medians of three runs of each, taken in turn); and the batch again
+with two CPU-bound processes alongside, where no right exercise may lose a point and no
+submission whose every exercise is right may time out.
 """
 from __future__ import annotations
 
