@@ -73,9 +73,10 @@ def _run_check(args) -> int:
     from labkit.grading.gradebook import hidden_tests
     from labkit.grading.notebook import cell_name
     from labkit.grading.runner import OK, grade_notebook
-    from labkit.grading.sandbox import kill_live_children
+    from labkit.grading.sandbox import compile_labkit, kill_live_children
 
     limits = _limits(args)
+    compile_labkit()
     box: dict = {}
     with hidden_tests(args.hidden):
         # Grade in a worker thread, so Ctrl-C reaches this one and can stop the sandboxed child.

@@ -45,7 +45,7 @@ from labkit.files import write_atomically
 from labkit.grading.notebook import MAX_FILE_BYTES
 from labkit.grading.runner import (ERROR, GRADER_ERROR, NOT_ATTEMPTED_STATUS, OK, TIMEOUT, DataAnswerCache,
                                    empty_record, grade_notebook)
-from labkit.grading.sandbox import Limits, UidPool, kill_live_children, start_fork_server
+from labkit.grading.sandbox import Limits, UidPool, compile_labkit, kill_live_children, start_fork_server
 
 FORMAT = "labkit-gradebook/2"
 OLD_FORMATS = ("labkit-gradebook/1",)  # keyed on the path as it was typed; read, and re-keyed as rows are graded
@@ -408,6 +408,7 @@ def _run(todo, result: BatchResult, writer, *, stamp, jobs, limits, expected_les
         os.chmod(base_dir, 0o711)  # children reach their own directory inside, and list nothing
     uid_pool = UidPool() if os.geteuid() == 0 else None
     cache = DataAnswerCache()
+    compile_labkit()
     if len(todo) > jobs:   # the first `jobs` children start as new interpreters while it starts
         start_fork_server(limits)
     stop = threading.Event()

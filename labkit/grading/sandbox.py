@@ -481,6 +481,25 @@ def _child_env(workdir: str, shared_dir: str) -> dict:
     }
 
 
+def compile_labkit() -> None:
+    """Write labkit's bytecode where it is missing or older than its source, once per grading run.
+
+    Without it, every new interpreter the grader starts (a batch's first children, the fork
+    server, the child of `labkit check`) compiles labkit's 15,000 lines again, and, started
+    with -B, never writes what it compiled. A wheel's install writes the bytecode; a
+    checkout, an editable install or PYTHONDONTWRITEBYTECODE (which many container images
+    set) leave none. Measured: lesson 01's solution graded alone took 1.90 s without it and
+    1.72 s with it (medians of 8 interleaved pairs). Where labkit's folder is not writable
+    nothing is written, and children compile as before.
+    """
+    import compileall
+
+    try:
+        compileall.compile_dir(_PACKAGE, quiet=2)
+    except OSError:
+        pass
+
+
 def start_fork_server(limits: Limits) -> None:
     """Have later children forked from a server that has imported what they need (`labkit.grading.forkserver`)."""
     forkserver.start(_ROOT, _child_env("/", "/"), limits.startup_timeout_s)
