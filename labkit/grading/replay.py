@@ -273,7 +273,12 @@ def record(shell, exercise_id, index, name, call_cpu_s, call_wall_s, stream=None
             indirect |= tape.called_back
             if tape.parts:
                 stream(None)
-        return _pack(tape)
+        text = _pack(tape)
+        # Freed while the collector is still paused: it would otherwise count them all as young
+        # objects and scan every one of them as soon as it is enabled again.
+        tape.grader.clear()
+        tape.learner.clear()
+        return text
 
 
 def _record(shell, exercise: Exercise, scenario: Scenario, call_cpu_s: float, call_wall_s: float,
