@@ -121,34 +121,6 @@ def test_a_batch_forks_its_children_once_the_server_is_up(tmp_path, started, no_
     assert one.graded == 1 and forkserver._starts == 1   # one notebook starts no server of its own
 
 
-def test_a_grading_run_writes_labkits_missing_or_stale_bytecode(tmp_path, monkeypatch):
-    # Children start with -B and never write bytecode: without it each compiles labkit again.
-    import importlib.util
-
-    package = tmp_path / "pkg"
-    package.mkdir()
-    (package / "fresh.py").write_text("X = 1\n")
-    (package / "stale.py").write_text("X = 1\n")
-    stale = importlib.util.cache_from_source(str(package / "stale.py"))
-    monkeypatch.setattr(sandbox, "_PACKAGE", str(package))
-    sandbox.compile_labkit()
-    assert os.path.exists(stale)
-    (package / "stale.py").write_text("X = 2  # edited\n")
-    os.utime(package / "stale.py", (time.time() + 5, time.time() + 5))
-    os.unlink(importlib.util.cache_from_source(str(package / "fresh.py")))
-    folder = tmp_path / "class" / "s0"
-    folder.mkdir(parents=True)
-    (folder / "00_start_here.ipynb").write_bytes((corpus.ROOT / "solutions" / "00_start_here.ipynb").read_bytes())
-    result = grade_batch([tmp_path / "class"], tmp_path / "book.csv", jobs=1, limits=LIMITS, progress=False)
-    assert result.graded == 1
-    assert os.path.exists(importlib.util.cache_from_source(str(package / "fresh.py")))
-    with open(stale, "rb") as f:   # a timestamp pyc's header: magic, flags, then the source's mtime and size
-        header = f.read(16)
-    source = os.stat(package / "stale.py")
-    assert int.from_bytes(header[8:12], "little") == int(source.st_mtime), "the stale bytecode was kept"
-    assert int.from_bytes(header[12:16], "little") == source.st_size
-
-
 def test_a_forked_child_is_killed_and_waited_for(tmp_path, server):
     notebook = (corpus.ROOT / "solutions" / "00_start_here.ipynb").read_bytes()
     child = Child(notebook, "00_start_here.ipynb", str(tmp_path), LIMITS, uid_pool=None)

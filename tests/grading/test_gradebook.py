@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
 import copy
 import csv
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -25,7 +27,7 @@ from labkit.cli import main
 from labkit.grading import notebook
 from labkit.grading.gradebook import LINK_OUTSIDE, GradebookBusy, grade_batch, merge
 from labkit.grading.runner import grade_notebook
-from labkit.grading.sandbox import Limits
+from labkit.grading.sandbox import Limits, compile_labkit
 
 LIMITS = Limits(timeout_s=40, call_timeout_s=3, cell_timeout_s=3)
 
@@ -397,3 +399,29 @@ def test_a_rerun_with_another_expected_lesson_grades_again(tmp_path):
     assert (again.graded, again.reused) == (2, 0)
     assert again.records["00_mine.ipynb"]["status"] == "wrong lesson"
     assert grade(subs, out, expected_lesson="03").reused == 2
+
+
+def test_a_grading_run_writes_labkits_missing_or_stale_bytecode(tmp_path, monkeypatch):
+    # Children start with -B and never write bytecode: without it each compiles labkit again.
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "fresh.py").write_text("X = 1\n")
+    (package / "stale.py").write_text("X = 1\n")
+    stale = importlib.util.cache_from_source(str(package / "stale.py"))
+    monkeypatch.setattr("labkit.grading.sandbox._PACKAGE", str(package))
+    compile_labkit()
+    assert os.path.exists(stale)
+    (package / "stale.py").write_text("X = 2  # edited\n")
+    os.utime(package / "stale.py", (time.time() + 5, time.time() + 5))
+    os.unlink(importlib.util.cache_from_source(str(package / "fresh.py")))
+    folder = tmp_path / "class" / "s0"
+    folder.mkdir(parents=True)
+    (folder / "00_start_here.ipynb").write_bytes((ROOT / "solutions" / "00_start_here.ipynb").read_bytes())
+    result = grade_batch([tmp_path / "class"], tmp_path / "book.csv", jobs=1, limits=LIMITS, progress=False)
+    assert result.graded == 1
+    assert os.path.exists(importlib.util.cache_from_source(str(package / "fresh.py")))
+    with open(stale, "rb") as f:   # a timestamp pyc's header: magic, flags, then the source's mtime and size
+        header = f.read(16)
+    source = os.stat(package / "stale.py")
+    assert int.from_bytes(header[8:12], "little") == int(source.st_mtime), "the stale bytecode was kept"
+    assert int.from_bytes(header[12:16], "little") == source.st_size
