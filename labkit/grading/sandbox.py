@@ -494,10 +494,7 @@ def compile_labkit() -> None:
     """
     import compileall
 
-    try:
-        compileall.compile_dir(_PACKAGE, quiet=2)
-    except OSError:
-        pass
+    compileall.compile_dir(_PACKAGE, quiet=2)   # it reports an unreadable folder or unwritable file, quietly
 
 
 def start_fork_server(limits: Limits) -> None:
