@@ -1,9 +1,104 @@
-"""Which mode labkit runs in: a learner's notebook, or the batch grader's sandboxed child (course tooling)."""
+"""Which mode labkit runs in: a learner's notebook, or the batch grader's sandboxed child (course tooling).
+
+In the child, a notebook's own cells are run to define the learner's answers, and nobody
+looks at what the demonstration cells show: their plots are not drawn
+(`plots.not_drawn_while_grading`), and the runs and tables they make are made only if
+something reads them (`made_when_read`). A lesson's demo runs were a third of the time the
+grader took for some solutions; a learner's answer that does read a run (`three.summary()`)
+gets the same run, made at that moment.
+"""
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import os
+
+_COMPUTE = "_labkit_make"   # where a stand-in keeps how to make the real object
+_cells = False              # True while the grader's child runs the notebook's own cells
+_stand_ins: dict = {}
 
 
 def grading_child() -> bool:
     """True inside the batch grader's sandboxed child, where checks, plots and widgets are skipped."""
     return os.environ.get("LABKIT_GRADING_CHILD") == "1"
+
+
+@contextlib.contextmanager
+def notebook_cells():
+    """The grader's child runs the notebook's own cells in this block: `made_when_read` functions wait to be read."""
+    global _cells
+    before, _cells = _cells, True
+    try:
+        yield
+    finally:
+        _cells = before
+
+
+def made_when_read(made: type):
+    """Decorator for a lesson function that makes a `made` for the learner to look at (a run, a table) (lesson 00).
+
+    Outside `notebook_cells()` (in a notebook, in the grader, in a check) it is a plain
+    call. Inside, the call returns a stand-in at once: an instance of a subclass of `made`,
+    so `isinstance` holds, that makes the real object on the first read of any attribute
+    (`run.summary()`, `print(table)`, `vars(run)`) and becomes it, class and all. Arguments
+    are matched to the signature, and checked by the decorators above this one
+    (`Knobs.validates`), when the call is made; the rest of the function runs when the
+    object is read, or never. Lists, tuples and
+    dicts among the arguments are copied at the call, so changing one later changes nothing.
+    """
+    def decorate(make):
+        signature = inspect.signature(make)
+
+        @functools.wraps(make)
+        def made_on_read(*args, **kwargs):
+            if not _cells:
+                return make(*args, **kwargs)
+            signature.bind(*args, **kwargs)   # a misspelt or missing argument fails at the call, as it would
+            args, kwargs = _copied(args), _copied(kwargs)
+            stand_in = object.__new__(_stand_in(made))
+            object.__getattribute__(stand_in, "__dict__")[_COMPUTE] = lambda: make(*args, **kwargs)
+            return stand_in
+
+        return made_on_read
+
+    return decorate
+
+
+def _copied(value):
+    if type(value) in (list, tuple):
+        return type(value)(_copied(v) for v in value)
+    if type(value) is dict:
+        return {k: _copied(v) for k, v in value.items()}
+    return value
+
+
+def _stand_in(made: type) -> type:
+    if made in _stand_ins:
+        return _stand_ins[made]
+
+    def become(self) -> None:
+        state = object.__getattribute__(self, "__dict__")
+        real = state[_COMPUTE]()   # if this raises, the stand-in stays as it was, and the next read tries again
+        if type(real) is not made:
+            raise TypeError(f"made_when_read({made.__name__}) got a {type(real).__name__}")
+        state.clear()
+        state.update(object.__getattribute__(real, "__dict__"))
+        object.__setattr__(self, "__class__", made)
+
+    def __getattribute__(self, name):
+        become(self)
+        return getattr(self, name)
+
+    def __setattr__(self, name, value):
+        become(self)
+        setattr(self, name, value)
+
+    def __delattr__(self, name):
+        become(self)
+        delattr(self, name)
+
+    _stand_ins[made] = type(made.__name__, (made,), {
+        "__getattribute__": __getattribute__, "__setattr__": __setattr__, "__delattr__": __delattr__,
+        "__module__": made.__module__, "__qualname__": made.__qualname__, "__doc__": made.__doc__})
+    return _stand_ins[made]

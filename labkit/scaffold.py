@@ -30,6 +30,7 @@ _MODEL = '''"""Lesson {number}'s model. A placeholder to replace: Poisson caller
 from __future__ import annotations
 
 from labkit.knobs import Knob, Knobs
+from labkit.mode import made_when_read
 from labkit.traffic import CallsRun, simulate_calls
 
 KNOBS = Knobs(
@@ -39,6 +40,7 @@ KNOBS = Knobs(
 
 
 @KNOBS.validates
+@made_when_read(CallsRun)   # in the grader's child, a demo cell's run is made only if something reads it
 def simulate(*, rate_rps: float = 100.0, workers: int = 10, seed: int = 1) -> CallsRun:
     """30 s of traffic at `rate_rps` into `workers` workers of a healthy service (lesson {number})."""
     return simulate_calls(seed=seed, duration_s=30.0, rate_rps=rate_rps, outage_s=0, timeout_s=5.0,
@@ -50,15 +52,16 @@ from __future__ import annotations
 
 from labkit.knobs import Panel
 from labkit.lessons.{topic}.model import KNOBS, simulate
+from labkit.mode import made_when_read
 from labkit.plots import Chart, legend_outside, new_figure, not_drawn_while_grading, peak, round_up, time_series
 from labkit.run import as_runs
 from labkit.traffic import CallsRun
+from labkit.widgets import Table
 
 
+@made_when_read(Table)
 def summarize(runs):
     """A table comparing runs side by side, one column per label (lesson {number})."""
-    from labkit.widgets import Table
-
     runs = as_runs(runs, CallsRun, "lk.{topic}.simulate")
     sums = [run.summary() for run in runs.values()]
     return Table({{"requests": [s["requests"] for s in sums],

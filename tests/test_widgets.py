@@ -9,6 +9,7 @@ import pytest
 import labkit as lk
 from labkit import lessons
 from labkit.lessons.breaker.panel import OUTAGE_COLOUR, STATE_COLOURS
+from labkit.mode import made_when_read, notebook_cells
 from labkit.plots import Chart, fmt, new_figure
 from labkit.widgets import Play, Table
 
@@ -274,6 +275,64 @@ def test_plots_draw_nothing_inside_the_grading_child(topic, monkeypatch):
     assert repr(chart) == "<Chart: not drawn while grading>"
     monkeypatch.delenv("LABKIT_GRADING_CHILD")
     assert plot(run)._repr_png_().startswith(PNG_SIGNATURE)
+
+
+# --- demo runs in the grader's child: made when read (labkit.mode) ---------------------------------
+
+@pytest.mark.parametrize("topic", sorted(SHORT_RUNS))
+def test_a_demo_run_in_the_grading_child_is_made_when_first_read_and_is_the_same_run(topic):
+    lesson = lessons.lesson(topic)
+    plain = SHORT_RUNS[topic]()
+    with notebook_cells():
+        run = SHORT_RUNS[topic]()
+        table = lesson.summarize({"a": run})
+    made = type(plain)
+    assert isinstance(run, made) and type(run) is not made   # a stand-in: nothing simulated yet
+    assert isinstance(table, Table) and type(table) is not Table
+    assert type(run) is not made   # summarizing a stand-in reads nothing
+    assert repr(table) == repr(lesson.summarize({"a": plain}))   # reading the table makes it, and the run
+    assert type(table) is Table and type(run) is made
+    assert run.summary() == plain.summary() and run.settings == plain.settings
+
+
+def test_a_stand_in_makes_its_object_once_on_any_read_and_becomes_it():
+    made = []
+
+    @made_when_read(Table)
+    def tabulate(rows, title=""):
+        made.append(dict(rows))
+        return Table(rows, title)
+
+    rows = {"calls": 1}
+    with notebook_cells():
+        table = tabulate(rows, title="t")
+    rows["calls"] = 2   # the arguments were copied at the call
+    assert made == [] and tabulate({"calls": 3}).rows == {"calls": [3]} and made == [{"calls": 3}]
+    assert vars(table)["rows"] == {"calls": [1]} and made[-1] == {"calls": 1}
+    assert type(table) is Table and table.title == "t" and len(made) == 2
+    with notebook_cells():
+        written, deleted = tabulate({}), tabulate({})
+    written.title = "mine"
+    del deleted.title
+    assert written.title == "mine" and type(written) is Table and not hasattr(deleted, "title")
+
+
+def test_a_demo_run_s_arguments_are_checked_at_the_call_and_a_failure_is_raised_on_every_read():
+    with notebook_cells():
+        with pytest.raises(TypeError, match="rate"):
+            lk.caching.simulate(rate=50)
+        with pytest.raises(ValueError, match="l1_items"):
+            lk.caching.simulate(l1_items=-1)   # a knob: checked by KNOBS.validates at the call
+        run = lk.replicas.simulate(duration_s=-1)   # not a knob: checked when the run is made
+    for _ in range(2):
+        with pytest.raises(ValueError, match="duration_s"):
+            run.summary()
+
+
+def test_outside_a_notebook_s_cells_in_the_grading_child_a_run_is_made_at_the_call(monkeypatch):
+    # The child also runs checks' scenarios (replay.record), which read their runs at once.
+    monkeypatch.setenv("LABKIT_GRADING_CHILD", "1")
+    assert type(SHORT_RUNS["replicas"]()) is lk.replicas.ReplicasRun
 
 
 def test_queueing_plot_draws_a_png_chart():

@@ -20,6 +20,7 @@ from labkit.checking import LocalContext, is_stub
 from labkit.grading.endpoint import UNSENT, Endpoint
 from labkit.grading.protocol import INT_LIMIT, FrameBuffer, ProtocolError, describe_error, pack, truncate
 from labkit.grading.sandbox import confine
+from labkit.mode import notebook_cells
 
 ENDPOINT: "ChildEndpoint | None" = None
 _MAIN_PID = os.getpid()   # set again by `main`: a fork server's child imported this module in the server
@@ -215,17 +216,20 @@ class ChildEndpoint(Endpoint):
             config.HistoryManager.enabled = False
             config.InteractiveShell.colors = "nocolor"
             config.InteractiveShell.xmode = "Plain"
+            # Nobody reads what a cell shows here: showing its last value would only make it (`mode.made_when_read`).
+            config.InteractiveShell.ast_node_interactivity = "none"
             self.shell = InteractiveShell.instance(config=config)
         results = []
-        for index, source in cells:
-            if index in skip:
-                results.append({"index": index, "status": "skipped"})
-                continue
-            self.notify("cell", index=index)
-            results.append({"index": index, **self.run_cell(source, cell_timeout)})
-            if os.getpid() != _MAIN_PID:
-                os._exit(0)  # a copy made by os.fork() in the cell: it must not run on, or answer
-            _reap()
+        with notebook_cells():
+            for index, source in cells:
+                if index in skip:
+                    results.append({"index": index, "status": "skipped"})
+                    continue
+                self.notify("cell", index=index)
+                results.append({"index": index, **self.run_cell(source, cell_timeout)})
+                if os.getpid() != _MAIN_PID:
+                    os._exit(0)  # a copy made by os.fork() in the cell: it must not run on, or answer
+                _reap()
         return results
 
     def run_cell(self, source: str, cell_timeout: float) -> dict:

@@ -340,6 +340,25 @@ def test_committed_solutions_get_full_marks_and_lessons_get_zero(tmp_path):
             assert record["status"] == "not attempted" and record["total"] == 0, (path, record["reason"])
 
 
+def test_a_demo_run_is_made_in_the_grader_s_child_only_when_the_notebook_reads_it(tmp_path):
+    """Nobody looks at a demo cell's runs while grading, so they are made on first read (labkit.mode):
+    a run nothing reads costs nothing, even one that could never end, and an answer read from a run is right."""
+    nb = nbformat.read(ROOT / "solutions" / "01_read_replicas.ipynb", as_version=4)
+    spin = ("class Spin:\n    def __init__(self, replica_set):\n        pass\n\n"
+            "    def write(self, key, **fields):\n        while True:\n            pass\n\n    read = write\n\n")
+    at = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "import labkit as lk" in c.source) + 1
+    nb.cells[at:at] = [nbformat.v4.new_code_cell(spin + "never_read = lk.replicas.simulate(router=Spin)\n"
+                                                 "lk.replicas.summarize({'spinning': never_read})"),
+                       nbformat.v4.new_code_cell("lk.replicas.simulate(router=Spin).summary()")]
+    answer = next(c for c in nb.cells if c.cell_type == "code" and c.source.startswith("REPLICAS = "))
+    answer.source = 'REPLICAS = 7 if three.summary()["reads"] > 0 else 0   # 7 only if the demo run was made'
+    nbformat.write(nb, tmp_path / "01_read_replicas.ipynb")
+    record = grade_batch([tmp_path], tmp_path / "book.csv", jobs=1, limits=LIMITS, progress=False).records
+    record = next(iter(record.values()))
+    assert record["status"] == "ok" and record["total"] == record["max_total"] > 0, record
+    assert record["reason"].startswith(f"1 cell(s) did not run cleanly; first: cell {at + 2} timeout"), record["reason"]
+
+
 def test_callbacks_cross_the_sandbox_both_ways_so_other_designs_pass(tmp_path, capsys):
     """Leases re-ask through the grader's clock with the learner's own method (clock.after(..., self.get,
     key, reply)) and XFetch keeps a random.Random of its own: both fixes must pass in the grader too."""

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from labkit.knobs import Knob, Knobs
-from labkit.traffic import simulate_calls
+from labkit.mode import made_when_read
+from labkit.traffic import CallsRun, simulate_calls
 
 # The traffic knobs are arguments of `simulate`; the breaker knobs are the settings of labkit's
 # CircuitBreaker, which checks them itself. The Play panel shows them all.
@@ -14,6 +15,7 @@ TRAFFIC = Knobs(
 
 
 @TRAFFIC.validates
+@made_when_read(CallsRun)
 def simulate(*, seed: int = 1, duration_s: float = 90.0, rate_rps: float = 25.0, outage_start_s: float = 20.0,
              outage_s: float = 30.0, timeout_s: float = 1.0, retries: int = 0, breaker=None, latency_s: float = 0.05,
              error_rate: float = 0.0, max_concurrency: int = 10, faults=None):

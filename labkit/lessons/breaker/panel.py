@@ -5,11 +5,13 @@ import math
 
 from labkit.knobs import Knob, Knobs, Panel
 from labkit.lessons.breaker.model import TRAFFIC, simulate
+from labkit.mode import made_when_read
 from labkit.plots import (Chart, fmt, legend_outside, new_figure, not_drawn_while_grading, peak, round_up,
                           shade, time_series)
 from labkit.resilience import CircuitBreaker
 from labkit.run import as_runs
 from labkit.traffic import CallsRun
+from labkit.widgets import Table
 
 # Bands in hues the first three runs' lines (blue, orange, green) do not use, so a run's spikes stay visible
 # on them (the open band was vermilion, and lesson 03's orange spikes vanished into it).
@@ -25,10 +27,9 @@ KNOBS = Knobs(
 )
 
 
+@made_when_read(Table)
 def summarize(runs):
     """A table comparing runs side by side, one column per label (lesson 03)."""
-    from labkit.widgets import Table
-
     runs = as_runs(runs, CallsRun, "lk.breaker.simulate")
     sums = {label: run.summary() for label, run in runs.items()}
     pct = lambda v: f"{100 * v:.1f} %"  # noqa: E731

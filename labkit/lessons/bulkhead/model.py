@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from labkit import validate
 from labkit.clock import Sim
 from labkit.knobs import Choice, Knob, Knobs
+from labkit.mode import made_when_read
 from labkit.run import Run
 from labkit.service import LatencySpike, Service, WorkerPool
 from labkit.traffic import drive_traffic
@@ -172,6 +173,7 @@ def _count_none(values) -> int:
     return values.count(None)
 
 
+@made_when_read(BulkheadRun)
 def simulate(*, design: str = "bulkheads", seed: int = 1, slow_latency_s: float = 2.0, product_rps: float = 100.0,
              checkout_rps: float = 40.0, reporting_rps: float = RATES["reporting"], checkout_workers: int = 12,
              product_workers: int = 14, reporting_workers: int = 14, max_wait_s: float = 0.0,

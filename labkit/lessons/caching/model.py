@@ -21,8 +21,10 @@ from labkit.cache import LRUCache, RedisCache
 from labkit.clock import Sim
 from labkit.db import Database
 from labkit.knobs import Knob, Knobs
+from labkit.mode import made_when_read
 from labkit.plots import not_drawn_while_grading
 from labkit.run import Run, as_runs
+from labkit.widgets import Table
 from labkit.workload import Steady, Zipf, arrivals, drive_workload, make_workload
 
 KNOBS = Knobs(
@@ -218,6 +220,7 @@ def _caching_ops(seed, duration_s, rate_rps, n_keys, zipf_s, write_ratio) -> tup
 
 
 @KNOBS.validates
+@made_when_read(CachingRun)
 def simulate(*, seed: int = 1, duration_s: float = 60.0, rate_rps: float = 50.0, n_keys: int = 1000,
                      zipf_s: float = 1.0, write_ratio: float = 0.05, servers: int = 4, l1_items: int = 50,
                      l1_ttl_s: float = 2.0, l2: bool = True, ttl_s: float = 30.0, l2_backend: str = "model",
@@ -405,6 +408,7 @@ class HotKeyRun(Run):
         }
 
 
+@made_when_read(HotKeyRun)
 def simulate_hot_key(app=None, *, servers: int = 4, rate_rps: float = 200.0, ttl_s: float = 5.0,
                      query_s: float = 0.2, duration_s: float = 16.0, seed: int = 1, key=1) -> HotKeyRun:
     """One hot key read at `rate_rps` through `servers` app servers built from `app` (default `CacheAside`) (lesson 02).
@@ -449,10 +453,9 @@ def simulate_hot_key(app=None, *, servers: int = 4, rate_rps: float = 200.0, ttl
     return HotKeyRun(sim, float(duration_s), settings, answers)
 
 
+@made_when_read(Table)
 def summarize_hot_key(runs):
     """A table comparing `simulate_hot_key` runs side by side, one column per label (lesson 02)."""
-    from labkit.widgets import Table
-
     runs = as_runs(runs, HotKeyRun, "lk.caching.simulate_hot_key")
     sums = [run.summary() for run in runs.values()]
     rows = {
@@ -535,8 +538,6 @@ class RaceRun(Run):
 
     def timeline(self):
         """The run as a table: each moment, who did what, the cache and database calls it made, and what they saw."""
-        from labkit.widgets import Table
-
         calls: dict = {}
         cache, db = self.settings["cache_name"], self.settings["db_name"]
         for e in self.trace.events[self.settings.get("setup_events", 0):]:
@@ -596,6 +597,7 @@ def _times(name: str, values) -> tuple:
     return values
 
 
+@made_when_read(RaceRun)
 def stale_set_race(app=None, *, ttl_s: float = 60.0, query_s: float = 0.2, reads=(1.0,), write_at: float = 1.1,
                    other_writes=(), probes=(2.0, 10.0, 30.0, 61.0, 62.0), seed: int = 0, key: int = 42) -> RaceRun:
     """The cache-aside race, scripted on the virtual clock, through app servers built from `app` (lesson 02).

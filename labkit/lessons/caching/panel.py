@@ -3,18 +3,19 @@ from __future__ import annotations
 
 from labkit.knobs import Panel
 from labkit.lessons.caching.model import KNOBS, LEVELS, CachingRun, simulate
+from labkit.mode import made_when_read
 from labkit.plots import PALETTE, Chart, fmt, legend_outside, new_figure, not_drawn_while_grading, round_up
 from labkit.run import as_runs, only_run
+from labkit.widgets import Table
 
 
 def _pct(value: float, digits: int = 0) -> str:
     return "n/a" if value != value else f"{100 * value:.{digits}f} %"
 
 
+@made_when_read(Table)
 def summarize(runs):
     """A table comparing runs side by side, one column per label (lesson 02)."""
-    from labkit.widgets import Table
-
     runs = as_runs(runs, CachingRun, "lk.caching.simulate")
     sums = {label: run.summary() for label, run in runs.items()}
     values = list(sums.values())

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from labkit.knobs import Knob, Knobs, Panel
+from labkit.mode import made_when_read
 from labkit.plots import (Chart, fmt, latency_percentiles, legend_outside, new_figure, not_drawn_while_grading,
                           peak, round_up, time_series)
 from labkit.run import as_runs, only_run
 from labkit.traffic import CallsRun, simulate_calls
+from labkit.widgets import Table
 
 KNOBS = Knobs(
     Knob("rate_rps", 20.0, 420.0, 20.0, 200.0, unit="requests/s"),
@@ -15,6 +17,7 @@ KNOBS = Knobs(
 
 
 @KNOBS.validates
+@made_when_read(CallsRun)
 def simulate(*, rate_rps: float = 200.0, max_concurrency: int = 20, latency_ms: float = 50.0,
              seed: int = 1) -> CallsRun:
     """30 s of Poisson traffic at `rate_rps` into `max_concurrency` workers whose median call takes
@@ -23,10 +26,9 @@ def simulate(*, rate_rps: float = 200.0, max_concurrency: int = 20, latency_ms: 
                           latency_s=latency_ms / 1000, max_concurrency=max_concurrency)
 
 
+@made_when_read(Table)
 def summarize(runs):
     """Offered load, capacity, utilisation and latency percentiles of one run, or one column per run (lesson 00)."""
-    from labkit.widgets import Table
-
     runs = as_runs(runs, CallsRun, "lk.queueing.simulate")
 
     def rows(run):

@@ -18,6 +18,7 @@ from labkit import validate
 from labkit.clock import Sim
 from labkit.db import ExponentialLag, LagSpike, ReplicaSet, UniformLag
 from labkit.knobs import Choice, Knob, Knobs
+from labkit.mode import made_when_read
 from labkit.run import Run
 from labkit.workload import Op, Steady, Zipf, arrivals, drive_workload
 
@@ -230,6 +231,7 @@ def _workload(seed, duration_s, read_rate_rps, write_ratio, n_users, zipf_s, rer
     return tuple(heapq.merge(ops, follow, key=lambda op: op.time_s))
 
 
+@made_when_read(ReplicasRun)
 def simulate(*, seed: int = 1, duration_s: float = 30.0, replicas: int = 3, lag_s=0.2,
                       read_rate_rps: float = 200.0, write_ratio: float = 0.1, n_users: int = 10_000,
                       zipf_s: float = 1.0, reread_after_s=(0.5,), spikes=(), max_lag_s: float | None = None,

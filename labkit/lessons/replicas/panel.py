@@ -5,19 +5,20 @@ import functools
 
 from labkit.knobs import Panel
 from labkit.lessons.replicas.model import KNOBS, ReplicasRun, simulate
+from labkit.mode import made_when_read
 from labkit.plots import (PALETTE, Chart, fmt, legend_outside, new_figure, not_drawn_while_grading, round_up,
                           step_bands, step_lines)
 from labkit.run import as_runs, only_run
+from labkit.widgets import Table
 
 
 def _pct(value: float) -> str:
     return "n/a" if value != value else f"{100 * value:.1f} %"
 
 
+@made_when_read(Table)
 def summarize(runs):
     """A table comparing runs side by side, one column per label (lesson 01)."""
-    from labkit.widgets import Table
-
     runs = as_runs(runs, ReplicasRun, "lk.replicas.simulate")
     sums = {label: run.summary() for label, run in runs.items()}
 
