@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import os
 
 _COMPUTE = "_labkit_make"   # where a stand-in keeps how to make the real object
 _cells = False              # True while the grader's child runs the notebook's own cells
+_checking = False           # True during a `made_when_read` call's first pass, which stops at `arguments_checked()`
 _stand_ins: dict = {}
 
 
@@ -35,27 +35,47 @@ def notebook_cells():
         _cells = before
 
 
+class _ArgumentsChecked(BaseException):
+    """A `made_when_read` call's first pass reached `arguments_checked()`: a BaseException, so no `except Exception` stops it."""
+
+
+def arguments_checked() -> None:
+    """Where a `made_when_read` function has checked its arguments and built nothing it would waste (lesson 00).
+
+    Call it before the run's event loop and before any call into the learner's code (a
+    router or app factory). Inside `notebook_cells()` the call's first pass stops here, so
+    a bad argument fails in the cell that passed it, as in a notebook; elsewhere it does nothing.
+    """
+    if _checking:
+        raise _ArgumentsChecked
+
+
 def made_when_read(made: type):
     """Decorator for a lesson function that makes a `made` for the learner to look at (a run, a table) (lesson 00).
 
     Outside `notebook_cells()` (in a notebook, in the grader, in a check) it is a plain
-    call. Inside, the call returns a stand-in at once: an instance of a subclass of `made`,
-    so `isinstance` holds, that makes the real object on the first read of any attribute
-    (`run.summary()`, `print(table)`, `vars(run)`) and becomes it, class and all. Arguments
-    are matched to the signature, and checked by the decorators above this one
-    (`Knobs.validates`), when the call is made; the rest of the function runs when the
-    object is read, or never. Lists, tuples and
-    dicts among the arguments are copied at the call, so changing one later changes nothing.
+    call. Inside, the function runs until it calls `arguments_checked()`, so every bad
+    argument fails at the call as it would in a notebook, and the call then returns a
+    stand-in: an instance of a subclass of `made` (`isinstance` holds) that runs the
+    function again in full on the first read of any attribute (`run.summary()`,
+    `print(table)`, `vars(run)`) and becomes what it returns, class and all. A function that
+    never calls `arguments_checked()` returns its object at once. Lists, tuples and dicts
+    among the arguments are copied at the call, so changing one later changes nothing.
     """
     def decorate(make):
-        signature = inspect.signature(make)
-
         @functools.wraps(make)
         def made_on_read(*args, **kwargs):
+            global _checking
             if not _cells:
                 return make(*args, **kwargs)
-            signature.bind(*args, **kwargs)   # a misspelt or missing argument fails at the call, as it would
             args, kwargs = _copied(args), _copied(kwargs)
+            before, _checking = _checking, True
+            try:
+                return make(*args, **kwargs)
+            except _ArgumentsChecked:
+                pass
+            finally:
+                _checking = before
             stand_in = object.__new__(_stand_in(made))
             object.__getattribute__(stand_in, "__dict__")[_COMPUTE] = lambda: make(*args, **kwargs)
             return stand_in
@@ -78,8 +98,13 @@ def _stand_in(made: type) -> type:
         return _stand_ins[made]
 
     def become(self) -> None:
+        global _checking
         state = object.__getattribute__(self, "__dict__")
-        real = state[_COMPUTE]()   # if this raises, the stand-in stays as it was, and the next read tries again
+        before, _checking = _checking, False
+        try:
+            real = state[_COMPUTE]()   # if this raises, the stand-in stays as it was, and the next read tries again
+        finally:
+            _checking = before
         if type(real) is not made:
             raise TypeError(f"made_when_read({made.__name__}) got a {type(real).__name__}")
         state.clear()

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 from labkit.knobs import Panel
 from labkit.lessons.{topic}.model import KNOBS, simulate
-from labkit.mode import made_when_read
+from labkit.mode import arguments_checked, made_when_read
 from labkit.plots import Chart, legend_outside, new_figure, not_drawn_while_grading, peak, round_up, time_series
 from labkit.run import as_runs
 from labkit.traffic import CallsRun
@@ -63,6 +63,7 @@ from labkit.widgets import Table
 def summarize(runs):
     """A table comparing runs side by side, one column per label (lesson {number})."""
     runs = as_runs(runs, CallsRun, "lk.{topic}.simulate")
+    arguments_checked()
     sums = [run.summary() for run in runs.values()]
     return Table({{"requests": [s["requests"] for s in sums],
                   "callers' success": [f"{{100 * s['success_rate']:.1f}} %" for s in sums],

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from labkit import validate
 from labkit.clock import Sim
+from labkit.mode import arguments_checked
 from labkit.resilience import CLOSED
 from labkit.run import Run
 from labkit.trace import latency_summary
@@ -150,6 +151,7 @@ def simulate_calls(*, seed: int = 1, duration_s: float = 90.0, rate_rps: float =
         faults = [Outage(outage[0], outage[1], hang_s=max(timeout_s, 1.0))] if outage else []
     service = Service(sim, "backend", latency_s=latency_s, error_rate=error_rate,
                       max_concurrency=max_concurrency, faults=faults)
+    arguments_checked()
     cb = breaker(sim) if breaker is not None else None
     drive_traffic(sim, service, rate_rps=rate_rps, until_s=duration_s, timeout_s=timeout_s,
                   retries=retries, breaker=cb)

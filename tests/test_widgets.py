@@ -1,6 +1,8 @@
 """labkit.widgets and labkit.plots: tables, Play panels and charts, all testable without a browser (lesson 00)."""
+import copy
 import functools
 import math
+import pickle
 
 import ipywidgets as w
 import IPython.display
@@ -9,7 +11,7 @@ import pytest
 import labkit as lk
 from labkit import lessons
 from labkit.lessons.breaker.panel import OUTAGE_COLOUR, STATE_COLOURS
-from labkit.mode import made_when_read, notebook_cells
+from labkit.mode import arguments_checked, made_when_read, notebook_cells
 from labkit.plots import Chart, fmt, new_figure
 from labkit.widgets import Play, Table
 
@@ -300,8 +302,13 @@ def test_a_stand_in_makes_its_object_once_on_any_read_and_becomes_it():
 
     @made_when_read(Table)
     def tabulate(rows, title=""):
+        arguments_checked()
         made.append(dict(rows))
         return Table(rows, title)
+
+    @made_when_read(Table)
+    def at_once(rows):   # never says its arguments are checked: made at the call
+        return Table(rows)
 
     rows = {"calls": 1}
     with notebook_cells():
@@ -315,18 +322,45 @@ def test_a_stand_in_makes_its_object_once_on_any_read_and_becomes_it():
     written.title = "mine"
     del deleted.title
     assert written.title == "mine" and type(written) is Table and not hasattr(deleted, "title")
-
-
-def test_a_demo_run_s_arguments_are_checked_at_the_call_and_a_failure_is_raised_on_every_read():
     with notebook_cells():
-        with pytest.raises(TypeError, match="rate"):
-            lk.caching.simulate(rate=50)
-        with pytest.raises(ValueError, match="l1_items"):
-            lk.caching.simulate(l1_items=-1)   # a knob: checked by KNOBS.validates at the call
-        run = lk.replicas.simulate(duration_s=-1)   # not a knob: checked when the run is made
-    for _ in range(2):
-        with pytest.raises(ValueError, match="duration_s"):
+        copied, deep, pickled = tabulate({"calls": 4}), tabulate({"calls": 5}), tabulate({"calls": 6})
+    assert type(copy.copy(copied)) is Table and copy.copy(copied).rows == {"calls": [4]}
+    assert type(copy.deepcopy(deep)) is Table and pickle.loads(pickle.dumps(pickled)).rows == {"calls": [6]}
+    with notebook_cells():
+        assert type(at_once({"calls": 7})) is Table
+
+
+@pytest.mark.parametrize("call, error, name", [
+    (lambda: lk.caching.simulate(rate=50), TypeError, "rate"),
+    (lambda: lk.caching.simulate(l1_items=-1), ValueError, "l1_items"),          # a knob (Knobs.validates)
+    (lambda: lk.replicas.simulate(duration_s=-1), ValueError, "duration_s"),     # checked in the function
+    (lambda: lk.replicas.simulate(when_all_lagging="x"), ValueError, "when_all_lagging"),   # by the router it builds
+    (lambda: lk.breaker.simulate(latency_s=-1), ValueError, "latency_s"),        # by the Service it builds
+    (lambda: lk.caching.simulate_hot_key(app=3), TypeError, "app"),
+    (lambda: lk.bulkhead.simulate(checkout_workers=40), ValueError, "add up to"),
+    (lambda: lk.replicas.summarize({"a": 3}), TypeError, "lk.replicas.simulate"),
+])
+def test_a_demo_run_s_bad_argument_fails_at_the_call_as_in_a_notebook(call, error, name):
+    with pytest.raises(error, match=name):
+        call()
+    with notebook_cells(), pytest.raises(error, match=name):
+        call()
+
+
+def test_a_demo_run_calls_the_learner_s_code_only_when_read_and_a_failure_is_raised_on_every_read():
+    built = []
+
+    def router(replica_set):
+        built.append(replica_set)
+        raise ZeroDivisionError("the learner's bug")
+
+    with notebook_cells():
+        run = lk.replicas.simulate(duration_s=5, router=router)
+    assert built == []
+    for tries in (1, 2):
+        with pytest.raises(ZeroDivisionError, match="the learner's bug"):
             run.summary()
+        assert len(built) == tries
 
 
 def test_outside_a_notebook_s_cells_in_the_grading_child_a_run_is_made_at_the_call(monkeypatch):

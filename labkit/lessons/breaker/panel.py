@@ -5,7 +5,7 @@ import math
 
 from labkit.knobs import Knob, Knobs, Panel
 from labkit.lessons.breaker.model import TRAFFIC, simulate
-from labkit.mode import made_when_read
+from labkit.mode import arguments_checked, made_when_read
 from labkit.plots import (Chart, fmt, legend_outside, new_figure, not_drawn_while_grading, peak, round_up,
                           shade, time_series)
 from labkit.resilience import CircuitBreaker
@@ -31,6 +31,7 @@ KNOBS = Knobs(
 def summarize(runs):
     """A table comparing runs side by side, one column per label (lesson 03)."""
     runs = as_runs(runs, CallsRun, "lk.breaker.simulate")
+    arguments_checked()
     sums = {label: run.summary() for label, run in runs.items()}
     pct = lambda v: f"{100 * v:.1f} %"  # noqa: E731
     secs = lambda v: "not yet" if math.isinf(v) else "no outage" if math.isnan(v) else f"{v:.0f} s"  # noqa: E731

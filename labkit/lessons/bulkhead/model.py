@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from labkit import validate
 from labkit.clock import Sim
 from labkit.knobs import Choice, Knob, Knobs
-from labkit.mode import made_when_read
+from labkit.mode import arguments_checked, made_when_read
 from labkit.run import Run
 from labkit.service import LatencySpike, Service, WorkerPool
 from labkit.traffic import drive_traffic
@@ -209,6 +209,7 @@ def simulate(*, design: str = "bulkheads", seed: int = 1, slow_latency_s: float 
                          f"{total_workers} there are: checkout_workers + product_workers + reporting_workers "
                          f"must be <= {total_workers}")
     wait = None if unbounded_wait else max_wait_s
+    arguments_checked()
     sim = Sim(seed)
     threads = WorkerPool(server_threads)
     shared = WorkerPool(total_workers, max_wait_s=wait, queue_capacity=queue_capacity)

@@ -5,7 +5,7 @@ import math
 
 from labkit.knobs import Panel
 from labkit.lessons.bulkhead.model import KINDS, KNOBS, PARTITION_KNOBS, SHARED_KNOBS, BulkheadRun, simulate
-from labkit.mode import made_when_read
+from labkit.mode import arguments_checked, made_when_read
 from labkit.plots import (PALETTE, Chart, fmt, legend_outside, new_figure, not_drawn_while_grading, peak, round_up,
                           shade, step_bands, step_lines)
 from labkit.run import as_runs
@@ -20,6 +20,7 @@ INCIDENT_COLOUR = ("#999999", 0.15)
 def summarize(runs):
     """A table comparing runs side by side: per kind of work, its success, rejections, timeouts and p99 during the incident (lesson 04)."""
     runs = as_runs(runs, BulkheadRun, "lk.bulkhead.simulate")
+    arguments_checked()
     sums = {label: run.summary() for label, run in runs.items()}
     pct = lambda v: f"{100 * v:.1f} %"  # noqa: E731
     rows = {}

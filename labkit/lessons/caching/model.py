@@ -21,7 +21,7 @@ from labkit.cache import LRUCache, RedisCache
 from labkit.clock import Sim
 from labkit.db import Database
 from labkit.knobs import Knob, Knobs
-from labkit.mode import made_when_read
+from labkit.mode import arguments_checked, made_when_read
 from labkit.plots import not_drawn_while_grading
 from labkit.run import Run, as_runs
 from labkit.widgets import Table
@@ -246,6 +246,7 @@ def simulate(*, seed: int = 1, duration_s: float = 60.0, rate_rps: float = 50.0,
     validate.instance("l2", l2, bool, "True or False (whether there is a shared L2)")
     validate.choice("l2_backend", l2_backend, ("model", "redis"))
     validate.number("bin_s", bin_s, lo=0.1, hi=duration_s)
+    arguments_checked()
     ops = _caching_ops(seed, float(duration_s), float(rate_rps), n_keys, float(zipf_s), float(write_ratio))
     sim = Sim(seed)
     db = Database(sim, "db", table="profiles")
@@ -424,6 +425,7 @@ def simulate_hot_key(app=None, *, servers: int = 4, rate_rps: float = 200.0, ttl
     validate.number("ttl_s", ttl_s, lo=0, lo_open=True)
     validate.number("query_s", query_s, lo=0, lo_open=True, hi=10)
     validate.number("duration_s", duration_s, lo=2, hi=120)
+    arguments_checked()
     sim = Sim(seed)
     cache = RedisCache(sim, "cache")
     db = SlowDatabase(sim, "db", query_s=query_s)
@@ -457,6 +459,7 @@ def simulate_hot_key(app=None, *, servers: int = 4, rate_rps: float = 200.0, ttl
 def summarize_hot_key(runs):
     """A table comparing `simulate_hot_key` runs side by side, one column per label (lesson 02)."""
     runs = as_runs(runs, HotKeyRun, "lk.caching.simulate_hot_key")
+    arguments_checked()
     sums = [run.summary() for run in runs.values()]
     rows = {
         "requests for the hot key": [s["requests"] for s in sums],
@@ -616,6 +619,7 @@ def stale_set_race(app=None, *, ttl_s: float = 60.0, query_s: float = 0.2, reads
     validate.number("write_at", write_at, lo=0)
     validate.number("key", key, integer=True)   # its neighbours key + 1.. are the other profiles
     end_s = float(max([*probes, *reads, write_at, *other_writes]) + max(1.0, 5 * query_s))
+    arguments_checked()
     sim = Sim(seed)
     cache = RedisCache(sim, "cache")
     db = SlowDatabase(sim, "db", query_s=query_s, table="profiles")

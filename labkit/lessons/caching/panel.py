@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from labkit.knobs import Panel
 from labkit.lessons.caching.model import KNOBS, LEVELS, CachingRun, simulate
-from labkit.mode import made_when_read
+from labkit.mode import arguments_checked, made_when_read
 from labkit.plots import PALETTE, Chart, fmt, legend_outside, new_figure, not_drawn_while_grading, round_up
 from labkit.run import as_runs, only_run
 from labkit.widgets import Table
@@ -17,6 +17,7 @@ def _pct(value: float, digits: int = 0) -> str:
 def summarize(runs):
     """A table comparing runs side by side, one column per label (lesson 02)."""
     runs = as_runs(runs, CachingRun, "lk.caching.simulate")
+    arguments_checked()
     sums = {label: run.summary() for label, run in runs.items()}
     values = list(sums.values())
     rows = {

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from labkit.knobs import Knob, Knobs, Panel
-from labkit.mode import made_when_read
+from labkit.mode import arguments_checked, made_when_read
 from labkit.plots import (Chart, fmt, latency_percentiles, legend_outside, new_figure, not_drawn_while_grading,
                           peak, round_up, time_series)
 from labkit.run import as_runs, only_run
@@ -30,6 +30,7 @@ def simulate(*, rate_rps: float = 200.0, max_concurrency: int = 20, latency_ms: 
 def summarize(runs):
     """Offered load, capacity, utilisation and latency percentiles of one run, or one column per run (lesson 00)."""
     runs = as_runs(runs, CallsRun, "lk.queueing.simulate")
+    arguments_checked()
 
     def rows(run):
         s, lat = run.summary(), run.latency()

@@ -18,7 +18,7 @@ from labkit import validate
 from labkit.clock import Sim
 from labkit.db import ExponentialLag, LagSpike, ReplicaSet, UniformLag
 from labkit.knobs import Choice, Knob, Knobs
-from labkit.mode import made_when_read
+from labkit.mode import arguments_checked, made_when_read
 from labkit.run import Run
 from labkit.workload import Op, Steady, Zipf, arrivals, drive_workload
 
@@ -272,15 +272,16 @@ def simulate(*, seed: int = 1, duration_s: float = 30.0, replicas: int = 3, lag_
         lag = lag_s
     else:
         lag = float(lag_s)
-    ops = _workload(seed, float(duration_s), float(read_rate_rps), float(write_ratio), n_users,
-                    float(zipf_s), reread_after_s)
     sim = Sim(seed)
     rs = ReplicaSet(sim, replicas=replicas, lag=lag, spikes=spikes, capacity_qps=node_capacity_qps)
     if router is None:
         rt = ReplicaRouter(rs, max_lag_s=max_lag_s, when_all_lagging=when_all_lagging,
                            read_your_writes=read_your_writes, sticky_s=sticky_s)
-    else:
+    arguments_checked()
+    if router is not None:
         rt = router(rs)
+    ops = _workload(seed, float(duration_s), float(read_rate_rps), float(write_ratio), n_users,
+                    float(zipf_s), reread_after_s)
     trace, record = sim.trace, sim.record
     saved = [0]
 

@@ -5,7 +5,7 @@ import functools
 
 from labkit.knobs import Panel
 from labkit.lessons.replicas.model import KNOBS, ReplicasRun, simulate
-from labkit.mode import made_when_read
+from labkit.mode import arguments_checked, made_when_read
 from labkit.plots import (PALETTE, Chart, fmt, legend_outside, new_figure, not_drawn_while_grading, round_up,
                           step_bands, step_lines)
 from labkit.run import as_runs, only_run
@@ -20,6 +20,7 @@ def _pct(value: float) -> str:
 def summarize(runs):
     """A table comparing runs side by side, one column per label (lesson 01)."""
     runs = as_runs(runs, ReplicasRun, "lk.replicas.simulate")
+    arguments_checked()
     sums = {label: run.summary() for label, run in runs.items()}
 
     def util(mean, peak):
