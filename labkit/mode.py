@@ -10,13 +10,18 @@ gets the same run, made at that moment.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import os
+import types
 
-_COMPUTE = "_labkit_make"   # where a stand-in keeps how to make the real object
-_cells = False              # True while the grader's child runs the notebook's own cells
-_checking = False           # True during a `made_when_read` call's first pass, which stops at `arguments_checked()`
+_COMPUTE, _FAILED = "_labkit_make", "_labkit_failed"   # how a stand-in makes its object; why it could not
+# While the grader's child runs the notebook's own cells: the allowance a stand-in makes its object in; else None.
+_cells = None
+# True during a `made_when_read` call's first pass, which stops at `arguments_checked()`; per thread.
+_checking: contextvars.ContextVar = contextvars.ContextVar("labkit_checking", default=False)
 _stand_ins: dict = {}
+_PLAIN = (type(None), bool, int, float, str)
 
 
 def grading_child() -> bool:
@@ -25,10 +30,15 @@ def grading_child() -> bool:
 
 
 @contextlib.contextmanager
-def notebook_cells():
-    """The grader's child runs the notebook's own cells in this block: `made_when_read` functions wait to be read."""
+def notebook_cells(allowance=contextlib.nullcontext):
+    """The grader's child runs the notebook's own cells in this block: `made_when_read` functions wait to be read.
+
+    A stand-in made here makes its object inside `allowance()`, whenever it is read: the
+    child gives that work a cell's CPU allowance of its own, as the cell that asked for it
+    had in a notebook, whatever cell or call of a check reads it.
+    """
     global _cells
-    before, _cells = _cells, True
+    before, _cells = _cells, allowance
     try:
         yield
     finally:
@@ -46,7 +56,7 @@ def arguments_checked() -> None:
     router or app factory). Inside `notebook_cells()` the call's first pass stops here, so
     a bad argument fails in the cell that passed it, as in a notebook; elsewhere it does nothing.
     """
-    if _checking:
+    if _checking.get():
         raise _ArgumentsChecked
 
 
@@ -58,31 +68,54 @@ def made_when_read(made: type):
     argument fails at the call as it would in a notebook, and the call then returns a
     stand-in: an instance of a subclass of `made` (`isinstance` holds) that runs the
     function again in full on the first read of any attribute (`run.summary()`,
-    `print(table)`, `vars(run)`) and becomes what it returns, class and all. A function that
-    never calls `arguments_checked()` returns its object at once. Lists, tuples and dicts
-    among the arguments are copied at the call, so changing one later changes nothing.
+    `print(table)`, `vars(run)`) and becomes what it returns, class and all. If that
+    fails, every later read raises the same error without trying again.
+
+    Only labkit's own work waits: a call given anything of the learner's (a router or app
+    class, a lambda, a generator, an object of theirs) runs at once, so the learner's code
+    runs when and as often as in a notebook, against the same state. So does a function
+    that never calls `arguments_checked()`. Lists, tuples and dicts among the arguments are
+    copied at the call, so changing one later changes nothing.
     """
     def decorate(make):
         @functools.wraps(make)
         def made_on_read(*args, **kwargs):
-            global _checking
-            if not _cells:
+            allowance = _cells
+            if allowance is None or not _ours(args) or not _ours(kwargs):
                 return make(*args, **kwargs)
             args, kwargs = _copied(args), _copied(kwargs)
-            before, _checking = _checking, True
+            token = _checking.set(True)
             try:
                 return make(*args, **kwargs)
             except _ArgumentsChecked:
                 pass
             finally:
-                _checking = before
+                _checking.reset(token)
             stand_in = object.__new__(_stand_in(made))
-            object.__getattribute__(stand_in, "__dict__")[_COMPUTE] = lambda: make(*args, **kwargs)
+            object.__getattribute__(stand_in, "__dict__")[_COMPUTE] = allowance, lambda: make(*args, **kwargs)
             return stand_in
 
         return made_on_read
 
     return decorate
+
+
+def _ours(value, depth: int = 0) -> bool:
+    """True if `value` is plain data or labkit's own (its classes, functions and objects), looking into containers."""
+    t = type(value)
+    if t in _PLAIN:
+        return True
+    if depth > 20:
+        return False
+    if t in (list, tuple):
+        return all(_ours(v, depth + 1) for v in value)
+    if t is dict:
+        return all(_ours(k, depth + 1) and _ours(v, depth + 1) for k, v in value.items())
+    if t is type or t is types.FunctionType:   # a class or a function: where it was written (not a metaclass's say)
+        module = vars(value).get("__module__") if t is type else value.__module__
+    else:
+        module = vars(t).get("__module__")
+    return isinstance(module, str) and (module == "labkit" or module.startswith("labkit."))
 
 
 def _copied(value):
@@ -98,13 +131,19 @@ def _stand_in(made: type) -> type:
         return _stand_ins[made]
 
     def become(self) -> None:
-        global _checking
         state = object.__getattribute__(self, "__dict__")
-        before, _checking = _checking, False
+        if _FAILED in state:
+            raise state[_FAILED]
+        allowance, compute = state[_COMPUTE]
+        token = _checking.set(False)
         try:
-            real = state[_COMPUTE]()   # if this raises, the stand-in stays as it was, and the next read tries again
+            with allowance():
+                real = compute()
+        except BaseException as exc:   # a timeout too: a later read raises it again at once, as a cell that failed
+            state[_FAILED] = exc
+            raise
         finally:
-            _checking = before
+            _checking.reset(token)
         if type(real) is not made:
             raise TypeError(f"made_when_read({made.__name__}) got a {type(real).__name__}")
         state.clear()

@@ -1,4 +1,6 @@
 """labkit.widgets and labkit.plots: tables, Play panels and charts, all testable without a browser (lesson 00)."""
+import concurrent.futures
+import contextlib
 import copy
 import functools
 import math
@@ -347,20 +349,53 @@ def test_a_demo_run_s_bad_argument_fails_at_the_call_as_in_a_notebook(call, erro
         call()
 
 
-def test_a_demo_run_calls_the_learner_s_code_only_when_read_and_a_failure_is_raised_on_every_read():
+def test_a_demo_run_given_the_learner_s_code_is_made_at_once_as_in_a_notebook():
+    # The learner's code then runs when, as often as, and against the state it would in a notebook.
     built = []
 
     def router(replica_set):
         built.append(replica_set)
-        raise ZeroDivisionError("the learner's bug")
+        return lk.replicas.ReplicaRouter(replica_set)
 
     with notebook_cells():
-        run = lk.replicas.simulate(duration_s=5, router=router)
-    assert built == []
-    for tries in (1, 2):
-        with pytest.raises(ZeroDivisionError, match="the learner's bug"):
-            run.summary()
-        assert len(built) == tries
+        runs = [lk.replicas.simulate(duration_s=5, router=router),
+                lk.replicas.simulate(duration_s=5, spikes=(s for s in [lk.LagSpike(1, 2, extra_s=1)])),
+                lk.caching.stale_set_race(type("Mine", (lk.caching.CacheAside,), {}))]
+        assert len(built) == 1 and all(type(r) in (lk.replicas.ReplicasRun, lk.caching.RaceRun) for r in runs)
+        assert runs[1].summary() == lk.replicas.simulate(duration_s=5, spikes=[lk.LagSpike(1, 2, extra_s=1)]).summary()
+        with pytest.raises(ZeroDivisionError):
+            lk.replicas.simulate(duration_s=5, router=lambda rs: 1 / 0)
+
+
+def test_a_stand_in_that_fails_raises_the_same_error_on_every_read_without_trying_again():
+    tries, entered = [], []
+
+    @made_when_read(Table)
+    def broken():
+        arguments_checked()
+        tries.append(1)
+        raise MemoryError("too big")
+
+    @contextlib.contextmanager
+    def allowance():
+        entered.append(1)
+        yield
+
+    with notebook_cells(allowance):
+        table = broken()
+    for _ in range(2):
+        with pytest.raises(MemoryError, match="too big"):
+            table.rows
+    assert tries == [1] and entered == [1]
+
+
+def test_a_first_pass_in_one_thread_leaves_the_others_alone():
+    with notebook_cells():
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            reads = list(pool.map(lambda seed: lk.replicas.simulate(seed=seed, duration_s=5).summary()["reads"],
+                                  range(8)))
+    assert reads == [lk.replicas.simulate(seed=s, duration_s=5).summary()["reads"] for s in range(8)]
+    assert type(lk.simulate_calls(duration_s=5, outage_start_s=1, outage_s=2)) is lk.CallsRun   # no first pass left on
 
 
 def test_outside_a_notebook_s_cells_in_the_grading_child_a_run_is_made_at_the_call(monkeypatch):

@@ -8,6 +8,8 @@ and the grader judges the behaviour it observes through them.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import signal
@@ -216,11 +218,9 @@ class ChildEndpoint(Endpoint):
             config.HistoryManager.enabled = False
             config.InteractiveShell.colors = "nocolor"
             config.InteractiveShell.xmode = "Plain"
-            # Nobody reads what a cell shows here: showing its last value would only make it (`mode.made_when_read`).
-            config.InteractiveShell.ast_node_interactivity = "none"
-            self.shell = InteractiveShell.instance(config=config)
+            self.shell = InteractiveShell.instance(config=config, displayhook_class=_remembered())
         results = []
-        with notebook_cells():
+        with notebook_cells(functools.partial(_own_allowance, cell_timeout)):
             for index, source in cells:
                 if index in skip:
                     results.append({"index": index, "status": "skipped"})
@@ -310,6 +310,46 @@ class ChildEndpoint(Endpoint):
 
 
 _SCALAR_TYPES = (str, bool, float, type(None))
+
+
+def _remembered():
+    from IPython.core.displayhook import DisplayHook
+
+    class Remembered(DisplayHook):
+        """A cell's last value kept in `_`, `Out` and `_N`, as in Jupyter, but not shown: nobody reads it here,
+        and showing it would make a demo run that nothing else reads (`mode.made_when_read`)."""
+
+        def write_output_prompt(self):
+            pass
+
+        def compute_format_data(self, result):
+            return {}, {}
+
+    return Remembered
+
+
+@contextlib.contextmanager
+def _own_allowance(cell_timeout: float):
+    """A demo run made when first read gets a cell's CPU allowance of its own, as its cell had in a notebook;
+    the limits of the cell or call that read it resume afterwards, with what they had left."""
+    def alarm(signum, frame):
+        raise CellTimeout()
+
+    if threading.current_thread() is not threading.main_thread():   # signals reach the main thread only
+        yield
+        return
+    timers = {which: signal.getitimer(which) for which in (signal.ITIMER_PROF, signal.ITIMER_REAL)}
+    handler = signal.signal(signal.SIGPROF, alarm)
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.setitimer(signal.ITIMER_PROF, cell_timeout)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, handler if handler is not None else signal.SIG_DFL)
+        for which, (left, interval) in timers.items():
+            if left or interval:
+                signal.setitimer(which, left or interval, interval)
 
 
 def _instance_dict(obj):

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import threading
 import uuid
@@ -341,22 +342,42 @@ def test_committed_solutions_get_full_marks_and_lessons_get_zero(tmp_path):
 
 
 def test_a_demo_run_is_made_in_the_grader_s_child_only_when_the_notebook_reads_it(tmp_path):
-    """Nobody looks at a demo cell's runs while grading, so they are made on first read (labkit.mode):
-    a run nothing reads costs nothing, even one that could never end, and an answer read from a run is right."""
+    """Nobody looks at a demo cell's runs while grading, so labkit's own are made on first read (labkit.mode):
+    a run nothing reads costs nothing, and an answer read from a run is right."""
     nb = nbformat.read(ROOT / "solutions" / "01_read_replicas.ipynb", as_version=4)
-    spin = ("class Spin:\n    def __init__(self, replica_set):\n        pass\n\n"
-            "    def write(self, key, **fields):\n        while True:\n            pass\n\n    read = write\n\n")
+    big = "lk.replicas.simulate(duration_s=600, read_rate_rps=400)"   # 5-12 s of CPU here: over a 1 s cell limit
     at = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "import labkit as lk" in c.source) + 1
-    nb.cells[at:at] = [nbformat.v4.new_code_cell(spin + "never_read = lk.replicas.simulate(router=Spin)\n"
-                                                 "lk.replicas.summarize({'spinning': never_read})"),
-                       nbformat.v4.new_code_cell("lk.replicas.simulate(router=Spin).summary()")]
+    nb.cells[at:at] = [nbformat.v4.new_code_cell(f"never_read = {big}\nlk.replicas.summarize({{'big': never_read}})"),
+                       nbformat.v4.new_code_cell(f"{big}.summary()")]
+    made = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "three = lk.replicas.simulate" in c.source)
+    # A cell's last value is kept in _ as in Jupyter (nothing shows it), so a later cell can read it.
+    nb.cells[made + 1:made + 1] = [nbformat.v4.new_code_cell('three.summary()["reads"]'),
+                                   nbformat.v4.new_code_cell("READS = _")]
     answer = next(c for c in nb.cells if c.cell_type == "code" and c.source.startswith("REPLICAS = "))
-    answer.source = 'REPLICAS = 7 if three.summary()["reads"] > 0 else 0   # 7 only if the demo run was made'
+    answer.source = "REPLICAS = 7 if READS > 0 else 0   # 7 only if the demo run was made"
     nbformat.write(nb, tmp_path / "01_read_replicas.ipynb")
-    record = grade_batch([tmp_path], tmp_path / "book.csv", jobs=1, limits=LIMITS, progress=False).records
+    limits = Limits(timeout_s=40, exercise_timeout_s=5, call_timeout_s=3, cell_timeout_s=1)
+    record = grade_batch([tmp_path], tmp_path / "book.csv", jobs=1, limits=limits, progress=False).records
     record = next(iter(record.values()))
     assert record["status"] == "ok" and record["total"] == record["max_total"] > 0, record
     assert record["reason"].startswith(f"1 cell(s) did not run cleanly; first: cell {at + 2} timeout"), record["reason"]
+
+
+def test_a_demo_run_made_late_has_a_cell_s_cpu_allowance_and_the_reader_keeps_what_it_had_left():
+    from labkit.grading.child import CellTimeout, _own_allowance
+
+    signal.setitimer(signal.ITIMER_PROF, 2.0)
+    try:
+        with _own_allowance(7.0):
+            inside = signal.getitimer(signal.ITIMER_PROF)[0]
+        after = signal.getitimer(signal.ITIMER_PROF)[0]
+        with pytest.raises(CellTimeout), _own_allowance(0.05):
+            while True:
+                pass
+        assert abs(signal.getitimer(signal.ITIMER_PROF)[0] - after) < 0.1   # the busy loop was not charged to it
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+    assert 6.5 < inside <= 7.05 and 1.5 < after <= 2.05   # (timers count in ticks of a few ms)
 
 
 def test_callbacks_cross_the_sandbox_both_ways_so_other_designs_pass(tmp_path, capsys):
