@@ -589,23 +589,26 @@ class Child:
 
     def kill(self) -> None:
         """End the child and everything it started (process group, session, and its uid)."""
-        if self.pid is None:
+        # One reading of each: on Ctrl-C the main thread kills every live child while a worker's
+        # `close` of the same child may be clearing them (a forked child then has neither a pidfd nor a proc).
+        pid, pidfd, proc = self.pid, self.pidfd, self.proc
+        if pid is None:
             return
-        if self.pidfd is not None:
+        if pidfd is not None:
             try:
-                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             except OSError:
-                pass   # it has ended
-        _kill_session(self.pid)
+                pass   # it has ended (or `close` has closed the pidfd: it was waited for)
+        _kill_session(pid)
         if self.uid is not None:
             kill_uid(self.uid)
-        if self.pidfd is not None:
-            forkserver.wait_for_exit(self.pidfd, 10)
-            return
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
+        if pidfd is not None:
+            forkserver.wait_for_exit(pidfd, 10)
+        elif proc is not None:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
 
     def output(self, head: int = 1500, tail: int = 1500) -> str:
         """The start and end of what the child printed (its output file is capped by RLIMIT_FSIZE)."""
