@@ -32,6 +32,11 @@ class CellTimeout(BaseException):
     """A cell used more CPU time than the grader's per-cell limit (raised by SIGPROF in the cell)."""
 
 
+def _cell_timed_out(signum, frame):
+    """SIGPROF while a cell (or a demo run made when read) runs: it used up its CPU allowance."""
+    raise CellTimeout()
+
+
 class CappedStream:
     """sys.stdout/stderr for the notebook: keeps the first `cap` characters, drops the rest quietly.
 
@@ -233,13 +238,10 @@ class ChildEndpoint(Endpoint):
         return results
 
     def run_cell(self, source: str, cell_timeout: float) -> dict:
-        def alarm(signum, frame):
-            raise CellTimeout()
-
         error = None
         # ITIMER_PROF counts this process's CPU time, as the grader does: a busy machine does
         # not interrupt a cell. A cell that sleeps is stopped by the grader's wall-clock backstop.
-        previous = signal.signal(signal.SIGPROF, alarm)
+        previous = signal.signal(signal.SIGPROF, _cell_timed_out)
         signal.setitimer(signal.ITIMER_PROF, cell_timeout)
         try:
             result = self.shell.run_cell(source, store_history=True)
@@ -332,14 +334,11 @@ def _remembered():
 def _own_allowance(cell_timeout: float):
     """A demo run made when first read gets a cell's CPU allowance of its own, as its cell had in a notebook;
     the limits of the cell or call that read it resume afterwards, with what they had left."""
-    def alarm(signum, frame):
-        raise CellTimeout()
-
     if threading.current_thread() is not threading.main_thread():   # signals reach the main thread only
         yield
         return
     timers = {which: signal.getitimer(which) for which in (signal.ITIMER_PROF, signal.ITIMER_REAL)}
-    handler = signal.signal(signal.SIGPROF, alarm)
+    handler = signal.signal(signal.SIGPROF, _cell_timed_out)
     signal.setitimer(signal.ITIMER_REAL, 0)
     signal.setitimer(signal.ITIMER_PROF, cell_timeout)
     try:
